@@ -1,0 +1,50 @@
+"""The exception hierarchy: everything the library raises on purpose derives from
+:class:`SegmentsTorchError`, so ``except SegmentsTorchError`` catches bad input
+without hiding programming errors."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ReleaseFormatError",
+    "ReleaseReadError",
+    "SegmentsTorchError",
+    "UnknownLabelsetError",
+]
+
+
+class SegmentsTorchError(Exception):
+    """Base class of every error raised by segments_torch."""
+
+
+class ReleaseReadError(SegmentsTorchError, OSError):
+    """A release file could not be read (missing, unreachable, not decompressible)."""
+
+
+class ReleaseFormatError(SegmentsTorchError, ValueError):
+    """A release file is not a valid Segments.ai release.
+
+    The message names the file and the JSON path of the offending field, what was
+    expected and what was found, e.g.::
+
+        flowers.json: dataset.samples[17].labels.ground-truth.attributes.annotations[2]
+        .category_id: expected an integer, found "3"
+
+    Attributes:
+        source: the release file as given (URL without its query string).
+        path: the JSON path of the field, ``""`` for the document itself.
+    """
+
+    def __init__(self, source: str, path: str, detail: str) -> None:
+        self.source = source
+        self.path = path
+        self.detail = detail
+        where = f"{source}: {path}" if path else source
+        super().__init__(f"{where}: {detail}")
+
+    def __reduce__(self) -> tuple[type[ReleaseFormatError], tuple[str, str, str]]:
+        # Keeps the three parts when the error crosses a process boundary.
+        return (type(self), (self.source, self.path, self.detail))
+
+
+class UnknownLabelsetError(ReleaseFormatError):
+    """A labelset (or, in older layouts, a task) was asked for that the release lacks."""

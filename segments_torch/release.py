@@ -1,0 +1,699 @@
+"""Reading a Segments.ai release file into one normalised model.
+
+Three layouts exist and all load into the same :class:`Release`:
+
+- ``Layout.TASKS`` (the oldest): top-level ``tasks`` list and ``samples``, labels keyed
+  by task name.
+- ``Layout.DATASET_TASKS``: ``dataset.tasks`` (a list, or a dict keyed by task name) and
+  ``dataset.samples``, labels keyed by task name.
+- ``Layout.LABELSETS`` (current): ``dataset.task_type``,
+  ``dataset.task_attributes.categories`` and ``dataset.labelsets``, labels keyed by
+  labelset name (``"ground-truth"``).
+
+In the two older layouts a task plays the role of a labelset. Every field is checked as it
+is read; a bad one raises :class:`~segments_torch.errors.ReleaseFormatError` naming the
+file and the JSON path of the field, what was expected and what was found.
+
+Example:
+    >>> release = load_release("flowers-v1.0.json")  # doctest: +SKIP
+    >>> release.task_type, [c.name for c in release.categories]  # doctest: +SKIP
+    ('segmentation-bitmap', ['person', 'donut'])
+"""
+
+from __future__ import annotations
+
+import enum
+import gzip
+import json
+import os
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any, Union
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import ReleaseFormatError, ReleaseReadError
+from .samples import LABEL_STATUSES, LabelColumns, SampleTable, StringColumn
+
+__all__ = [
+    "BITMAP_TASK_TYPES",
+    "TASK_TYPES",
+    "Category",
+    "Labelset",
+    "Layout",
+    "Release",
+    "ReleaseSource",
+    "load_release",
+    "parse_release",
+]
+
+#: Every task type of the format, with the kind of sample it labels.
+TASK_TYPES: Mapping[str, str] = {
+    "segmentation-bitmap": "image",
+    "segmentation-bitmap-highres": "image",
+    "bboxes": "image",
+    "vector": "image",
+    "keypoints": "image",
+    "image-segmentation-sequence": "image-sequence",
+    "image-vector-sequence": "image-sequence",
+    "pointcloud-cuboid": "pointcloud",
+    "pointcloud-cuboid-sequence": "pointcloud-sequence",
+    "pointcloud-segmentation": "pointcloud",
+    "pointcloud-segmentation-sequence": "pointcloud-sequence",
+    "pointcloud-vector": "pointcloud",
+    "pointcloud-vector-sequence": "pointcloud-sequence",
+    "multisensor-sequence": "multisensor",
+    "text-named-entities": "text",
+    "text-span-categorization": "text",
+}
+#: Task types whose labels are RGBA instance-id bitmaps.
+BITMAP_TASK_TYPES = frozenset({"segmentation-bitmap", "segmentation-bitmap-highres"})
+#: The largest instance id an RGB bitmap can hold (R + 256 G + 65536 B).
+MAX_BITMAP_ID = 2**24 - 1
+_INT32_MAX = 2**31 - 1
+
+ReleaseSource = Union[str, "os.PathLike[str]", IO[bytes], Mapping[str, Any]]
+
+
+class Layout(str, enum.Enum):
+    """Which of the three release layouts a file uses."""
+
+    TASKS = "tasks"
+    DATASET_TASKS = "dataset-tasks"
+    LABELSETS = "labelsets"
+
+
+@dataclass(frozen=True)
+class Category:
+    """A category as the release defines it.
+
+    Attributes:
+        id: the release's own number; 0 is a real category.
+        color: RGB or RGBA as in the release, or ``None`` where it sets none.
+        has_instances: ``False`` for "stuff" categories (sky, road) labelled as one region.
+        attributes: the release's attribute definitions (dicts), unchanged.
+    """
+
+    id: int
+    name: str
+    color: tuple[int, ...] | None = None
+    has_instances: bool = True
+    attributes: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class Labelset:
+    """A labelset (a task, in the older layouts) with its task type and categories."""
+
+    name: str
+    task_type: str
+    categories: tuple[Category, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Release:
+    """A loaded release: its metadata, labelsets and the :class:`SampleTable`.
+
+    ``task_type`` and ``categories`` are the dataset's (current layout) or those of the
+    first task (older layouts); ``labelsets[name]`` has each labelset's own.
+    """
+
+    source: str
+    layout: Layout
+    name: str
+    description: str
+    created_at: str
+    dataset_name: str
+    dataset_owner: str
+    task_type: str
+    categories: tuple[Category, ...]
+    labelsets: Mapping[str, Labelset]
+    samples: SampleTable
+
+    @property
+    def labelset_names(self) -> tuple[str, ...]:
+        return tuple(self.labelsets)
+
+    def labelset(self, name: str | None = None) -> Labelset:
+        """The labelset called ``name``; ``None`` picks the default (see
+        :meth:`SampleTable.resolve_labelset`)."""
+        return self.labelsets[self.samples.resolve_labelset(name)]
+
+    def __repr__(self) -> str:
+        return (
+            f"Release(source={self.source!r}, name={self.name!r}, layout={self.layout.value!r}, "
+            f"task_type={self.task_type!r}, labelsets={list(self.labelsets)!r}, "
+            f"samples={len(self.samples)})"
+        )
+
+
+def load_release(
+    source: ReleaseSource, *, storage_options: Mapping[str, Any] | None = None
+) -> Release:
+    """Read and validate a release file.
+
+    Args:
+        source: a local path (``str`` or ``pathlib.Path``), any fsspec URL
+            (``file://``, ``https://``, ``s3://``, ``memory://``, ...), a ``.json`` or
+            gzip-compressed file (recognised by content, whatever its name), an open binary
+            file, or an already parsed ``dict``.
+        storage_options: passed to ``fsspec.open`` (credentials, endpoints).
+
+    Raises:
+        ReleaseReadError: the file cannot be read.
+        ReleaseFormatError: it is not a valid release; the message names the field.
+
+    Example:
+        >>> release = load_release("s3://bucket/flowers-v1.0.json.gz",
+        ...                        storage_options={"anon": False})  # doctest: +SKIP
+    """
+    if isinstance(source, Mapping):
+        return parse_release(source)
+    if hasattr(source, "read"):
+        name = str(getattr(source, "name", "<file object>"))
+        data = source.read()
+    else:
+        name, data = _read_path(os.fspath(source), storage_options or {})
+    return parse_release(_decode_json(data, name), source=name)
+
+
+def parse_release(document: Any, *, source: str = "<dict>") -> Release:
+    """Validate an already parsed release document; ``source`` names it in errors."""
+    return _Parser(source).release(document)
+
+
+def _display_url(url: str) -> str:
+    """``url`` without query string and fragment: signed URLs carry credentials there."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")) if parts.scheme else url
+
+
+def _read_path(path: str, storage_options: Mapping[str, Any]) -> tuple[str, bytes]:
+    import fsspec  # deferred: fsspec imports its protocols' packages lazily anyway
+
+    name = _display_url(path)
+    try:
+        with fsspec.open(path, "rb", **storage_options) as f:
+            return name, f.read()
+    except FileNotFoundError:
+        raise ReleaseReadError(f"{name}: no such file") from None
+    except ImportError as exc:
+        raise ReleaseReadError(
+            f"{name}: reading this URL needs an optional package ({exc}); install the "
+            "matching extra, e.g. pip install 'segments-torch[http]' or '[s3]' or '[gcs]'"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise ReleaseReadError(f"{name}: cannot read the release: {exc}") from exc
+
+
+def _decode_json(data: bytes, name: str) -> Any:
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise ReleaseFormatError(
+                name, "", f"not a valid gzip file ({exc}): is it truncated?"
+            ) from None
+    if not data.strip():
+        raise ReleaseFormatError(name, "", "not valid JSON: the file is empty")
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise ReleaseFormatError(name, "", f"not valid JSON: not UTF-8 text ({exc})") from None
+    except json.JSONDecodeError as exc:
+        ends_early = exc.pos >= len(exc.doc.rstrip())
+        hint = " (the file ends early: is it truncated?)" if ends_early else ""
+        raise ReleaseFormatError(
+            name, "", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
+        ) from None
+
+
+_MISSING: Any = object()
+
+
+def _describe(value: Any) -> str:
+    """A short rendering of a found value for error messages."""
+    if value is _MISSING:
+        return "nothing (the field is missing)"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # bool is a subclass of int but never a valid id
+
+
+class _Parser:
+    """One pass over a release document; holds the file name for error messages."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, expected: str, found: Any) -> ReleaseFormatError:
+        return ReleaseFormatError(
+            self.source, path, f"expected {expected}, found {_describe(found)}"
+        )
+
+    # -- typed field readers ---------------------------------------------------------
+    def get(
+        self,
+        obj: Mapping[str, Any],
+        path: str,
+        key: str,
+        expected: str,
+        check: Callable[[Any], bool],
+        default: Any = _MISSING,
+    ) -> Any:
+        value = obj.get(key, _MISSING)
+        if value is _MISSING and default is not _MISSING:
+            return default
+        if not check(value):
+            raise self.fail(_join(path, key), expected, value)
+        return value
+
+    def string(self, obj: Mapping[str, Any], path: str, key: str, default: Any = _MISSING) -> Any:
+        return self.get(obj, path, key, "a string", lambda v: isinstance(v, str), default)
+
+    def optional_text(self, obj: Mapping[str, Any], path: str, key: str) -> str:
+        """A descriptive string field that may be absent or null."""
+        value = self.get(
+            obj, path, key, "a string or null", lambda v: v is None or isinstance(v, str), None
+        )
+        return value or ""
+
+    def obj(self, obj: Mapping[str, Any], path: str, key: str, default: Any = _MISSING) -> Any:
+        return self.get(obj, path, key, "an object", lambda v: isinstance(v, dict), default)
+
+    def array(self, obj: Mapping[str, Any], path: str, key: str) -> list[Any]:
+        return self.get(obj, path, key, "a list", lambda v: isinstance(v, list))  # type: ignore[no-any-return]
+
+    # -- the document ----------------------------------------------------------------
+    def release(self, document: Any) -> Release:
+        if not isinstance(document, dict):
+            raise self.fail("", "a JSON object (a release)", document)
+        dataset = document.get("dataset", _MISSING)
+        if dataset is not _MISSING:
+            if not isinstance(dataset, dict):
+                raise self.fail("dataset", "an object", dataset)
+            root, prefix = dataset, "dataset"
+            is_current = "labelsets" in dataset or "task_type" in dataset
+            layout = Layout.LABELSETS if is_current else Layout.DATASET_TASKS
+        elif "tasks" in document or "samples" in document:
+            root, prefix, layout = document, "", Layout.TASKS
+        else:
+            keys = ", ".join(json.dumps(k) for k in list(document)[:8]) or "none"
+            raise ReleaseFormatError(
+                self.source,
+                "",
+                'expected a release: an object with "dataset" (or with "tasks" and '
+                f'"samples"), found an object with the keys {keys}',
+            )
+
+        if layout is Layout.LABELSETS:
+            labelsets = self.current_labelsets(root, prefix)
+        else:
+            labelsets = self.tasks(root, prefix)
+        first = next(iter(labelsets.values()))
+        owner = root.get("owner") if layout is not Layout.TASKS else None
+        if isinstance(owner, dict):  # the API's form: {"username": ..., ...}
+            owner = self.string(owner, _join(prefix, "owner"), "username", "")
+        elif owner is not None and not isinstance(owner, str):
+            raise self.fail(_join(prefix, "owner"), "a string or an object", owner)
+        return Release(
+            source=self.source,
+            layout=layout,
+            name=self.optional_text(document, "", "name"),
+            description=self.optional_text(document, "", "description"),
+            created_at=self.optional_text(document, "", "created_at"),
+            dataset_name=self.optional_text(root, prefix, "name") if prefix else "",
+            dataset_owner=owner or "",
+            task_type=first.task_type,
+            categories=first.categories,
+            labelsets=labelsets,
+            samples=self.samples(root, prefix, labelsets),
+        )
+
+    def task_type(self, obj: Mapping[str, Any], path: str) -> str:
+        value = self.string(obj, path, "task_type")
+        if value not in TASK_TYPES:
+            raise self.fail(
+                _join(path, "task_type"), f"a task type ({', '.join(TASK_TYPES)})", value
+            )
+        return value  # type: ignore[no-any-return]
+
+    def current_labelsets(self, root: Mapping[str, Any], prefix: str) -> dict[str, Labelset]:
+        task_type = self.task_type(root, prefix)
+        attributes_path = _join(prefix, "task_attributes")
+        categories = self.categories(self.obj(root, prefix, "task_attributes"), attributes_path)
+        labelsets: dict[str, Labelset] = {}
+        path = _join(prefix, "labelsets")
+        entries = self.array(root, prefix, "labelsets")
+        for i, entry in enumerate(entries):
+            entry_path = _join(path, i)
+            if not isinstance(entry, dict):
+                raise self.fail(entry_path, "an object", entry)
+            name = self.string(entry, entry_path, "name")
+            if name in labelsets:
+                raise self.fail(_join(entry_path, "name"), "a name no other labelset has", name)
+            description = self.optional_text(entry, entry_path, "description")
+            labelsets[name] = Labelset(name, task_type, categories, description)
+        if not labelsets:
+            raise self.fail(path, "at least one labelset", entries)
+        return labelsets
+
+    def tasks(self, root: Mapping[str, Any], prefix: str) -> dict[str, Labelset]:
+        path = _join(prefix, "tasks")
+        tasks = root.get("tasks", _MISSING)
+        if isinstance(tasks, list):
+            named = []
+            for i, task in enumerate(tasks):
+                if not isinstance(task, dict):
+                    raise self.fail(_join(path, i), "an object", task)
+                named.append((self.string(task, _join(path, i), "name"), _join(path, i), task))
+        elif isinstance(tasks, dict):
+            named = [(name, _join(path, name), task) for name, task in tasks.items()]
+        else:
+            raise self.fail(path, "a list or an object of tasks", tasks)
+        labelsets: dict[str, Labelset] = {}
+        for name, task_path, task in named:
+            if not isinstance(task, dict):
+                raise self.fail(task_path, "an object", task)
+            if name in labelsets:
+                raise self.fail(_join(task_path, "name"), "a name no other task has", name)
+            attributes = self.obj(task, task_path, "attributes")
+            categories = self.categories(attributes, _join(task_path, "attributes"))
+            description = self.optional_text(task, task_path, "description")
+            labelsets[name] = Labelset(
+                name, self.task_type(task, task_path), categories, description
+            )
+        if not labelsets:
+            raise self.fail(path, "at least one task", tasks)
+        return labelsets
+
+    def categories(self, attributes: Mapping[str, Any], path: str) -> tuple[Category, ...]:
+        entries = self.array(attributes, path, "categories")
+        path = _join(path, "categories")
+        result: dict[int, Category] = {}
+        for i, entry in enumerate(entries):
+            entry_path = _join(path, i)
+            if not isinstance(entry, dict):
+                raise self.fail(entry_path, "an object", entry)
+            category_id = self.get(
+                entry,
+                entry_path,
+                "id",
+                "an integer",
+                lambda v: _is_int(v) and -(2**31) <= v <= _INT32_MAX,
+            )
+            if category_id in result:
+                raise self.fail(_join(entry_path, "id"), "an id no other category has", category_id)
+            color = self.get(
+                entry,
+                entry_path,
+                "color",
+                "null or a list of 3 or 4 integers from 0 to 255",
+                _is_color,
+                None,
+            )
+            has_instances = self.get(
+                entry,
+                entry_path,
+                "has_instances",
+                "true or false",
+                lambda v: isinstance(v, bool),
+                True,
+            )
+            attribute_definitions = self.get(
+                entry, entry_path, "attributes", "null or a list of objects", _is_object_list, None
+            )
+            result[category_id] = Category(
+                id=category_id,
+                name=self.string(entry, entry_path, "name"),
+                color=tuple(color) if color is not None else None,
+                has_instances=has_instances,
+                attributes=tuple(attribute_definitions or ()),
+            )
+        return tuple(result.values())
+
+    # -- samples ---------------------------------------------------------------------
+    def samples(
+        self, root: Mapping[str, Any], prefix: str, labelsets: Mapping[str, Labelset]
+    ) -> SampleTable:
+        samples_path = _join(prefix, "samples")
+        samples = self.array(root, prefix, "samples")
+        needs_image = any(TASK_TYPES[ls.task_type] == "image" for ls in labelsets.values())
+        names: list[str] = []
+        uuids: list[str] = []
+        image_urls: list[str] = []
+        metadata: list[str] = []
+        labels = {name: _LabelLists() for name in labelsets}
+        status_codes = {name: code for code, name in enumerate(LABEL_STATUSES)}
+        known_labelsets = ", ".join(repr(name) for name in labelsets)
+
+        for i, sample in enumerate(samples):
+            if type(sample) is not dict:
+                raise self.fail(_join(samples_path, i), "an object", sample)
+            path = f"{samples_path}[{i}]"
+            name = sample.get("name")
+            if type(name) is not str:
+                name = self.string(sample, path, "name")
+            uuid = sample.get("uuid", "")
+            if type(uuid) is not str:
+                uuid = self.string(sample, path, "uuid")
+            names.append(name)
+            uuids.append(uuid)
+            image_urls.append(self.image_url(sample, path) if needs_image else "")
+            meta = sample.get("metadata")
+            if meta:
+                if type(meta) is not dict:
+                    raise self.fail(_join(path, "metadata"), "an object or null", meta)
+                metadata.append(json.dumps(meta, separators=(",", ":")))
+            elif meta is None or meta == {}:
+                metadata.append("")
+            else:
+                raise self.fail(_join(path, "metadata"), "an object or null", meta)
+
+            sample_labels = sample.get("labels", _MISSING)
+            if type(sample_labels) is not dict:
+                raise self.fail(_join(path, "labels"), "an object", sample_labels)
+            for key in sample_labels:
+                if key not in labels:
+                    raise ReleaseFormatError(
+                        self.source,
+                        _join(path, "labels"),
+                        f"expected labels keyed by the release's labelsets ({known_labelsets}), "
+                        f"found the key {json.dumps(key)}",
+                    )
+            for labelset, lists in labels.items():
+                label = sample_labels.get(labelset)
+                if label is None:
+                    lists.add_empty(status_codes["UNLABELED"])
+                    continue
+                label_path = _join(_join(path, "labels"), labelset)
+                if type(label) is not dict:
+                    raise self.fail(label_path, "an object or null", label)
+                status = label.get("label_status", _MISSING)
+                code = status_codes.get(status.upper()) if type(status) is str else None
+                if code is None:
+                    raise self.fail(
+                        _join(label_path, "label_status"),
+                        f"a label status ({', '.join(LABEL_STATUSES)})",
+                        status,
+                    )
+                attributes = label.get("attributes")
+                if attributes is None or attributes == {}:  # SKIPPED labels carry {}
+                    lists.add_empty(code)
+                    continue
+                if type(attributes) is not dict:
+                    raise self.fail(
+                        _join(label_path, "attributes"), "an object or null", attributes
+                    )
+                lists.add(self, code, attributes, _join(label_path, "attributes"))
+
+        label_columns = {
+            name: lists.columns(
+                self, samples_path, name, labelsets[name].task_type, labelsets[name].categories
+            )
+            for name, lists in labels.items()
+        }
+        return SampleTable(
+            names=StringColumn.from_strings(names),
+            uuids=StringColumn.from_strings(uuids),
+            image_urls=StringColumn.from_strings(image_urls),
+            metadata_json=StringColumn.from_strings(metadata),
+            labels=label_columns,
+            source=self.source,
+        )
+
+    def image_url(self, sample: Mapping[str, Any], path: str) -> str:
+        attributes = sample.get("attributes")
+        image = attributes.get("image") if type(attributes) is dict else None
+        url = image.get("url") if type(image) is dict else None
+        if type(url) is str:
+            return url
+        attributes = self.obj(sample, path, "attributes")
+        image = self.obj(attributes, _join(path, "attributes"), "image")
+        return self.string(image, _join(path, "attributes.image"), "url")  # type: ignore[no-any-return]
+
+    def annotation_error(self, annotations: list[Any], path: str) -> ReleaseFormatError:
+        """The precise error for a list of annotations the fast path could not read."""
+        for j, annotation in enumerate(annotations):
+            annotation_path = _join(path, j)
+            if not isinstance(annotation, dict):
+                return self.fail(annotation_path, "an object", annotation)
+            for key in ("id", "category_id"):
+                if key not in annotation:
+                    return self.fail(_join(annotation_path, key), "an integer", _MISSING)
+        raise AssertionError("annotation_error called on readable annotations")
+
+
+class _LabelLists:
+    """One labelset's labels, gathered as Python lists during the pass over samples."""
+
+    def __init__(self) -> None:
+        self.status: list[int] = []
+        self.bitmap_urls: list[str] = []
+        self.counts: list[int] = []
+        self.annotation_ids: list[Any] = []
+        self.category_ids: list[Any] = []
+
+    def add_empty(self, status: int) -> None:
+        self.status.append(status)
+        self.bitmap_urls.append("")
+        self.counts.append(0)
+
+    def add(self, parser: _Parser, status: int, attributes: Mapping[str, Any], path: str) -> None:
+        annotations = attributes.get("annotations")
+        if annotations is None:
+            annotations = []
+        elif type(annotations) is not list:
+            raise parser.fail(_join(path, "annotations"), "a list", annotations)
+        try:
+            ids = [a["id"] for a in annotations]
+            categories = [a["category_id"] for a in annotations]
+        except (TypeError, KeyError):
+            raise parser.annotation_error(annotations, _join(path, "annotations")) from None
+        bitmap = attributes.get("segmentation_bitmap")
+        url = bitmap.get("url") if type(bitmap) is dict else bitmap
+        if url is None:
+            url = ""
+        elif type(url) is not str:
+            where = "segmentation_bitmap.url" if type(bitmap) is dict else "segmentation_bitmap"
+            raise parser.fail(_join(path, where), "an object with a URL string, or null", url)
+        self.status.append(status)
+        self.bitmap_urls.append(url)
+        self.counts.append(len(ids))
+        self.annotation_ids += ids
+        self.category_ids += categories
+
+    def columns(
+        self,
+        parser: _Parser,
+        samples_path: str,
+        labelset: str,
+        task_type: str,
+        categories: tuple[Category, ...],
+    ) -> LabelColumns:
+        offsets = np.zeros(len(self.counts) + 1, dtype=np.int64)
+        np.cumsum(self.counts, out=offsets[1:])
+
+        def fail_at(
+            position: int, key: str, expected: str, found: Any, note: str = ""
+        ) -> ReleaseFormatError:
+            row = int(np.searchsorted(offsets, position, side="right")) - 1
+            path = (
+                f"{samples_path}[{row}].labels.{labelset}.attributes.annotations"
+                f"[{position - offsets[row]}].{key}"
+            )
+            error = parser.fail(path, expected, found)
+            return ReleaseFormatError(error.source, path, error.detail + note) if note else error
+
+        low, high = (1, MAX_BITMAP_ID) if task_type in BITMAP_TASK_TYPES else (0, _INT32_MAX)
+        expected_id = f"an integer from {low} to {high}"
+        ids = _int32_array(
+            self.annotation_ids, lambda p, v: fail_at(p, "id", expected_id, v), low, high
+        )
+        known = np.array(sorted(c.id for c in categories), dtype=np.int64)
+        listing = ", ".join(str(c.id) for c in categories)
+        expected_category = f"one of the category ids ({listing})"
+        category_ids = _int32_array(
+            self.category_ids,
+            lambda p, v: fail_at(p, "category_id", expected_category, v),
+            -(2**31),
+            _INT32_MAX,
+        )
+        unknown = np.flatnonzero(~np.isin(category_ids, known))
+        if unknown.size:
+            position = int(unknown[0])
+            raise fail_at(position, "category_id", expected_category, int(category_ids[position]))
+
+        # Duplicate ids within one label: sort (row, id) keys, compare neighbours.
+        rows = np.repeat(np.arange(len(self.counts), dtype=np.int64), self.counts)
+        keys = (rows << 32) | ids.astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        repeated = np.flatnonzero(keys[order][1:] == keys[order][:-1])
+        if repeated.size:
+            later = order[repeated + 1]
+            pick = int(np.argmin(later))
+            position, earlier = int(later[pick]), int(order[repeated[pick]])
+            row = int(rows[position])
+            raise fail_at(
+                position,
+                "id",
+                "an id no other annotation of this label has",
+                int(ids[position]),
+                f" (annotations[{earlier - offsets[row]}] has it too)",
+            )
+
+        return LabelColumns(
+            status=np.asarray(self.status, dtype=np.int8),
+            bitmap_urls=StringColumn.from_strings(self.bitmap_urls),
+            annotation_offsets=offsets,
+            annotation_ids=ids,
+            category_ids=category_ids,
+        )
+
+
+def _int32_array(
+    values: list[Any], fail: Callable[[int, Any], ReleaseFormatError], low: int, high: int
+) -> npt.NDArray[np.int32]:
+    """``values`` as int32 after checking each is an integer in ``[low, high]``."""
+    if values and set(map(type, values)) != {int}:
+        position = next(p for p, v in enumerate(values) if type(v) is not int)
+        raise fail(position, values[position])
+    try:
+        array = np.array(values, dtype=np.int64) if values else np.zeros(0, np.int64)
+    except OverflowError:  # beyond int64: find it in Python
+        position = next(p for p, v in enumerate(values) if not low <= v <= high)
+        raise fail(position, values[position]) from None
+    outside = np.flatnonzero((array < low) | (array > high))
+    if outside.size:
+        position = int(outside[0])
+        raise fail(position, values[position])
+    return array.astype(np.int32)
+
+
+def _is_color(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, list)
+        and len(value) in (3, 4)
+        and all(_is_int(c) and 0 <= c <= 255 for c in value)
+    )
+
+
+def _is_object_list(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(v, dict) for v in value))

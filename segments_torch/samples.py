@@ -1,0 +1,288 @@
+"""The columnar per-sample index of a release.
+
+A Dataset that holds 10^5 samples as a ``list[dict]`` is copied page by page into every
+DataLoader worker as reference counts change (pytorch/pytorch#13246). :class:`SampleTable`
+keeps every per-sample field in a handful of numpy arrays instead: strings in one byte
+buffer with offsets, annotations in flat arrays with per-label offsets (CSR), metadata as
+JSON text decoded on demand. Reading a row touches no Python object that outlives the
+read, so worker memory stays flat, and pickling (spawn workers) copies buffers, not
+objects.
+
+Example:
+    >>> table = load_release("flowers-v1.0.json").samples      # doctest: +SKIP
+    >>> rows = table.select(labelset="ground-truth", statuses=["labeled", "reviewed"])
+    >>> table.record(int(rows[0]), "ground-truth").annotation_ids  # doctest: +SKIP
+    array([1, 2, 3], dtype=int32)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import SegmentsTorchError, UnknownLabelsetError
+
+__all__ = [
+    "LABEL_STATUSES",
+    "LabelColumns",
+    "SampleRecord",
+    "SampleTable",
+    "SelectionError",
+    "StringColumn",
+    "status_codes",
+]
+
+#: Every label status of the format; a row's status is its index in this tuple.
+#: A ``null`` label, or a sample without a label in a labelset, is ``UNLABELED``.
+LABEL_STATUSES: tuple[str, ...] = (
+    "UNLABELED",
+    "PRELABELED",
+    "LABELING_IN_PROGRESS",
+    "LABELED",
+    "REVIEWING_IN_PROGRESS",
+    "REVIEWED",
+    "VERIFIED",
+    "REJECTED",
+    "SKIPPED",
+)
+_STATUS_CODE = {name: code for code, name in enumerate(LABEL_STATUSES)}
+
+#: The labelset a table uses when none is named and it has more than one.
+DEFAULT_LABELSET = "ground-truth"
+
+IntArray = npt.NDArray[np.int64]
+
+
+class SelectionError(SegmentsTorchError, ValueError):
+    """A filter names something that does not exist (a status, a metadata value type)."""
+
+
+def status_codes(statuses: str | Iterable[str]) -> list[int]:
+    """Codes (indices into :data:`LABEL_STATUSES`) of status names, case-insensitive.
+
+    Example:
+        >>> status_codes(["labeled", "Reviewed"])
+        [3, 5]
+    """
+    names = [statuses] if isinstance(statuses, str) else list(statuses)
+    codes = []
+    for name in names:
+        code = _STATUS_CODE.get(str(name).upper())
+        if code is None:
+            raise SelectionError(
+                f"unknown label status {name!r}; expected one of {', '.join(LABEL_STATUSES)}"
+            )
+        codes.append(code)
+    return codes
+
+
+@dataclass(frozen=True, eq=False)
+class StringColumn:
+    """Strings stored as one UTF-8 byte buffer and ``len + 1`` offsets.
+
+    Example:
+        >>> column = StringColumn.from_strings(["a.jpg", "", "ü.png"])
+        >>> column[2], len(column), column.buffer.nbytes
+        ('ü.png', 3, 11)
+    """
+
+    buffer: npt.NDArray[np.uint8]
+    offsets: IntArray
+
+    @classmethod
+    def from_strings(cls, strings: Sequence[str]) -> StringColumn:
+        encoded = [s.encode() for s in strings]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
+        buffer = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        return cls(buffer=buffer, offsets=offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, row: int) -> str:
+        start, stop = self.offsets[row], self.offsets[row + 1]
+        return self.buffer[start:stop].tobytes().decode()
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[row] for row in range(len(self)))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.buffer.nbytes + self.offsets.nbytes)
+
+
+@dataclass(frozen=True, eq=False)
+class LabelColumns:
+    """One labelset's labels, row-aligned with the :class:`SampleTable`.
+
+    The annotations of row ``i`` are ``annotation_ids[o[i]:o[i+1]]`` and
+    ``category_ids[o[i]:o[i+1]]`` with ``o = annotation_offsets``; category ids are the
+    release's own numbers.
+    """
+
+    status: npt.NDArray[np.int8]
+    bitmap_urls: StringColumn
+    annotation_offsets: IntArray
+    annotation_ids: npt.NDArray[np.int32]
+    category_ids: npt.NDArray[np.int32]
+
+    def annotations(self, row: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """Views of the ``(annotation ids, category ids)`` of one row."""
+        start, stop = self.annotation_offsets[row], self.annotation_offsets[row + 1]
+        return self.annotation_ids[start:stop], self.category_ids[start:stop]
+
+    def status_counts(self) -> dict[str, int]:
+        """Samples per label status, in :data:`LABEL_STATUSES` order, zeros left out."""
+        counts = np.bincount(self.status, minlength=len(LABEL_STATUSES))
+        return {LABEL_STATUSES[c]: int(n) for c, n in enumerate(counts) if n}
+
+    def category_counts(self) -> dict[int, tuple[int, int]]:
+        """Release category id -> (instances, samples having at least one), for the
+        categories that occur."""
+        rows = np.repeat(
+            np.arange(len(self.status), dtype=np.int64), np.diff(self.annotation_offsets)
+        )
+        ids, instances = np.unique(self.category_ids, return_counts=True)
+        pairs = np.unique(np.stack([self.category_ids.astype(np.int64), rows]), axis=1)
+        samples = np.searchsorted(pairs[0], ids, side="right") - np.searchsorted(pairs[0], ids)
+        return {int(i): (int(n), int(s)) for i, n, s in zip(ids, instances, samples, strict=True)}
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.status, self.annotation_offsets, self.annotation_ids, self.category_ids)
+        return self.bitmap_urls.nbytes + sum(int(a.nbytes) for a in arrays)
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """One sample's fields in one labelset, decoded from the table on request."""
+
+    row: int
+    uuid: str
+    name: str
+    image_url: str
+    labelset: str
+    status: str
+    bitmap_url: str | None
+    annotation_ids: npt.NDArray[np.int32]
+    category_ids: npt.NDArray[np.int32]
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class SampleTable:
+    """Every sample of a release, column by column.
+
+    Attributes:
+        names, uuids, image_urls: one string per sample (``""`` where absent).
+        metadata_json: each sample's ``metadata`` object as JSON text, ``""`` when empty.
+        labels: labelset name -> :class:`LabelColumns`.
+        source: the release file, for error messages.
+    """
+
+    names: StringColumn
+    uuids: StringColumn
+    image_urls: StringColumn
+    metadata_json: StringColumn
+    labels: Mapping[str, LabelColumns]
+    source: str = "<release>"
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def labelsets(self) -> tuple[str, ...]:
+        return tuple(self.labels)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the table's arrays."""
+        strings = (self.names, self.uuids, self.image_urls, self.metadata_json)
+        return sum(c.nbytes for c in strings) + sum(c.nbytes for c in self.labels.values())
+
+    def resolve_labelset(self, labelset: str | None) -> str:
+        """The labelset to use: ``labelset`` itself, or when ``None`` the only one or
+        ``"ground-truth"``; raises :class:`UnknownLabelsetError` listing those that exist."""
+        if labelset is None:
+            if len(self.labels) == 1:
+                return next(iter(self.labels))
+            if DEFAULT_LABELSET in self.labels:
+                return DEFAULT_LABELSET
+        elif labelset in self.labels:
+            return labelset
+        known = ", ".join(repr(name) for name in self.labels) or "none"
+        wanted = (
+            "no labelset was named and there is no default"
+            if labelset is None
+            else (f"no labelset {labelset!r}")
+        )
+        raise UnknownLabelsetError(self.source, "", f"{wanted}; the release has: {known}")
+
+    def label_columns(self, labelset: str | None = None) -> LabelColumns:
+        return self.labels[self.resolve_labelset(labelset)]
+
+    def metadata(self, row: int) -> dict[str, Any]:
+        text = self.metadata_json[row]
+        return json.loads(text) if text else {}
+
+    def record(self, row: int, labelset: str | None = None) -> SampleRecord:
+        """All fields of one row, for inspection; training code reads columns directly."""
+        name = self.resolve_labelset(labelset)
+        columns = self.labels[name]
+        annotation_ids, category_ids = columns.annotations(row)
+        return SampleRecord(
+            row=row,
+            uuid=self.uuids[row],
+            name=self.names[row],
+            image_url=self.image_urls[row],
+            labelset=name,
+            status=LABEL_STATUSES[columns.status[row]],
+            bitmap_url=columns.bitmap_urls[row] or None,
+            annotation_ids=annotation_ids,
+            category_ids=category_ids,
+            metadata=self.metadata(row),
+        )
+
+    def select(
+        self,
+        *,
+        labelset: str | None = None,
+        statuses: str | Iterable[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> IntArray:
+        """Row numbers, in release order, of the samples that pass every filter.
+
+        Args:
+            labelset: whose label statuses ``statuses`` refers to (see
+                :meth:`resolve_labelset`).
+            statuses: label statuses to keep, case-insensitive (``"UNLABELED"`` keeps
+                samples whose label is ``null`` or absent); ``None`` keeps all.
+            metadata: key/value pairs that must all equal the sample's ``metadata``
+                entries, as the SDK's ``filter_by_metadata``.
+
+        Example:
+            >>> table.select(statuses="reviewed", metadata={"split": "val"})  # doctest: +SKIP
+            array([ 4, 17, 30])
+        """
+        keep = np.ones(len(self), dtype=bool)
+        if statuses is not None:
+            codes = status_codes(statuses)
+            keep &= np.isin(self.label_columns(labelset).status, codes)
+        elif labelset is not None:
+            self.resolve_labelset(labelset)
+        if metadata:
+            wanted = dict(metadata)
+            offsets = self.metadata_json.offsets
+            for row in np.flatnonzero(keep):
+                if offsets[row] == offsets[row + 1]:  # no metadata: fails any filter
+                    keep[row] = False
+                    continue
+                found = self.metadata(int(row))
+                keep[row] = all(key in found and found[key] == v for key, v in wanted.items())
+        return np.flatnonzero(keep).astype(np.int64)

@@ -1,0 +1,596 @@
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pytest
+
+from segments_torch import (
+    Category,
+    Layout,
+    ReleaseFormatError,
+    ReleaseReadError,
+    SegmentsTorchError,
+    UnknownLabelsetError,
+    load_release,
+    parse_release,
+)
+from tests.releases import (
+    annotation,
+    current_release,
+    dataset_tasks_release,
+    label,
+    sample,
+    tasks_release,
+)
+
+REAL = Path(__file__).parent / "fixtures" / "real"
+
+
+def write_json(tmp_path: Path, document: Any, name: str = "release.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(document))
+    return path
+
+
+# -- the three layouts -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "layout", "labelset"),
+    [
+        (current_release(), Layout.LABELSETS, "ground-truth"),
+        (dataset_tasks_release("dict"), Layout.DATASET_TASKS, "segmentation"),
+        (dataset_tasks_release("list"), Layout.DATASET_TASKS, "segmentation"),
+        (tasks_release(), Layout.TASKS, "segmentation"),
+    ],
+    ids=["labelsets", "dataset-tasks-dict", "dataset-tasks-list", "tasks"],
+)
+def test_every_layout_normalises_to_the_same_model(document, layout, labelset):
+    release = parse_release(document)
+
+    assert release.layout is layout
+    assert release.task_type == "segmentation-bitmap"
+    assert release.labelset_names == (labelset,)
+    assert release.categories == (
+        Category(0, "person", (220, 20, 60), True),
+        Category(1, "donut", (250, 170, 30, 255), True),
+        Category(5, "grass", None, False),
+    )
+    assert release.categories[2].attributes == ({"name": "wet"},)
+    assert release.labelset().categories == release.categories
+
+    table = release.samples
+    assert len(table) == 4
+    assert list(table.names) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    assert table.image_urls[1] == "https://cdn.example/images/b.jpg?sig=secret"
+    columns = table.label_columns()
+    assert columns.status_counts() == {"UNLABELED": 1, "LABELED": 1, "REVIEWED": 1, "SKIPPED": 1}
+    first = table.record(0)
+    assert first.status == "LABELED"
+    assert first.bitmap_url == "https://cdn.example/bitmaps/b.png"
+    assert first.annotation_ids.tolist() == [1, 2, 70000]
+    assert first.category_ids.tolist() == [0, 1, 1]
+    assert first.annotation_ids.dtype == np.int32
+    null_label = table.record(2)
+    assert (null_label.status, null_label.bitmap_url, null_label.annotation_ids.size) == (
+        "UNLABELED",
+        None,
+        0,
+    )
+    assert table.record(3).status == "SKIPPED"
+    assert columns.category_counts() == {0: (1, 1), 1: (2, 1), 5: (1, 1)}
+
+
+def test_current_layout_metadata():
+    release = parse_release(current_release(labelsets=("ground-truth", "predictions")))
+    assert (release.name, release.description, release.created_at) == (
+        "v1.0",
+        "first release",
+        "2024-05-01 10:00:00+00:00",
+    )
+    assert (release.dataset_name, release.dataset_owner) == ("flowers", "jane")
+    assert release.labelset_names == ("ground-truth", "predictions")
+    # Samples without a label in a labelset count as UNLABELED there.
+    assert release.samples.label_columns("predictions").status_counts() == {"UNLABELED": 4}
+    assert release.labelset().name == "ground-truth"
+
+
+def test_tasks_layout_has_no_uuid_or_metadata():
+    release = parse_release(tasks_release(), source="seed.json")
+    assert release.samples.uuids[0] == ""
+    assert release.samples.metadata(0) == {}
+    assert (release.dataset_name, release.dataset_owner) == ("", "")
+    assert release.name == "first release"
+
+
+def test_layout_is_decided_by_labelsets_not_by_absent_tasks():
+    document = current_release()
+    document["dataset"]["tasks"] = {"segmentation": {"task_type": "bboxes"}}
+    assert parse_release(document).layout is Layout.LABELSETS
+
+
+def test_unknown_extra_keys_are_ignored():
+    document = current_release()
+    document["surprise"] = 1
+    document["dataset"]["samples"][0]["labels"]["ground-truth"]["attributes"]["annotations"][0][
+        "new_field"
+    ] = [1, 2]
+    document["dataset"]["samples"][0]["extra"] = {"x": 1}
+    assert parse_release(document).samples.record(0).annotation_ids.tolist() == [1, 2, 70000]
+
+
+def test_label_without_bitmap_or_annotations():
+    document = current_release(
+        [
+            sample("a.jpg", {"ground-truth": label("LABELED", [], bitmap=None)}),
+            sample("b.jpg", {"ground-truth": {"label_status": "LABELED"}}),
+        ]
+    )
+    table = parse_release(document).samples
+    for row in (0, 1):
+        record = table.record(row)
+        assert (record.status, record.bitmap_url, record.annotation_ids.tolist()) == (
+            "LABELED",
+            None,
+            [],
+        )
+
+
+@pytest.mark.parametrize(
+    "task_type", ["bboxes", "vector", "keypoints", "segmentation-bitmap-highres"]
+)
+def test_every_image_task_type_loads(task_type):
+    release = parse_release(current_release(task_type=task_type))
+    assert release.task_type == task_type
+    assert release.samples.record(0).annotation_ids.tolist() == [1, 2, 70000]
+
+
+def test_non_bitmap_task_types_allow_annotation_id_zero():
+    document = current_release(
+        [sample("a.jpg", {"ground-truth": label("LABELED", [annotation(0, 1)])})],
+        task_type="bboxes",
+    )
+    assert parse_release(document).samples.record(0).annotation_ids.tolist() == [0]
+
+
+# -- the real files -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "instances"),
+    [("arc_litter-v1.1.json", (388, 402)), ("arc_litter-v2.1.json", (390, 404))],
+)
+def test_real_release_files(name, instances):
+    release = load_release(REAL / name)
+
+    assert release.layout is Layout.DATASET_TASKS
+    assert release.name == name.removeprefix("arc_litter-").removesuffix(".json")
+    assert (release.dataset_owner, release.dataset_name) == ("festay", "arc_litter")
+    assert release.labelset_names == ("segmentation",)
+    assert [(c.id, c.name, c.color) for c in release.categories] == [
+        (0, "plastic litter", None),
+        (1, "other litter", None),
+    ]
+    table = release.samples
+    assert len(table) == 51
+    columns = table.label_columns()
+    assert columns.status_counts() == {"LABELED": 35, "REVIEWED": 8, "SKIPPED": 8}
+    assert columns.category_counts() == {0: (instances[0], 38), 1: (instances[1], 37)}
+    assert len(table.select(statuses=["labeled", "reviewed"])) == 43
+    assert sum(1 for url in columns.bitmap_urls if url) == 44
+
+
+# -- sources -------------------------------------------------------------------------------
+
+
+def test_sources_of_every_kind(tmp_path):
+    document = current_release()
+    path = write_json(tmp_path, document)
+    gz = tmp_path / "release.json.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    misnamed = tmp_path / "gzipped.json"
+    misnamed.write_bytes(gz.read_bytes())
+    with fsspec.open("memory://bucket/release.json", "wb") as f:
+        f.write(path.read_bytes())
+
+    sources: list[Any] = [
+        str(path),
+        path,
+        path.as_uri(),
+        str(gz),
+        misnamed,
+        "memory://bucket/release.json",
+        io.BytesIO(path.read_bytes()),
+        document,
+    ]
+    for source in sources:
+        release = load_release(source)
+        assert release.samples.record(0).annotation_ids.tolist() == [1, 2, 70000], source
+    with path.open("rb") as f:
+        assert load_release(f).source == str(path)
+    assert load_release(gz).source == str(gz)
+
+
+def test_url_source_is_named_without_query_string():
+    with pytest.raises(ReleaseReadError) as info:
+        load_release("memory://bucket/missing.json?X-Amz-Signature=secret")
+    assert str(info.value) == "memory://bucket/missing.json: no such file"
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ReleaseReadError) as info:
+        load_release(tmp_path / "nope.json")
+    assert str(info.value) == f"{tmp_path / 'nope.json'}: no such file"
+    assert isinstance(info.value, SegmentsTorchError)
+    assert isinstance(info.value, OSError)
+
+
+# -- bad documents: exact messages -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "not valid JSON: the file is empty"),
+        (
+            b"{'name': 1}",
+            "not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2",
+        ),
+        (
+            b'{"name": "v1", "dataset": {"samples": [',
+            "not valid JSON: Expecting value at line 1 "
+            "column 40 (the file ends early: is it truncated?)",
+        ),
+        (
+            b'{"name": "caf\xe9"}',
+            "not valid JSON: not UTF-8 text ('utf-8' codec can't decode "
+            "byte 0xe9 in position 13: invalid continuation byte)",
+        ),
+        (
+            gzip.compress(b'{"dataset": {}}')[:-6],
+            "not a valid gzip file (Compressed file ended "
+            "before the end-of-stream marker was reached): is it truncated?",
+        ),
+        (b"[1, 2]", "expected a JSON object (a release), found a list of 2 items"),
+        (
+            b'{"nothing": 1, "here": 2}',
+            'expected a release: an object with "dataset" (or with '
+            '"tasks" and "samples"), found an object with the keys "nothing", "here"',
+        ),
+    ],
+    ids=[
+        "empty",
+        "not-json",
+        "truncated",
+        "not-utf8",
+        "truncated-gzip",
+        "not-object",
+        "not-release",
+    ],
+)
+def test_unreadable_documents(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(ReleaseFormatError) as info:
+        load_release(path)
+    assert str(info.value) == f"{path}: {message}"
+    assert info.value.path == ""
+
+
+def first_label(document: dict[str, Any]) -> dict[str, Any]:
+    return document["dataset"]["samples"][0]["labels"]["ground-truth"]  # type: ignore[no-any-return]
+
+
+def set_in(document: dict[str, Any], path: list[Any], value: Any) -> None:
+    target = document
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+
+
+def delete_in(document: dict[str, Any], path: list[Any]) -> None:
+    target = document
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+
+
+ANNOTATIONS = ["dataset", "samples", 0, "labels", "ground-truth", "attributes", "annotations"]
+P0 = "dataset.samples[0].labels.ground-truth.attributes.annotations"
+STATUSES = (
+    "UNLABELED, PRELABELED, LABELING_IN_PROGRESS, LABELED, REVIEWING_IN_PROGRESS, REVIEWED, "
+    "VERIFIED, REJECTED, SKIPPED"
+)
+
+
+@pytest.mark.parametrize(
+    ("edit", "path", "detail"),
+    [
+        (
+            lambda d: set_in(d, [*ANNOTATIONS, 2, "category_id"], "3"),
+            f"{P0}[2].category_id",
+            'expected one of the category ids (0, 1, 5), found "3"',
+        ),
+        (
+            lambda d: set_in(d, [*ANNOTATIONS, 1, "category_id"], 3),
+            f"{P0}[1].category_id",
+            "expected one of the category ids (0, 1, 5), found 3",
+        ),
+        (
+            lambda d: set_in(d, [*ANNOTATIONS, 1, "id"], 1.0),
+            f"{P0}[1].id",
+            "expected an integer from 1 to 16777215, found 1.0",
+        ),
+        (
+            lambda d: set_in(d, [*ANNOTATIONS, 0, "id"], True),
+            f"{P0}[0].id",
+            "expected an integer from 1 to 16777215, found true",
+        ),
+        (
+            lambda d: set_in(d, [*ANNOTATIONS, 2, "id"], 2**24),
+            f"{P0}[2].id",
+            "expected an integer from 1 to 16777215, found 16777216",
+        ),
+        (
+            lambda d: set_in(d, [*ANNOTATIONS, 0, "id"], 0),
+            f"{P0}[0].id",
+            "expected an integer from 1 to 16777215, found 0",
+        ),
+        (
+            lambda d: set_in(d, [*ANNOTATIONS, 0, "id"], 10**30),
+            f"{P0}[0].id",
+            "expected an integer from 1 to 16777215, found 1000000000000000000000000000000",
+        ),
+        (
+            lambda d: set_in(d, [*ANNOTATIONS, 2, "id"], 1),
+            f"{P0}[2].id",
+            "expected an id no other annotation of this label has, found 1 "
+            "(annotations[0] has it too)",
+        ),
+        (
+            lambda d: delete_in(d, [*ANNOTATIONS, 1, "category_id"]),
+            f"{P0}[1].category_id",
+            "expected an integer, found nothing (the field is missing)",
+        ),
+        (
+            lambda d: set_in(d, [*ANNOTATIONS, 1], [1, 0]),
+            f"{P0}[1]",
+            "expected an object, found a list of 2 items",
+        ),
+        (
+            lambda d: set_in(d, ANNOTATIONS, {"id": 1}),
+            P0,
+            "expected a list, found an object",
+        ),
+        (
+            lambda d: set_in(
+                d, ["dataset", "samples", 1, "labels", "ground-truth", "label_status"], "DONE"
+            ),
+            "dataset.samples[1].labels.ground-truth.label_status",
+            f'expected a label status ({STATUSES}), found "DONE"',
+        ),
+        (
+            lambda d: delete_in(
+                d, ["dataset", "samples", 1, "labels", "ground-truth", "label_status"]
+            ),
+            "dataset.samples[1].labels.ground-truth.label_status",
+            f"expected a label status ({STATUSES}), found nothing (the field is missing)",
+        ),
+        (
+            lambda d: delete_in(d, ["dataset", "samples", 2, "name"]),
+            "dataset.samples[2].name",
+            "expected a string, found nothing (the field is missing)",
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "samples", 3, "uuid"], 7),
+            "dataset.samples[3].uuid",
+            "expected a string, found 7",
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "samples", 1, "attributes", "image"], None),
+            "dataset.samples[1].attributes.image",
+            "expected an object, found null",
+        ),
+        (
+            lambda d: delete_in(d, ["dataset", "samples", 1, "attributes", "image", "url"]),
+            "dataset.samples[1].attributes.image.url",
+            "expected a string, found nothing (the field is missing)",
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "samples", 1, "metadata"], ["split"]),
+            "dataset.samples[1].metadata",
+            "expected an object or null, found a list of 1 items",
+        ),
+        (
+            lambda d: delete_in(d, ["dataset", "samples", 0, "labels"]),
+            "dataset.samples[0].labels",
+            "expected an object, found nothing (the field is missing)",
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "samples", 1, "labels", "ground-truth"], "LABELED"),
+            "dataset.samples[1].labels.ground-truth",
+            'expected an object or null, found "LABELED"',
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "samples", 1, "labels", "gt"], None),
+            "dataset.samples[1].labels",
+            "expected labels keyed by the release's labelsets ('ground-truth'), found the key "
+            '"gt"',
+        ),
+        (
+            lambda d: set_in(d, [*ANNOTATIONS[:-1], "segmentation_bitmap"], {"url": 5}),
+            "dataset.samples[0].labels.ground-truth.attributes.segmentation_bitmap.url",
+            "expected an object with a URL string, or null, found 5",
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "samples"], {}),
+            "dataset.samples",
+            "expected a list, found an object",
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "samples", 2], "c.jpg"),
+            "dataset.samples[2]",
+            'expected an object, found "c.jpg"',
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "task_type"], "segmentation"),
+            "dataset.task_type",
+            "expected a task type (segmentation-bitmap, segmentation-bitmap-highres, bboxes, "
+            "vector, keypoints, image-segmentation-sequence, image-vector-sequence, "
+            "pointcloud-cuboid, pointcloud-cuboid-sequence, pointcloud-segmentation, "
+            "pointcloud-segmentation-sequence, pointcloud-vector, pointcloud-vector-sequence, "
+            "multisensor-sequence, text-named-entities, text-span-categorization), found "
+            '"segmentation"',
+        ),
+        (
+            lambda d: delete_in(d, ["dataset", "labelsets"]),
+            "dataset.labelsets",
+            "expected a list, found nothing (the field is missing)",
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "labelsets"], []),
+            "dataset.labelsets",
+            "expected at least one labelset, found a list of 0 items",
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "labelsets", 0], "ground-truth"),
+            "dataset.labelsets[0]",
+            'expected an object, found "ground-truth"',
+        ),
+        (
+            lambda d: delete_in(d, ["dataset", "task_attributes", "categories"]),
+            "dataset.task_attributes.categories",
+            "expected a list, found nothing (the field is missing)",
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "task_attributes", "categories", 1, "id"], "1"),
+            "dataset.task_attributes.categories[1].id",
+            'expected an integer, found "1"',
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "task_attributes", "categories", 1, "id"], 0),
+            "dataset.task_attributes.categories[1].id",
+            "expected an id no other category has, found 0",
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "task_attributes", "categories", 0, "color"], "red"),
+            "dataset.task_attributes.categories[0].color",
+            'expected null or a list of 3 or 4 integers from 0 to 255, found "red"',
+        ),
+        (
+            lambda d: set_in(
+                d, ["dataset", "task_attributes", "categories", 2, "has_instances"], "no"
+            ),
+            "dataset.task_attributes.categories[2].has_instances",
+            'expected true or false, found "no"',
+        ),
+        (
+            lambda d: delete_in(d, ["dataset", "task_attributes", "categories", 2, "name"]),
+            "dataset.task_attributes.categories[2].name",
+            "expected a string, found nothing (the field is missing)",
+        ),
+        (
+            lambda d: set_in(d, ["dataset", "owner"], 3),
+            "dataset.owner",
+            "expected a string or an object, found 3",
+        ),
+        (
+            lambda d: set_in(d, ["name"], ["v1"]),
+            "name",
+            "expected a string or null, found a list of 1 items",
+        ),
+    ],
+)
+def test_invalid_fields_name_file_path_expected_and_found(tmp_path, edit, path, detail):
+    document = current_release()
+    edit(document)
+    file = write_json(tmp_path, document, "flowers.json")
+    with pytest.raises(ReleaseFormatError) as info:
+        load_release(file)
+    assert info.value.path == path
+    assert str(info.value) == f"{file}: {path}: {detail}"
+
+
+def test_errors_in_older_layouts_use_their_paths():
+    document = dataset_tasks_release("dict")
+    document["dataset"]["samples"][1]["labels"]["segmentation"]["attributes"]["annotations"][0][
+        "category_id"
+    ] = 9
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(document, source="old.json")
+    assert str(info.value) == (
+        "old.json: dataset.samples[1].labels.segmentation.attributes.annotations[0].category_id: "
+        "expected one of the category ids (0, 1, 5), found 9"
+    )
+
+    document = tasks_release()
+    del document["tasks"][0]["task_type"]
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(document, source="seed.json")
+    assert str(info.value) == (
+        "seed.json: tasks[0].task_type: expected a string, found nothing (the field is missing)"
+    )
+
+    document = dataset_tasks_release("dict")
+    document["dataset"]["tasks"]["segmentation"]["attributes"] = None
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(document, source="old.json")
+    assert str(info.value) == (
+        "old.json: dataset.tasks.segmentation.attributes: expected an object, found null"
+    )
+
+
+def test_error_in_a_later_sample_names_that_sample():
+    samples = [
+        sample(f"{i}.jpg", {"ground-truth": label("LABELED", [annotation(1, 0), annotation(2, 1)])})
+        for i in range(30)
+    ]
+    samples[17]["labels"]["ground-truth"]["attributes"]["annotations"].append(annotation(3, "3"))
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(current_release(samples), source="big.json")
+    assert str(info.value) == (
+        "big.json: dataset.samples[17].labels.ground-truth.attributes.annotations[2].category_id: "
+        'expected one of the category ids (0, 1, 5), found "3"'
+    )
+
+
+def test_format_error_survives_pickling():
+    error = ReleaseFormatError("a.json", "dataset.samples[0].name", "expected a string, found 1")
+    copy_ = pickle.loads(pickle.dumps(error))
+    assert (copy_.source, copy_.path, str(copy_)) == (error.source, error.path, str(error))
+
+
+def test_unknown_labelset_lists_the_existing_ones():
+    release = parse_release(
+        current_release(labelsets=("ground-truth", "model-v2")), source="r.json"
+    )
+    with pytest.raises(UnknownLabelsetError) as info:
+        release.labelset("gt")
+    assert (
+        str(info.value) == "r.json: no labelset 'gt'; the release has: 'ground-truth', 'model-v2'"
+    )
+    assert isinstance(info.value, ReleaseFormatError)
+
+
+def test_no_default_labelset_among_several_tasks():
+    document = tasks_release()
+    second = copy.deepcopy(document["tasks"][0])
+    second["name"] = "boxes"
+    document["tasks"].append(second)
+    release = parse_release(document, source="seed.json")
+    assert release.labelset_names == ("segmentation", "boxes")
+    with pytest.raises(UnknownLabelsetError) as info:
+        release.samples.select(statuses="labeled")
+    assert str(info.value) == (
+        "seed.json: no labelset was named and there is no default; the release has: "
+        "'segmentation', 'boxes'"
+    )
+    assert release.samples.select(labelset="segmentation", statuses="labeled").tolist() == [0]
