@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segments_torch.cli import main
+from tests.releases import current_release
+
+REAL = Path(__file__).parent / "fixtures" / "real"
+
+
+def test_info_prints_layout_statuses_and_categories(capsys):
+    path = REAL / "arc_litter-v1.1.json"
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out == (
+        f"source      {path}\n"
+        "name        v1.1\n"
+        "created at  2020-12-14 18:49:59.081276+00:00\n"
+        "dataset     festay/arc_litter\n"
+        "layout      dataset-tasks\n"
+        "task type   segmentation-bitmap\n"
+        "samples     51\n"
+        "labelsets   segmentation\n"
+        "\n"
+        "labelset 'segmentation' (segmentation-bitmap)\n"
+        "  label status  samples\n"
+        "  LABELED            35\n"
+        "  REVIEWED            8\n"
+        "  SKIPPED             8\n"
+        "\n"
+        "  id  category        instances  samples\n"
+        "   0  plastic litter        388       38\n"
+        "   1  other litter          402       37\n"
+    )
+
+
+def test_info_json(tmp_path, capsys):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(current_release(labelsets=("ground-truth", "model"))))
+    assert main(["info", str(path), "--json", "--labelset", "ground-truth"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary == {
+        "source": str(path),
+        "name": "v1.0",
+        "created_at": "2024-05-01 10:00:00+00:00",
+        "dataset": "jane/flowers",
+        "layout": "labelsets",
+        "task_type": "segmentation-bitmap",
+        "samples": 4,
+        "labelsets": {
+            "ground-truth": {
+                "task_type": "segmentation-bitmap",
+                "statuses": {"UNLABELED": 1, "LABELED": 1, "REVIEWED": 1, "SKIPPED": 1},
+                "categories": [
+                    {
+                        "id": 0,
+                        "name": "person",
+                        "has_instances": True,
+                        "instances": 1,
+                        "samples": 1,
+                    },
+                    {"id": 1, "name": "donut", "has_instances": True, "instances": 2, "samples": 1},
+                    {
+                        "id": 5,
+                        "name": "grass",
+                        "has_instances": False,
+                        "instances": 1,
+                        "samples": 1,
+                    },
+                ],
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "{path}: no such file"),
+        (
+            '{"name": ',
+            "{path}: not valid JSON: Expecting value at line 1 column 10 (the file ends "
+            "early: is it truncated?)",
+        ),
+    ],
+)
+def test_info_errors_are_one_line_without_traceback(tmp_path, capsys, content, message):
+    path = tmp_path / "r.json"
+    if content is not None:
+        path.write_text(content)
+    assert main(["info", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"segments-torch: error: {message.format(path=path)}\n"
+
+
+def test_info_unknown_labelset(tmp_path, capsys):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(current_release()))
+    assert main(["info", str(path), "--labelset", "gt"]) == 1
+    assert capsys.readouterr().err == (
+        f"segments-torch: error: {path}: no labelset 'gt'; the release has: 'ground-truth'\n"
+    )
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["info"])
+    assert info.value.code == 2
+    assert "the following arguments are required: release" in capsys.readouterr().err
+
+
+def test_console_script_entry_point(tmp_path):
+    """The installed ``segments-torch`` command: exit codes and streams of a real process."""
+    script = Path(sys.executable).parent / "segments-torch"
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    ok = subprocess.run(
+        [script, "info", str(REAL / "arc_litter-v2.1.json"), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["labelsets"]["segmentation"]["statuses"] == {
+        "LABELED": 35,
+        "REVIEWED": 8,
+        "SKIPPED": 8,
+    }
+    bad = subprocess.run(
+        [script, "info", str(tmp_path / "missing.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert (bad.returncode, bad.stdout) == (1, "")
+    assert bad.stderr == f"segments-torch: error: {tmp_path / 'missing.json'}: no such file\n"
