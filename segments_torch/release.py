@@ -22,12 +22,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import gc
 import gzip
 import json
 import os
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Union
 from urllib.parse import urlsplit, urlunsplit
@@ -178,12 +180,27 @@ def load_release(
         data = source.read()
     else:
         name, data = _read_path(os.fspath(source), storage_options or {})
-    return parse_release(_decode_json(data, name), source=name)
+    with _garbage_collection_paused():
+        return parse_release(_decode_json(data, name), source=name)
 
 
 def parse_release(document: Any, *, source: str = "<dict>") -> Release:
     """Validate an already parsed release document; ``source`` names it in errors."""
     return _Parser(source).release(document)
+
+
+@contextlib.contextmanager
+def _garbage_collection_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: decoding JSON creates millions of containers
+    and no cycles, and the collector's passes over them cost three times the decoding
+    itself on a large release (benchmarks/bench_release.py)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _display_url(url: str) -> str:
@@ -503,7 +520,7 @@ class _Parser:
                 if label is None:
                     lists.add_empty(status_codes["UNLABELED"])
                     continue
-                label_path = _join(_join(path, "labels"), labelset)
+                label_path = f"{path}.labels.{labelset}"
                 if type(label) is not dict:
                     raise self.fail(label_path, "an object or null", label)
                 status = label.get("label_status", _MISSING)
@@ -522,7 +539,7 @@ class _Parser:
                     raise self.fail(
                         _join(label_path, "attributes"), "an object or null", attributes
                     )
-                lists.add(self, code, attributes, _join(label_path, "attributes"))
+                lists.add(self, code, attributes, f"{label_path}.attributes")
 
         label_columns = {
             name: lists.columns(
