@@ -5,6 +5,8 @@ without hiding programming errors."""
 from __future__ import annotations
 
 __all__ = [
+    "AssetError",
+    "DecodeError",
     "ReleaseFormatError",
     "ReleaseReadError",
     "SegmentsTorchError",
@@ -48,3 +50,29 @@ class ReleaseFormatError(SegmentsTorchError, ValueError):
 
 class UnknownLabelsetError(ReleaseFormatError):
     """A labelset (or, in older layouts, a task) was asked for that the release lacks."""
+
+
+class DecodeError(SegmentsTorchError, ValueError):
+    """Bytes that are not an image or bitmap this library can decode; says what they are."""
+
+
+class AssetError(SegmentsTorchError):
+    """An image or bitmap of one sample could not be read or used.
+
+    The message names the sample, the URL (without its query string, which may hold
+    credentials) and the reason.
+
+    Attributes:
+        sample: the sample's name.
+        url: the asset URL without query string.
+        reason: what went wrong.
+    """
+
+    def __init__(self, sample: str, url: str, reason: str) -> None:
+        self.sample = sample
+        self.url = url
+        self.reason = reason
+        super().__init__(f"sample {sample!r}: {url}: {reason}")
+
+    def __reduce__(self) -> tuple[type[AssetError], tuple[str, str, str]]:
+        return (type(self), (self.sample, self.url, self.reason))

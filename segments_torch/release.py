@@ -32,13 +32,13 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Union
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import numpy.typing as npt
 
 from .errors import ReleaseFormatError, ReleaseReadError
 from .samples import LABEL_STATUSES, LabelColumns, SampleTable, StringColumn
+from .storage import display_url
 
 __all__ = [
     "BITMAP_TASK_TYPES",
@@ -203,16 +203,10 @@ def _garbage_collection_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _display_url(url: str) -> str:
-    """``url`` without query string and fragment: signed URLs carry credentials there."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")) if parts.scheme else url
-
-
 def _read_path(path: str, storage_options: Mapping[str, Any]) -> tuple[str, bytes]:
     import fsspec  # deferred: fsspec imports its protocols' packages lazily anyway
 
-    name = _display_url(path)
+    name = display_url(path)
     try:
         with fsspec.open(path, "rb", **storage_options) as f:
             return name, f.read()

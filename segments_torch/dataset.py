@@ -1,0 +1,197 @@
+"""``SegmentsDataset``: a map-style dataset of ``(image, target)`` pairs over a release.
+
+Construction reads no image: it selects rows of the release's sample table and builds
+the category lookup. Each item reads the sample's image and bitmap, decodes them and
+builds the target the ``target=`` kind asks for (see :mod:`segments_torch.targets`).
+
+Example:
+    >>> from torch.utils.data import DataLoader
+    >>> ds = SegmentsDataset("flowers-v1.0.json", target="instance")  # doctest: +SKIP
+    >>> loader = DataLoader(ds, batch_size=4, num_workers=4, collate_fn=ds.collate_fn)
+    >>> images, targets = next(iter(loader))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+
+from .categories import CategoryMap
+from .codecs import decode_bitmap, decode_image
+from .collate import collate_detection, collate_semantic
+from .errors import AssetError, DecodeError, SegmentsTorchError
+from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
+from .samples import LABEL_STATUSES, SampleRecord
+from .storage import Storage, display_url, release_base_url
+from .targets import TARGET_KINDS, build_target
+
+__all__ = ["SegmentsDataset", "UnsupportedTaskError"]
+
+Item = tuple[tv_tensors.Image, dict[str, Any]]
+
+
+class UnsupportedTaskError(SegmentsTorchError, ValueError):
+    """The release's task type is one this dataset does not serve (yet)."""
+
+
+class SegmentsDataset(torch.utils.data.Dataset[Item]):
+    """A Segments.ai release as a map-style dataset of ``(image, target)`` pairs.
+
+    Args:
+        release: a :class:`~segments_torch.release.Release`, or anything
+            :func:`~segments_torch.release.load_release` accepts (path, URL, dict, file).
+        labelset: which labelset's labels to serve; default ``"ground-truth"``, or the
+            only labelset (in the older layouts, the only task).
+        task: alias of ``labelset`` for the older layouts, whose labels are keyed by task.
+        filter_by: label statuses to keep, case-insensitive; ``None`` keeps every sample.
+        filter_by_metadata: metadata key/value pairs a sample must all have.
+        target: ``"instance"``, ``"semantic"`` or ``"panoptic"`` (see
+            :func:`~segments_torch.targets.build_target`).
+        categories: ``None`` (all, contiguous training labels in release-id order), a list
+            of names (subset, order gives labels) or a dict name -> label.
+        ignore_index: semantic value of unlabelled and unselected pixels.
+        label_offset: added to training labels in detection ``labels`` (1 keeps 0 for
+            background, as torchvision detection models expect).
+        transforms: called as ``transforms(image, target)``, e.g. a
+            ``torchvision.transforms.v2`` joint transform.
+        asset_root: folder or URL that relative asset URLs are resolved against; default
+            the release file's folder.
+        storage_options: fsspec options per protocol, ``{"s3": {...}}``.
+
+    Example:
+        >>> ds = SegmentsDataset("flowers-v1.0.json", task="segmentation",
+        ...                      filter_by=["labeled", "reviewed"])  # doctest: +SKIP
+        >>> image, target = ds[0]  # doctest: +SKIP
+        >>> target["masks"].shape, target["labels"]  # doctest: +SKIP
+        (torch.Size([4, 480, 640]), tensor([2, 2, 2, 1]))
+    """
+
+    def __init__(
+        self,
+        release: Release | ReleaseSource,
+        *,
+        labelset: str | None = None,
+        task: str | None = None,
+        filter_by: str | Sequence[str] | None = ("LABELED", "REVIEWED"),
+        filter_by_metadata: Mapping[str, Any] | None = None,
+        target: str = "instance",
+        categories: Sequence[str] | Mapping[str, int] | None = None,
+        ignore_index: int = 255,
+        label_offset: int = 1,
+        transforms: Callable[[Any, Any], Any] | None = None,
+        asset_root: str | None = None,
+        storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        if target not in TARGET_KINDS:
+            raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
+        if labelset is not None and task is not None and labelset != task:
+            raise ValueError(f"labelset={labelset!r} and task={task!r} name different labelsets")
+        self.release = release if isinstance(release, Release) else load_release(release)
+        table = self.release.samples
+        self.labelset = table.resolve_labelset(labelset if labelset is not None else task)
+        task_type = self.release.labelsets[self.labelset].task_type
+        if task_type not in BITMAP_TASK_TYPES:
+            raise UnsupportedTaskError(
+                f"{self.release.source}: labelset {self.labelset!r} has task type "
+                f"{task_type!r}; SegmentsDataset serves {', '.join(sorted(BITMAP_TASK_TYPES))}"
+            )
+        self.rows = table.select(
+            labelset=self.labelset, statuses=filter_by, metadata=filter_by_metadata
+        )
+        self.target = target
+        self.categories = CategoryMap(
+            self.release.labelsets[self.labelset].categories, categories, ignore_index=ignore_index
+        )
+        self.ignore_index = ignore_index
+        self.label_offset = label_offset
+        self.transforms = transforms
+        self.storage = Storage(
+            asset_root if asset_root is not None else release_base_url(self.release.source),
+            storage_options,
+        )
+        self._labels = table.labels[self.labelset]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes a model needs: the training labels, plus ``label_offset`` for
+        ``"instance"`` and ``"panoptic"`` targets (torchvision detection models count the
+        background among their ``num_classes``)."""
+        extra = 0 if self.target == "semantic" else self.label_offset
+        return self.categories.num_labels + extra
+
+    @property
+    def collate_fn(self) -> Callable[[list[Item]], Any]:
+        """The collate function for this target kind: lists of images and targets for
+        ``"instance"`` and ``"panoptic"``, padded stacks for ``"semantic"``."""
+        if self.target == "semantic":
+            return collate_semantic(ignore_index=self.ignore_index)
+        return collate_detection
+
+    def sample_info(self, index: int) -> SampleRecord:
+        """The sample behind ``ds[index]`` (uuid, name, URLs, status, metadata), without
+        reading any asset."""
+        return self.release.samples.record(self._row(index), self.labelset)
+
+    def _row(self, index: int) -> int:
+        if not -len(self.rows) <= index < len(self.rows):
+            raise IndexError(f"index {index} is out of range for {len(self.rows)} samples")
+        return int(self.rows[index])
+
+    def __getitem__(self, index: int) -> Item:
+        row = self._row(index)
+        table = self.release.samples
+        name = table.names[row]
+        image = self._read(name, table.image_urls[row], decode_image)
+        height, width = image.shape[-2:]
+        bitmap_url = self._labels.bitmap_urls[row]
+        if bitmap_url:
+            ids = self._read(name, bitmap_url, decode_bitmap)
+            if tuple(ids.shape) != (height, width):
+                raise AssetError(
+                    name,
+                    display_url(bitmap_url),
+                    f"the bitmap is {ids.shape[1]}x{ids.shape[0]} (width x height) but the "
+                    f"oriented image is {width}x{height}",
+                )
+        else:  # a selected sample without a bitmap: empty targets
+            ids = torch.zeros((height, width), dtype=torch.int32)
+        annotation_ids, category_ids = self._labels.annotations(row)
+        target = build_target(
+            self.target,
+            ids,
+            torch.from_numpy(annotation_ids.astype(np.int64)),
+            torch.from_numpy(self.categories.labels_for(category_ids)),
+            torch.from_numpy(self.categories.things_for(category_ids)),
+            ignore_index=self.ignore_index,
+            label_offset=self.label_offset,
+        )
+        target["image_id"] = torch.tensor(row)
+        item: Item = (tv_tensors.Image(image), target)
+        if self.transforms is not None:
+            item = self.transforms(*item)
+        return item
+
+    def _read(self, name: str, url: str, decode: Callable[[bytes], torch.Tensor]) -> torch.Tensor:
+        try:
+            return decode(self.storage.read(url))
+        except (OSError, DecodeError) as exc:
+            missing = isinstance(exc, FileNotFoundError) and exc.filename is not None
+            reason = "not found" if missing else str(exc)
+            raise AssetError(name, display_url(self.storage.resolve(url)), reason) from exc
+
+    def __repr__(self) -> str:
+        statuses = self._labels.status[self.rows]
+        counts = np.bincount(statuses, minlength=len(LABEL_STATUSES))
+        kept = ", ".join(f"{LABEL_STATUSES[c]}: {n}" for c, n in enumerate(counts) if n)
+        return (
+            f"SegmentsDataset({self.release.source!r}, labelset={self.labelset!r}, "
+            f"target={self.target!r}, samples={len(self)} ({kept}), "
+            f"num_classes={self.num_classes})"
+        )
