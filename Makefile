@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml setup.cfg requirements-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/segments-torch info segments_torch/demo/release.json
+	$(BIN)/segments-torch demo
 
 test: lint typecheck unit
 

@@ -1,0 +1,14 @@
+"""The tiny demo release bundled with the package (made by scripts/make_demo_release.py).
+
+Example:
+    >>> from segments_torch.demo import RELEASE_PATH
+    >>> RELEASE_PATH.name
+    'release.json'
+"""
+
+from pathlib import Path
+
+__all__ = ["RELEASE_PATH"]
+
+#: The demo release file; its asset URLs are relative to its folder.
+RELEASE_PATH = Path(__file__).resolve().parent / "release.json"
