@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from PIL import Image, ImageDraw
-from torchvision.transforms.v2 import functional as F
+from torchvision.transforms.v2.functional import resize
 from torchvision.utils import draw_segmentation_masks, make_grid
 
 __all__ = ["draw_sample", "render_preview"]
@@ -85,7 +85,7 @@ def render_preview(
         height, width = drawn.shape[-2:]
         scale = tile / max(height, width)
         size = [max(1, round(height * scale)), max(1, round(width * scale))]
-        resized = F.resize(drawn, size, antialias=True)
+        resized = resize(drawn, size, antialias=True)
         canvas = torch.full((3, tile, tile), 32, dtype=torch.uint8)
         canvas[:, : size[0], : size[1]] = resized
         tiles.append(canvas)
