@@ -1,0 +1,395 @@
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from segments_torch import SegmentsDataset, load_release
+from segments_torch.codecs import decode_bitmap, encode_bitmap
+from segments_torch.dataset import UnsupportedTaskError
+from segments_torch.demo import RELEASE_PATH
+from segments_torch.errors import AssetError
+from segments_torch.targets import instance_fields
+from tests.releases import current_release, dataset_tasks_release
+
+DEMO = RELEASE_PATH.parent
+REAL = Path(__file__).parent / "fixtures" / "real"
+
+
+def demo_ids(name: str) -> torch.Tensor:
+    return decode_bitmap((DEMO / "bitmaps" / name).read_bytes())
+
+
+@pytest.fixture
+def demo_copy(tmp_path: Path) -> Path:
+    """A writable copy of the demo release folder."""
+    shutil.copytree(DEMO, tmp_path / "demo", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    return tmp_path / "demo" / "release.json"
+
+
+def edit_release(path: Path, edit: Any) -> None:
+    document = json.loads(path.read_text())
+    edit(document["dataset"]["samples"])
+    path.write_text(json.dumps(document))
+
+
+# -- construction ---------------------------------------------------------------------
+
+
+def test_construction_reads_no_asset(tmp_path):
+    # The release's assets do not exist: construction must not notice.
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(current_release()))
+    ds = SegmentsDataset(path)
+    assert len(ds) == 2
+    assert ds.rows.tolist() == [0, 1]
+    info = ds.sample_info(1)
+    assert (info.name, info.status, info.metadata) == ("b.jpg", "REVIEWED", {"split": "val"})
+    assert ds.num_classes == 4  # 3 categories + background
+
+
+def test_seed_example_runs_as_written(tmp_path):
+    """The seed document's call, imports pointing at this package."""
+    release_file = tmp_path / "flowers-v1.0.json"
+    release_file.write_text(json.dumps(dataset_tasks_release("dict")))
+    dataset = SegmentsDataset(
+        str(release_file), task="segmentation", filter_by=["labeled", "reviewed"]
+    )
+    assert len(dataset) == 2
+    assert dataset.labelset == "segmentation"
+
+    real = SegmentsDataset(
+        str(REAL / "arc_litter-v1.1.json"), task="segmentation", filter_by=["labeled", "reviewed"]
+    )
+    assert len(real) == 43
+    assert SegmentsDataset(REAL / "arc_litter-v2.1.json", filter_by=None).labelset == "segmentation"
+    assert len(SegmentsDataset(REAL / "arc_litter-v2.1.json", filter_by="SKIPPED")) == 8
+
+
+def test_filters_and_categories_on_the_demo():
+    assert len(SegmentsDataset(RELEASE_PATH)) == 6
+    assert len(SegmentsDataset(RELEASE_PATH, filter_by=None)) == 8
+    assert len(SegmentsDataset(RELEASE_PATH, filter_by="rejected")) == 1
+    val = SegmentsDataset(RELEASE_PATH, filter_by_metadata={"split": "val"})
+    assert [val.sample_info(i).name for i in range(len(val))] == [
+        "shapes-002-exif.jpg",
+        "shapes-007.jpg",
+    ]
+    ds = SegmentsDataset(RELEASE_PATH, target="semantic", categories=["square", "circle"])
+    assert ds.num_classes == 2
+    assert str(ds.categories) == (
+        "release id  name      label  color\n"
+        "0           circle    1      (230, 57, 70)\n"
+        "1           square    0      (69, 123, 157)\n"
+        "2           triangle  -      -\n"
+        "3           grass     -      (106, 168, 79)\n"
+        "ignore index: 255"
+    )
+    assert repr(SegmentsDataset(RELEASE_PATH)) == (
+        f"SegmentsDataset('{RELEASE_PATH}', labelset='ground-truth', target='instance', "
+        "samples=6 (LABELED: 3, REVIEWED: 3), num_classes=5)"
+    )
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="target must be one of instance, semantic, panoptic"):
+        SegmentsDataset(RELEASE_PATH, target="boxes")
+    with pytest.raises(ValueError, match="labelset='a' and task='b' name different labelsets"):
+        SegmentsDataset(RELEASE_PATH, labelset="a", task="b")
+    with pytest.raises(IndexError, match="index 6 is out of range for 6 samples"):
+        SegmentsDataset(RELEASE_PATH)[6]
+
+
+def test_unsupported_task_type_is_refused(tmp_path):
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(current_release(task_type="bboxes")))
+    with pytest.raises(UnsupportedTaskError) as info:
+        SegmentsDataset(path)
+    assert str(info.value) == (
+        f"{path}: labelset 'ground-truth' has task type 'bboxes'; SegmentsDataset serves "
+        "segmentation-bitmap, segmentation-bitmap-highres"
+    )
+
+
+# -- items ---------------------------------------------------------------------------------
+
+
+def test_instance_item_matches_the_bitmap():
+    ds = SegmentsDataset(RELEASE_PATH)
+    image, target = ds[1]  # shapes-001: ids 5 (grass), 300, 70000, 16777000
+    ids = demo_ids("shapes-001.png")
+    assert isinstance(image, tv_tensors.Image)
+    assert (image.dtype, tuple(image.shape)) == (torch.uint8, (3, 180, 240))
+    assert target["instance_ids"].tolist() == [5, 300, 70000, 16777000]
+    assert target["labels"].tolist() == [4, 1, 2, 3]  # categories 3, 0, 1, 2 + 1
+    assert target["labels"].dtype == torch.int64
+    masks = target["masks"]
+    assert isinstance(masks, tv_tensors.Mask)
+    assert (masks.dtype, tuple(masks.shape)) == (torch.uint8, (4, 180, 240))
+    for mask, instance_id in zip(masks, target["instance_ids"], strict=True):
+        assert torch.equal(mask.bool(), ids == instance_id)
+    boxes = target["boxes"]
+    assert isinstance(boxes, tv_tensors.BoundingBoxes)
+    assert (boxes.format, boxes.canvas_size) == (tv_tensors.BoundingBoxFormat.XYXY, (180, 240))
+    for box, mask in zip(boxes, masks, strict=True):
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    assert target["area"].tolist() == [int((ids == i).sum()) for i in (5, 300, 70000, 16777000)]
+    assert target["iscrowd"].tolist() == [0, 0, 0, 0]
+    assert int(target["image_id"]) == 1
+
+
+def test_exif_rotated_image_matches_its_bitmap():
+    ds = SegmentsDataset(RELEASE_PATH)
+    image, target = ds[2]  # shapes-002-exif.jpg: stored 240x180, orientation 6
+    assert ds.sample_info(2).name == "shapes-002-exif.jpg"
+    assert tuple(image.shape) == (3, 240, 180)
+    assert tuple(target["masks"].shape[1:]) == (240, 180)
+    # The circle (category 0, red) is red in the oriented image where its mask is.
+    circle = target["masks"][target["labels"] == 1][0].bool()
+    mean = image[:, circle].float().mean(dim=1)
+    assert mean[0] > 180 and mean[1] < 100 and mean[2] < 100
+
+
+def test_absent_annotations_and_unannotated_ids():
+    ds = SegmentsDataset(RELEASE_PATH, target="panoptic")
+    names = [ds.sample_info(i).name for i in range(len(ds))]
+    _, target = ds[names.index("shapes-003.png")]  # annotation 4 is not in the bitmap
+    assert target["instance_ids"].tolist() == [1, 2, 3]
+    _, target = ds[names.index("shapes-004.jpg")]  # id 9 is drawn but has no annotation
+    ids = demo_ids("shapes-004.png")
+    assert bool((ids == 9).any())
+    assert torch.all(target["semantic"][ids == 9] == 255)
+    assert torch.all(target["instance_map"][ids == 9] == 0)
+
+
+def test_semantic_item():
+    ds = SegmentsDataset(RELEASE_PATH, target="semantic")
+    _, target = ds[0]
+    ids = demo_ids("shapes-000.png")
+    expected = torch.full(ids.shape, 255, dtype=torch.int64)
+    for instance_id, label in ((1, 3), (2, 0), (3, 1), (4, 2)):
+        expected[ids == instance_id] = label
+    assert isinstance(target["semantic"], tv_tensors.Mask)
+    assert torch.equal(target["semantic"], expected)
+    assert set(target) == {"semantic", "image_id"}
+
+
+def test_panoptic_item_merges_stuff():
+    ds = SegmentsDataset(RELEASE_PATH, target="panoptic")
+    _, target = ds[len(ds) - 1]  # shapes-007: grass (stuff) + 6 things
+    assert target["is_thing"].tolist() == [False, True, True, True, True, True, True]
+    assert target["labels"].tolist() == [4, 1, 1, 1, 2, 2, 3]
+    instance_map = target["instance_map"]
+    for row, mask in enumerate(target["masks"]):
+        assert torch.equal(instance_map == row + 1, mask.bool())
+        assert torch.all(target["semantic"][mask.bool()] == target["labels"][row] - 1)
+
+
+def test_selected_sample_without_bitmap_has_empty_targets():
+    for kind in ("instance", "panoptic"):
+        ds = SegmentsDataset(RELEASE_PATH, filter_by="unlabeled", target=kind)
+        image, target = ds[0]
+        height, width = image.shape[-2:]
+        assert tuple(target["boxes"].shape) == (0, 4)
+        assert tuple(target["labels"].shape) == (0,)
+        assert tuple(target["masks"].shape) == (0, height, width)
+    ds = SegmentsDataset(RELEASE_PATH, filter_by="unlabeled", target="semantic")
+    image, target = ds[0]
+    assert torch.all(target["semantic"] == 255)
+    assert tuple(target["semantic"].shape) == tuple(image.shape[-2:])
+
+
+def test_unselected_categories_produce_no_instance():
+    ds = SegmentsDataset(RELEASE_PATH, categories={"circle": 0, "square": 0})
+    _, target = ds[1]
+    assert target["instance_ids"].tolist() == [300, 70000]
+    assert target["labels"].tolist() == [1, 1]
+    assert ds.num_classes == 2
+
+
+# -- bad assets ------------------------------------------------------------------------------
+
+
+def test_bitmap_of_another_size_is_named(demo_copy):
+    bitmap = demo_copy.parent / "bitmaps" / "shapes-000.png"
+    bitmap.write_bytes(encode_bitmap(np.zeros((10, 12), dtype=np.uint32)))
+    with pytest.raises(AssetError) as info:
+        SegmentsDataset(demo_copy)[0]
+    assert str(info.value) == (
+        f"sample 'shapes-000.jpg': bitmaps/shapes-000.png: the bitmap is 12x10 (width x height) "
+        "but the oriented image is 320x240"
+    )
+    assert (info.value.sample, info.value.url) == ("shapes-000.jpg", "bitmaps/shapes-000.png")
+
+
+def test_bitmap_of_another_mode_is_named(demo_copy):
+    buffer = io.BytesIO()
+    Image.new("L", (320, 240)).save(buffer, format="PNG")
+    (demo_copy.parent / "bitmaps" / "shapes-000.png").write_bytes(buffer.getvalue())
+    with pytest.raises(AssetError) as info:
+        SegmentsDataset(demo_copy)[0]
+    assert str(info.value) == (
+        f"sample 'shapes-000.jpg': {demo_copy.parent / 'bitmaps' / 'shapes-000.png'}: expected "
+        "an 8-bit RGBA or RGB PNG bitmap, found 8-bit grayscale"
+    )
+
+
+def test_missing_image_is_named(demo_copy):
+    (demo_copy.parent / "images" / "shapes-000.jpg").unlink()
+    with pytest.raises(AssetError) as info:
+        SegmentsDataset(demo_copy)[0]
+    assert str(info.value) == (
+        f"sample 'shapes-000.jpg': {demo_copy.parent / 'images' / 'shapes-000.jpg'}: not found"
+    )
+
+
+def test_relative_urls_need_a_folder():
+    release = load_release(RELEASE_PATH)
+    document = json.loads(RELEASE_PATH.read_text())
+    ds = SegmentsDataset(document)
+    with pytest.raises(AssetError) as info:
+        ds[0]
+    assert str(info.value) == (
+        "sample 'shapes-000.jpg': images/shapes-000.jpg: relative URL 'images/shapes-000.jpg' and "
+        "no folder to resolve it against (the release was not read from a file): pass asset_root="
+    )
+    image, _ = SegmentsDataset(document, asset_root=str(DEMO))[0]
+    assert torch.equal(image, SegmentsDataset(release)[0][0])
+
+
+# -- transforms ------------------------------------------------------------------------------
+
+
+def test_v2_transforms_keep_masks_boxes_and_semantic_aligned():
+    torch.manual_seed(0)
+    transforms = v2.Compose(
+        [
+            v2.RandomResizedCrop((96, 128), scale=(0.3, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(p=1.0),
+        ]
+    )
+    ds = SegmentsDataset(RELEASE_PATH, target="panoptic", transforms=transforms)
+    for index in range(len(ds)):
+        image, target = ds[index]
+        assert tuple(image.shape) == (3, 96, 128)
+        assert target["boxes"].canvas_size == (96, 128)
+        for row, mask in enumerate(target["masks"]):
+            mask = mask.bool()
+            if not mask.any():
+                continue
+            # Each instance's pixels carry its label in the transformed semantic map.
+            assert torch.all(target["semantic"][mask] == target["labels"][row] - 1)
+            assert torch.equal(target["instance_map"] == row + 1, mask)
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            box = target["boxes"][row]
+            # The box, transformed geometrically, still covers the nearest-resampled mask
+            # (within one output pixel); a crop can leave it looser than the mask.
+            assert box[0] <= xs.min() + 1 and box[1] <= ys.min() + 1, (index, row)
+            assert box[2] >= xs.max() and box[3] >= ys.max(), (index, row)
+
+
+def test_flip_keeps_boxes_tight():
+    plain = SegmentsDataset(RELEASE_PATH)
+    flipped = SegmentsDataset(RELEASE_PATH, transforms=v2.RandomHorizontalFlip(p=1.0))
+    for index in range(len(plain)):
+        image, target = flipped[index]
+        original_image, original = plain[index]
+        assert torch.equal(image, original_image.flip(-1))
+        assert torch.equal(target["masks"], original["masks"].flip(-1))
+        for box, mask in zip(target["boxes"], target["masks"], strict=True):
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def test_sanitize_drops_what_the_crop_emptied():
+    # shapes-000 is 320x240; keep its top-left corner, where only the circle lies.
+    ds = SegmentsDataset(RELEASE_PATH)
+    image, target = ds[0]
+    cropped = v2.functional.crop(image, 0, 0, 120, 110)
+    cropped_target = {
+        **target,
+        "boxes": v2.functional.crop(target["boxes"], 0, 0, 120, 110),
+        "masks": v2.functional.crop(target["masks"], 0, 0, 120, 110),
+    }
+    kept = [bool(m.any()) for m in cropped_target["masks"]]
+    assert kept == [False, True, False, False]  # grass, circle, square, triangle
+    _, sanitized = v2.SanitizeBoundingBoxes(labels_getter=instance_fields)(cropped, cropped_target)
+    assert sanitized["instance_ids"].tolist() == [2]
+    assert sanitized["labels"].tolist() == [1]
+    assert sanitized["area"].tolist() == target["area"][1:2].tolist()
+    assert tuple(sanitized["masks"].shape) == (1, 120, 110)
+    assert tuple(sanitized["boxes"].shape) == (1, 4)
+
+
+# -- DataLoader ----------------------------------------------------------------------------
+
+
+def reference_items(ds: SegmentsDataset) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+    return [ds[i] for i in range(len(ds))]
+
+
+def assert_same_items(batches: list[Any], reference: list[Any]) -> None:
+    items = [item for images, targets in batches for item in zip(images, targets, strict=True)]
+    assert len(items) == len(reference)
+    for (image, target), (ref_image, ref_target) in zip(items, reference, strict=True):
+        assert torch.equal(image, ref_image)
+        assert target.keys() == ref_target.keys()
+        for key in target:
+            assert torch.equal(target[key], ref_target[key]), key
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_dataloader_workers(context):
+    ds = SegmentsDataset(RELEASE_PATH, target="panoptic")
+    loader = DataLoader(
+        ds,
+        batch_size=2,
+        num_workers=2,
+        multiprocessing_context=context,
+        collate_fn=ds.collate_fn,
+        persistent_workers=True,
+    )
+    reference = reference_items(ds)
+    for _ in range(2):  # persistent workers serve a second epoch
+        assert_same_items(list(loader), reference)
+
+
+def test_dataloader_semantic_batches_pad_with_ignore_index():
+    ds = SegmentsDataset(RELEASE_PATH, target="semantic", ignore_index=250)
+    loader = DataLoader(
+        ds,
+        batch_size=3,
+        num_workers=2,
+        collate_fn=ds.collate_fn,
+        pin_memory=torch.cuda.is_available(),
+    )
+    batches = list(loader)
+    images, targets = batches[0]
+    # shapes-000 (240x320), shapes-001 (180x240), shapes-002-exif (240x180)
+    assert tuple(images.shape) == (3, 3, 240, 320)
+    assert tuple(targets["semantic"].shape) == (3, 240, 320)
+    assert targets["image_id"].tolist() == [0, 1, 2]
+    _, first = ds[1]
+    assert torch.equal(targets["semantic"][1, :180, :240], first["semantic"])
+    assert torch.all(targets["semantic"][1, 180:, :] == 250)
+    assert torch.all(targets["semantic"][1, :, 240:] == 250)
+    assert torch.all(images[1, :, 180:, :] == 0)
+
+
+def test_dataset_pickles_small():
+    ds = SegmentsDataset(RELEASE_PATH)
+    copy = pickle.loads(pickle.dumps(ds))
+    assert len(copy) == len(ds)
+    assert torch.equal(copy[0][1]["masks"], ds[0][1]["masks"])
