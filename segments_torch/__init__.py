@@ -2,7 +2,7 @@
 
 Example:
     >>> import segments_torch
-    >>> ds = segments_torch.SegmentsDataset("flowers-v1.0.json", target="semantic")  # doctest: +SKIP
+    >>> ds = segments_torch.SegmentsDataset("flowers.json", target="semantic")  # doctest: +SKIP
     >>> image, target = ds[0]  # doctest: +SKIP
 
 Names that need torch (the dataset, collate functions, category map) are imported on first
