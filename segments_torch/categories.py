@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -86,7 +87,7 @@ class CategoryMap:
                 f"unknown categories {', '.join(map(repr, unknown))}; the release has: {known}"
             )
         for name, label in wanted.items():
-            if type(label) is not int or label < 0:
+            if not isinstance(label, numbers.Integral) or isinstance(label, bool) or label < 0:
                 raise CategorySelectionError(
                     f"category {name!r}: expected a label >= 0, found {label!r}"
                 )
@@ -95,6 +96,7 @@ class CategoryMap:
                     f"category {name!r} has label {label}, which is the ignore index; pass "
                     "another ignore_index"
                 )
+        wanted = {name: int(label) for name, label in wanted.items()}
         self.ignore_index = ignore_index
         self.entries = tuple(
             CategoryEntry(c, wanted.get(c.name)) for c in sorted(categories, key=_by_id)

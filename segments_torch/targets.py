@@ -215,7 +215,9 @@ def _panoptic_segments(labels: torch.Tensor, thing: torch.Tensor) -> torch.Tenso
     first_of_label = torch.full(
         (int(labels.max()) + 2 if count else 1,), count, dtype=torch.int64, device=labels.device
     )
-    first_of_label.scatter_reduce_(0, labels + 1, position, "amin")
+    # Only stuff annotations key their label (things and unselected ones go to slot 0),
+    # so a thing sharing a stuff label ({"car": 0, "road": 0}) never absorbs the stuff.
+    first_of_label.scatter_reduce_(0, torch.where(thing, 0, labels + 1), position, "amin")
     key = torch.where(thing, position, first_of_label[labels + 1])
     key = torch.where(labels >= 0, key, count)
     unique_keys = torch.unique(key)
