@@ -20,9 +20,10 @@ Example:
 
 from __future__ import annotations
 
-import numbers
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
@@ -62,11 +63,12 @@ class CategoryMap:
     def __init__(
         self,
         categories: Sequence[Category],
-        selection: Sequence[str] | Mapping[str, int] | None = None,
+        selection: Sequence[str] | Mapping[str, SupportsIndex] | None = None,
         *,
         ignore_index: int = 255,
     ) -> None:
         by_name = {c.name: c for c in categories}
+        wanted: dict[str, Any]
         if selection is None:
             wanted = {c.name: label for label, c in enumerate(sorted(categories, key=_by_id))}
         elif isinstance(selection, Mapping):
@@ -86,22 +88,22 @@ class CategoryMap:
             raise CategorySelectionError(
                 f"unknown categories {', '.join(map(repr, unknown))}; the release has: {known}"
             )
-        for name, label in wanted.items():
-            if not isinstance(label, numbers.Integral) or isinstance(label, bool) or label < 0:
+        labels = {name: _as_label(label) for name, label in wanted.items()}
+        for name, label in labels.items():
+            if label < 0:
                 raise CategorySelectionError(
-                    f"category {name!r}: expected a label >= 0, found {label!r}"
+                    f"category {name!r}: expected a label >= 0, found {wanted[name]!r}"
                 )
             if label == ignore_index:
                 raise CategorySelectionError(
                     f"category {name!r} has label {label}, which is the ignore index; pass "
                     "another ignore_index"
                 )
-        wanted = {name: int(label) for name, label in wanted.items()}
         self.ignore_index = ignore_index
         self.entries = tuple(
-            CategoryEntry(c, wanted.get(c.name)) for c in sorted(categories, key=_by_id)
+            CategoryEntry(c, labels.get(c.name)) for c in sorted(categories, key=_by_id)
         )
-        self.num_labels = max(wanted.values(), default=-1) + 1
+        self.num_labels = max(labels.values(), default=-1) + 1
         # Vectorised lookup: release ids sorted, with the label of each (-1 unselected).
         self._ids = np.array([e.category.id for e in self.entries], dtype=np.int64)
         self._labels = np.array(
@@ -155,6 +157,16 @@ class CategoryMap:
     def __repr__(self) -> str:
         pairs = ", ".join(f"{e.category.name!r}: {e.label}" for e in self.entries)
         return f"CategoryMap({{{pairs}}}, ignore_index={self.ignore_index})"
+
+
+def _as_label(value: Any) -> int:
+    """An integer label (numpy integers included), or -1 for anything else."""
+    if isinstance(value, bool):
+        return -1
+    try:
+        return operator.index(value)
+    except TypeError:
+        return -1
 
 
 def _by_id(category: Category) -> int:

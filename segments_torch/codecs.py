@@ -233,7 +233,7 @@ def encode_bitmap(ids: torch.Tensor | npt.NDArray[np.integer[Any]]) -> bytes:
         raise ValueError(f"expected (H, W) ids, found shape {array.shape}")
     if array.size and (array.min() < 0 or array.max() > _MAX_ID):
         raise ValueError(f"ids must lie in 0..{_MAX_ID}, found {array.min()}..{array.max()}")
-    packed = array.astype("<u4") | np.uint32(0xFF000000)
+    packed = array.astype("<u4", order="C") | np.uint32(0xFF000000)
     rgba = packed.view(np.uint8).reshape(*array.shape, 4)
     buffer = io.BytesIO()
     Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG")

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, SupportsIndex
 
 import numpy as np
 import torch
@@ -79,7 +79,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         filter_by: str | Sequence[str] | None = ("LABELED", "REVIEWED"),
         filter_by_metadata: Mapping[str, Any] | None = None,
         target: str = "instance",
-        categories: Sequence[str] | Mapping[str, int] | None = None,
+        categories: Sequence[str] | Mapping[str, SupportsIndex] | None = None,
         ignore_index: int = 255,
         label_offset: int = 1,
         transforms: Callable[[Any, Any], Any] | None = None,
