@@ -8,10 +8,18 @@
 - :func:`encode_bitmap`: the reverse, ids to an RGBA PNG.
 
 Which library decodes what is chosen here alone, by measurement
-(``benchmarks/bench_decoders.py``): torchvision.io's decoders are deprecated since
-torchvision 0.29 in favour of torchcodec, so torchcodec is used when it is installed,
-torchvision.io otherwise (its deprecation warning is kept away from users), pyspng for
-bitmaps when installed, and Pillow for the formats the others do not read.
+(``benchmarks/bench_decoders.py``) and by how each fails on damaged files:
+
+- JPEG: torchcodec when installed (as fast as torchvision.io, whose decoders are
+  deprecated since torchvision 0.29), torchvision.io otherwise, its deprecation warning
+  kept from users.
+- PNG images: torchcodec when installed, Pillow otherwise; never torchvision.io's
+  ``decode_png``, which crashes the process (SIGSEGV) on a PNG that fails mid-image.
+- Bitmaps: pyspng when installed (the fastest by far), torchcodec, then Pillow. pyspng
+  skips CRC checks, so every chunk's CRC is checked here first (a damaged byte would
+  otherwise decode silently to wrong ids), and any eXIf chunk is dropped: a bitmap's grid
+  is used as stored.
+- Everything else (BMP, WebP, TIFF, GIF): Pillow.
 
 Example:
     >>> ids = torch.tensor([[0, 300], [70000, 1]], dtype=torch.int32)
@@ -25,6 +33,7 @@ import io
 import struct
 import sys
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -149,18 +158,43 @@ def _decode_jpeg(data: bytes) -> torch.Tensor:
 
 
 def _decode_png_rgb(data: bytes) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_png
-
-    pixels = _quietly(
-        decode_png, _as_tensor(data), mode=ImageReadMode.RGB, apply_exif_orientation=True
-    )
-    return pixels if pixels.dtype == torch.uint8 else (pixels >> 8).to(torch.uint8)
+    # Not torchvision.io.decode_png: it crashes the process (SIGSEGV) on a PNG that fails
+    # mid-image (CRC, filter, too few rows) instead of raising.
+    pixels: torch.Tensor = _TORCHCODEC.decode_png(data, mode="RGB", output_dtype="auto")
+    if pixels.dtype == torch.uint8:  # torchcodec applies the EXIF orientation itself
+        return pixels
+    return (pixels.to(torch.int32) >> 8).to(torch.uint8)  # no uint16 shifts on CPU
 
 
 def _decode_with_pillow(data: bytes) -> torch.Tensor:
     with Image.open(io.BytesIO(data)) as image:
-        oriented = ImageOps.exif_transpose(image).convert("RGB")
+        oriented = ImageOps.exif_transpose(image)
+        if oriented.mode == "P" and "transparency" in oriented.info:
+            oriented = oriented.convert("RGBA")  # directly to RGB, Pillow warns
+        elif oriented.mode.startswith("I;16"):  # 16-bit grey: convert() would clip at 255
+            oriented = Image.fromarray((np.asarray(oriented) >> 8).astype(np.uint8))
+        oriented = oriented.convert("RGB")
     return torch.from_numpy(np.array(oriented)).permute(2, 0, 1)
+
+
+def _checked_png(data: bytes) -> bytes:
+    """``data`` after checking each chunk's CRC (pyspng skips it and decodes damaged data
+    to wrong pixels), less any eXIf chunk (a bitmap's grid is used as stored)."""
+    view = memoryview(data)
+    position, exif = 8, None
+    while position + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, position)
+        end = position + 12 + length
+        if end > len(data):
+            break  # truncated: the decoder says so
+        (crc,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(view[position + 4 : end - 4]) != crc:
+            kind = data[position + 4 : position + 8]
+            raise ValueError(f"the {kind.decode('latin-1')!r} chunk fails its CRC check")
+        if data[position + 4 : position + 8] == b"eXIf":
+            exif = (position, end)
+        position = end
+    return data if exif is None else data[: exif[0]] + data[exif[1] :]
 
 
 def decode_image(data: bytes) -> torch.Tensor:
@@ -177,7 +211,7 @@ def decode_image(data: bytes) -> torch.Tensor:
     try:
         if kind == "jpeg":
             return _decode_jpeg(data)
-        if kind == "png":
+        if kind == "png" and _TORCHCODEC is not None:
             return _decode_png_rgb(data)
     except RuntimeError:
         pass  # a variant the fast decoder refuses (e.g. CMYK, arithmetic coding): Pillow
@@ -194,13 +228,15 @@ def decode_bitmap_pixels(data: bytes) -> torch.Tensor:
     if header.bit_depth != 8 or header.color_type not in (2, 6):
         raise DecodeError(f"expected an 8-bit RGBA or RGB PNG bitmap, found {header.mode}")
     try:
+        data = _checked_png(data)
         if _PYSPNG is not None:
             return torch.from_numpy(_PYSPNG.load(data))
-        from torchvision.io import ImageReadMode, decode_png
-
-        pixels = _quietly(decode_png, _as_tensor(data), mode=ImageReadMode.UNCHANGED)
-        return pixels.permute(1, 2, 0)
-    except (RuntimeError, ValueError) as exc:
+        if _TORCHCODEC is not None:
+            pixels = _TORCHCODEC.decode_png(data, mode="UNCHANGED")
+            return pixels.permute(1, 2, 0)  # type: ignore[no-any-return]
+        with Image.open(io.BytesIO(data)) as image:
+            return torch.from_numpy(np.array(image))
+    except (RuntimeError, ValueError, OSError) as exc:
         raise DecodeError(f"cannot decode the {header.mode} PNG bitmap: {exc}") from None
 
 
@@ -209,7 +245,12 @@ def pixels_to_ids(pixels: torch.Tensor) -> torch.Tensor:
 
     Pure tensor code: runs where ``pixels`` are, CPU or CUDA.
     """
-    if pixels.shape[-1] == 4 and pixels.is_contiguous() and sys.byteorder == "little":
+    if (
+        pixels.shape[-1] == 4
+        and pixels.is_contiguous()
+        and pixels.storage_offset() % 4 == 0
+        and sys.byteorder == "little"
+    ):
         # One pass: the 4 bytes of a pixel read as a little-endian int32 are
         # R | G << 8 | B << 16 | A << 24; masking drops alpha.
         return pixels.view(torch.int32).squeeze(-1) & _MAX_ID
