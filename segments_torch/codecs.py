@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DecodeError
 
@@ -217,6 +217,10 @@ def decode_image(data: bytes) -> torch.Tensor:
         pass  # a variant the fast decoder refuses (e.g. CMYK, arithmetic coding): Pillow
     try:
         return _decode_with_pillow(data)
+    except UnidentifiedImageError:
+        raise DecodeError(
+            f"cannot decode the image ({_found(data)}): not a format Pillow reads either"
+        ) from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DecodeError(f"cannot decode the image ({_found(data)}): {exc}") from None
 
