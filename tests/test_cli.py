@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from segments_torch.cli import main
 from tests.releases import current_release
@@ -142,3 +143,22 @@ def test_console_script_entry_point(tmp_path):
     )
     assert (bad.returncode, bad.stdout) == (1, "")
     assert bad.stderr == f"segments-torch: error: {tmp_path / 'missing.json'}: no such file\n"
+
+
+def test_demo_loads_the_bundled_release_and_draws_a_preview(tmp_path, capsys):
+    out = tmp_path / "preview.png"
+    assert main(["demo", "--out", str(out), "--workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "samples=6 (LABELED: 3, REVIEWED: 3), num_classes=5)" in printed
+    table = printed[printed.index("  label  category  instances") :].splitlines()[:5]
+    assert table == [
+        "  label  category  instances",
+        "      0  circle            8",
+        "      1  square            6",
+        "      2  triangle          6",
+        "      3  grass             4",
+    ]
+    assert "6 samples through a DataLoader with 2 workers in " in printed
+    assert f"preview: {out} (784x550)" in printed
+    with Image.open(out) as picture:
+        assert picture.size == (784, 550)
