@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import torch
 from torchvision import tv_tensors
@@ -8,7 +9,7 @@ from torchvision import tv_tensors
 from segments_torch.collate import collate_detection, collate_semantic
 
 
-def item(height: int, width: int, value: int, image_id: int) -> tuple[torch.Tensor, dict]:
+def item(height: int, width: int, value: int, image_id: int) -> tuple[torch.Tensor, dict[str, Any]]:
     image = tv_tensors.Image(torch.full((3, height, width), value, dtype=torch.uint8))
     semantic = tv_tensors.Mask(torch.full((height, width), value, dtype=torch.int64))
     return image, {"semantic": semantic, "image_id": torch.tensor(image_id)}
