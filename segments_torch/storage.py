@@ -86,9 +86,10 @@ class Storage:
 
         protocol = urlsplit(location).scheme
         options = self.storage_options.get(protocol, {})
-        with fsspec.open(location, "rb", **options) as f:
-            data: bytes = f.read()
-            return data
+        # One GET: fsspec.open(...).read() first asks for the size (a HEAD), then reads.
+        fs, path = fsspec.core.url_to_fs(location, **options)
+        data: bytes = fs.cat_file(path)
+        return data
 
     def __repr__(self) -> str:
         return f"Storage(base_url={self.base_url!r})"
