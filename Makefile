@@ -31,6 +31,8 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_release.py
+	$(BIN)/python benchmarks/bench_decoders.py
+	$(BIN)/python benchmarks/bench_dataset.py
 
 clean-venv:
 	rm -rf $(VENV)
