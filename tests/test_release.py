@@ -594,3 +594,17 @@ def test_no_default_labelset_among_several_tasks():
         "'segmentation', 'boxes'"
     )
     assert release.samples.select(labelset="segmentation", statuses="labeled").tolist() == [0]
+
+
+def test_release_over_http(tmp_path, file_server):
+    (tmp_path / "release.json.gz").write_bytes(
+        gzip.compress(json.dumps(current_release()).encode())
+    )
+    url = file_server.url_for("release.json.gz", query="X-Amz-Signature=secret")
+    release = load_release(url)
+    assert release.source == file_server.url_for("release.json.gz")
+    assert release.samples.record(0).annotation_ids.tolist() == [1, 2, 70000]
+
+    with pytest.raises(ReleaseReadError) as info:
+        load_release(file_server.url_for("missing.json", query="sig=secret"))
+    assert str(info.value) == f"{file_server.url_for('missing.json')}: no such file"
