@@ -80,7 +80,6 @@ from torchvision.transforms.v2.functional import to_image
 
 import segments_torch
 from segments_torch import SegmentsDataset, codecs
-from segments_torch.targets import build_target
 
 #: Bumped whenever the generated files change, so old ones are not reused.
 GENERATOR_VERSION = 1
@@ -282,17 +281,7 @@ def instrumented_item(timings: Timings, prefix: str, ds: SegmentsDataset, index:
     steps.mark("decode bitmap")
     ids = codecs.pixels_to_ids(pixels)
     steps.mark("ids")
-    annotation_ids, category_ids = labels.annotations(row)
-    target = build_target(
-        ds.target,
-        ids,
-        torch.from_numpy(annotation_ids.astype(np.int64)),
-        torch.from_numpy(ds.categories.labels_for(category_ids)),
-        torch.from_numpy(ds.categories.things_for(category_ids)),
-        ignore_index=ds.ignore_index,
-        label_offset=ds.label_offset,
-    )
-    target["image_id"] = torch.tensor(row)
+    ds.target_for(row, ids)
     tv_tensors.Image(image)
     steps.mark("build_target")
 

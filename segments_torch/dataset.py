@@ -162,8 +162,16 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
                 )
         else:  # a selected sample without a bitmap: empty targets
             ids = torch.zeros((height, width), dtype=torch.int32)
+        item: Item = (tv_tensors.Image(image), self.target_for(row, ids))
+        if self.transforms is not None:
+            item = self.transforms(*item)
+        return item
+
+    def target_for(self, row: int, ids: torch.Tensor) -> dict[str, Any]:
+        """The target of release row ``row`` from its ``(H, W)`` int32 id map, on the id
+        map's device (CPU or CUDA): what ``ds[i]`` returns for ``row = ds.rows[i]``."""
         annotation_ids, category_ids = self._labels.annotations(row)
-        target = build_target(
+        target: dict[str, Any] = build_target(
             self.target,
             ids,
             torch.from_numpy(annotation_ids.astype(np.int64)),
@@ -172,11 +180,8 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
             ignore_index=self.ignore_index,
             label_offset=self.label_offset,
         )
-        target["image_id"] = torch.tensor(row)
-        item: Item = (tv_tensors.Image(image), target)
-        if self.transforms is not None:
-            item = self.transforms(*item)
-        return item
+        target["image_id"] = torch.tensor(row, device=ids.device)
+        return target
 
     def _read(self, name: str, url: str, decode: Callable[[bytes], torch.Tensor]) -> torch.Tensor:
         try:
