@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, SupportsIndex
 
@@ -26,7 +27,7 @@ from .collate import collate_detection, collate_semantic
 from .errors import AssetError, DecodeError, SegmentsTorchError
 from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
 from .samples import LABEL_STATUSES, SampleRecord
-from .storage import Storage, display_url, release_base_url
+from .storage import RetryPolicy, Storage, StorageError, UrlMap, display_url, release_base_url
 from .targets import TARGET_KINDS, build_target
 
 __all__ = ["SegmentsDataset", "UnsupportedTaskError"]
@@ -61,6 +62,13 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         asset_root: folder or URL that relative asset URLs are resolved against; default
             the release file's folder.
         storage_options: fsspec options per protocol, ``{"s3": {...}}``.
+        url_map: mirrors: URL prefix -> replacement (longest prefix wins), or a callable
+            (see :class:`~segments_torch.storage.Storage`).
+        cache_dir: keep each downloaded asset's bytes here (atomic writes; safe to share
+            between workers and processes of one machine).
+        cache_key: ``"path"`` (URL without query string) or ``"url"`` (the full URL).
+        timeout: seconds per HTTP request.
+        retry: the :class:`~segments_torch.storage.RetryPolicy` for transient failures.
 
     Example:
         >>> ds = SegmentsDataset("flowers-v1.0.json", task="segmentation",
@@ -85,6 +93,11 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         transforms: Callable[[Any, Any], Any] | None = None,
         asset_root: str | None = None,
         storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+        url_map: UrlMap | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_key: str = "path",
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
@@ -112,6 +125,11 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         self.storage = Storage(
             asset_root if asset_root is not None else release_base_url(self.release.source),
             storage_options,
+            url_map=url_map,
+            cache_dir=cache_dir,
+            cache_key=cache_key,
+            timeout=timeout,
+            retry=retry,
         )
         self._labels = table.labels[self.labelset]
 
@@ -186,10 +204,10 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
     def _read(self, name: str, url: str, decode: Callable[[bytes], torch.Tensor]) -> torch.Tensor:
         try:
             return decode(self.storage.read(url))
-        except (OSError, DecodeError) as exc:
-            missing = isinstance(exc, FileNotFoundError) and exc.filename is not None
-            reason = "not found" if missing else str(exc)
-            raise AssetError(name, display_url(self.storage.resolve(url)), reason) from exc
+        except StorageError as exc:
+            raise AssetError(name, exc.url, str(exc)) from exc
+        except DecodeError as exc:
+            raise AssetError(name, display_url(self.storage.resolve(url)), str(exc)) from exc
 
     def __repr__(self) -> str:
         statuses = self._labels.status[self.rows]

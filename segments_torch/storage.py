@@ -1,28 +1,66 @@
-"""Bytes of images and bitmaps from any fsspec URL.
+"""Bytes of images and bitmaps from any fsspec URL: mirrors, an atomic cache, retries.
 
-:class:`Storage` holds only strings and options, so it pickles into spawn workers and
-never carries a parent's open session into a forked child: filesystem objects come from
-fsspec per call, whose instance cache is per process. Local paths are read with plain
-``open``, the fastest way there is.
+:class:`Storage` is the one place the library reads asset bytes:
 
-Relative asset URLs (``images/a.jpg``, as in the demo release and in local exports) are
-resolved against ``base_url``, by default the folder of the release file.
+- **Relative URLs** (``images/a.jpg``, as in the demo release and in local exports) are
+  resolved against ``base_url``, by default the folder of the release file.
+- **Mirrors**: ``url_map`` rewrites URLs before reading, either a mapping of URL prefix
+  -> replacement (the longest matching prefix wins) or a callable.
+- **Cache**: with ``cache_dir``, each remote asset's original bytes are kept on disk,
+  keyed by the URL without its query string (signed URLs change their signature, not
+  their path; ``cache_key="url"`` keys by the full URL instead). Files are written to a
+  temporary name in the same folder and renamed into place, so a process killed
+  mid-download never leaves a torn file and concurrent readers (workers, DataLoaders,
+  DDP ranks on one machine) never see a partial one. fsspec's own ``simplecache`` is not
+  used: it can hand a reader a partly written file (fsspec issue #639).
+- **Retries**: bounded exponential backoff with jitter for connection errors, timeouts,
+  truncated bodies, HTTP 429 and 5xx; none for 400, 401, 403 and 404. HTTP requests get a
+  per-request timeout (fsspec's HTTP filesystem has neither).
+- **Processes**: a Storage holds strings and options only. Filesystem objects are made per
+  process (fsspec's instance cache is keyed by process id, so a forked DataLoader worker
+  never reuses its parent's async session), and the storage pickles without them.
 
 Example:
-    >>> storage = Storage(base_url="/data/flowers")
+    >>> storage = Storage(base_url="/data/flowers",
+    ...                   url_map={"https://bucket.s3.amazonaws.com/": "/mirror/"})
     >>> storage.resolve("images/a.jpg")
     '/data/flowers/images/a.jpg'
+    >>> storage.resolve("https://bucket.s3.amazonaws.com/x/b.png?sig=1")
+    '/mirror/x/b.png'
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import logging
 import os
 import posixpath
-from collections.abc import Mapping
+import random
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Storage", "display_url", "release_base_url"]
+__all__ = [
+    "RetryPolicy",
+    "Storage",
+    "StorageError",
+    "UrlMap",
+    "display_url",
+    "release_base_url",
+]
+
+logger = logging.getLogger(__name__)
+
+UrlMap = Mapping[str, str] | Callable[[str], str]
+
+#: HTTP statuses worth another attempt: rate limiting and server-side failures.
+_RETRY_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
 
 def display_url(url: str) -> str:
@@ -33,7 +71,7 @@ def display_url(url: str) -> str:
 
 def _is_local(url: str) -> bool:
     scheme = urlsplit(url).scheme
-    return scheme == "" or scheme == "file" or (len(scheme) == 1 and os.name == "nt")
+    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
 
 
 def release_base_url(source: str) -> str | None:
@@ -46,50 +84,245 @@ def release_base_url(source: str) -> str | None:
     return urlunsplit(parts._replace(path=posixpath.dirname(parts.path), query="", fragment=""))
 
 
+class StorageError(OSError):
+    """Reading an asset failed for good; says why and after how many attempts.
+
+    Attributes:
+        url: the URL read, without its query string.
+        status: the HTTP status, where there was one.
+        attempts: how many requests were made.
+        retryable: whether the last failure was of a kind worth retrying.
+    """
+
+    def __init__(
+        self, url: str, reason: str, *, status: int | None, attempts: int, retryable: bool
+    ) -> None:
+        self.url = url
+        self.reason = reason
+        self.status = status
+        self.attempts = attempts
+        self.retryable = retryable
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"{reason}{tries}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with full jitter.
+
+    Attempt ``k`` (from 1) that fails with a retryable error waits a random time in
+    ``[0, min(max_delay, base_delay * 2 ** (k - 1))]`` before the next, up to ``attempts``
+    attempts in all.
+    """
+
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+def _classify(exc: BaseException) -> tuple[str, int | None, bool]:
+    """``(reason, HTTP status or None, retryable)`` for an error raised while reading."""
+    if isinstance(exc, ImportError):
+        return (
+            f"this URL needs an optional package ({exc}): install the matching extra, e.g. "
+            "pip install 'segments-torch[http]' (or [s3], [gcs])",
+            None,
+            False,
+        )
+    status = getattr(exc, "status", None) or getattr(exc, "code", None)
+    if not isinstance(status, int):
+        status = None
+    if isinstance(exc, FileNotFoundError) or status in (404, 410):
+        return f"not found{f' (HTTP {status})' if status else ''}", status or 404, False
+    if isinstance(exc, PermissionError) or status in (401, 403):
+        return f"access denied{f' (HTTP {status})' if status else ''}", status, False
+    if status is not None:
+        message = getattr(exc, "message", "") or ""
+        return f"HTTP {status}{f' {message}' if message else ''}", status, status in _RETRY_STATUSES
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "timed out", None, True
+    name = type(exc).__name__
+    text = str(exc).split("?")[0]  # a URL in the text may carry a signature
+    detail = f"{name}: {text}" if text else name
+    # Connection resets, refused connections, truncated bodies (ClientPayloadError).
+    retryable = isinstance(exc, ConnectionError | OSError) or "Client" in name or "Payload" in name
+    return detail, None, retryable
+
+
 class Storage:
-    """Reads asset bytes from local paths and fsspec URLs.
+    """Reads asset bytes from local paths and fsspec URLs (see the module docstring).
 
     Args:
         base_url: where relative asset URLs are resolved (a folder path or URL).
-        storage_options: passed to fsspec per protocol, e.g.
-            ``{"s3": {"anon": False}, "https": {"headers": {...}}}``.
+        storage_options: fsspec options per protocol, e.g.
+            ``{"s3": {"key": ..., "secret": ..., "client_kwargs": {"endpoint_url": ...}}}``.
+        url_map: prefix -> replacement mapping (longest prefix wins) or a callable,
+            applied to every (resolved) asset URL before reading.
+        cache_dir: keep downloaded assets here; ``None`` disables the cache.
+        cache_key: ``"path"`` (URL without query string, the default) or ``"url"``.
+        timeout: seconds per HTTP request.
+        retry: the :class:`RetryPolicy`.
     """
 
     def __init__(
         self,
         base_url: str | None = None,
         storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        url_map: UrlMap | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_key: str = "path",
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        if cache_key not in ("path", "url"):
+            raise ValueError(f"cache_key must be 'path' or 'url', not {cache_key!r}")
         self.base_url = base_url
         self.storage_options = {k: dict(v) for k, v in (storage_options or {}).items()}
+        self.url_map: UrlMap | None = url_map
+        if isinstance(url_map, Mapping):  # longest prefix first
+            self.url_map = dict(sorted(url_map.items(), key=lambda kv: -len(kv[0])))
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.cache_key = cache_key
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+
+    # -- where ---------------------------------------------------------------------------
 
     def resolve(self, url: str) -> str:
-        """The absolute location of ``url``: unchanged unless it is a relative path."""
-        if urlsplit(url).scheme or os.path.isabs(url) or self.base_url is None:
+        """The location read for ``url``: relative paths joined to ``base_url``, then the
+        ``url_map`` applied."""
+        if not (urlsplit(url).scheme or os.path.isabs(url)) and self.base_url is not None:
+            if urlsplit(self.base_url).scheme:
+                url = self.base_url.rstrip("/") + "/" + url
+            else:
+                url = os.path.join(self.base_url, url)
+        if self.url_map is None:
             return url
-        if urlsplit(self.base_url).scheme:
-            return self.base_url.rstrip("/") + "/" + url
-        return os.path.join(self.base_url, url)
+        if not isinstance(self.url_map, Mapping):
+            return self.url_map(url)
+        for prefix, replacement in self.url_map.items():
+            if url.startswith(prefix):
+                mapped = replacement + url[len(prefix) :]
+                # A signed URL's query string is no part of a mirrored file's name.
+                return mapped.partition("?")[0] if _is_local(mapped) else mapped
+        return url
+
+    def cache_path(self, url: str) -> Path | None:
+        """Where ``url``'s bytes are cached (``None``: no cache, or a local file)."""
+        location = self.resolve(url)
+        if self.cache_dir is None or _is_local(location):
+            return None
+        key = display_url(location) if self.cache_key == "path" else location
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        suffix = posixpath.splitext(urlsplit(location).path)[1][:16]
+        return self.cache_dir / digest[:2] / f"{digest}{suffix}"
+
+    # -- reading -------------------------------------------------------------------------
 
     def read(self, url: str) -> bytes:
-        """All bytes at ``url``; raises ``OSError`` (``FileNotFoundError`` when absent)."""
+        """All bytes of ``url``: from the cache when there, else fetched (with retries)
+        and cached.
+
+        Raises:
+            StorageError: the asset could not be read; ``str()`` is the reason, without
+                any query string.
+        """
+        cached = self.cache_path(url)
+        if cached is not None:
+            try:
+                return cached.read_bytes()
+            except FileNotFoundError:
+                pass
+        data = self.fetch(url)
+        if cached is not None:
+            _write_atomically(cached, data)
+        return data
+
+    def fetch(self, url: str) -> bytes:
+        """Read ``url`` from its source (never the cache), retrying transient failures."""
         location = self.resolve(url)
         if _is_local(location):
-            if not os.path.isabs(location.removeprefix("file://")):
-                raise FileNotFoundError(
-                    f"relative URL {url!r} and no folder to resolve it against (the release "
-                    "was not read from a file): pass asset_root="
+            return self._read_local(url, location)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._read_remote(location)
+            except Exception as exc:  # classified below: never swallowed
+                reason, status, retryable = _classify(exc)
+                if not retryable or attempt >= self.retry.attempts:
+                    raise StorageError(
+                        display_url(location),
+                        reason,
+                        status=status,
+                        attempts=attempt,
+                        retryable=retryable,
+                    ) from exc
+                delay = self.retry.delay(attempt)
+                logger.debug(
+                    "%s: %s; retry %d in %.2f s", display_url(location), reason, attempt, delay
                 )
-            with open(location.removeprefix("file://"), "rb") as f:
+                time.sleep(delay)
+
+    def _read_local(self, url: str, location: str) -> bytes:
+        path = location.removeprefix("file://")
+        if not os.path.isabs(path):
+            raise StorageError(
+                url,
+                f"relative URL {url!r} and no folder to resolve it against (the release was "
+                "not read from a file): pass asset_root=",
+                status=None,
+                attempts=1,
+                retryable=False,
+            )
+        try:
+            with open(path, "rb") as f:
                 return f.read()
+        except OSError as exc:
+            reason, status, _ = _classify(exc)
+            raise StorageError(path, reason, status=status, attempts=1, retryable=False) from exc
+
+    def _options(self, protocol: str) -> dict[str, Any]:
+        """fsspec options for ``protocol``, with the request timeout for HTTP."""
+        options = dict(self.storage_options.get(protocol, {}))
+        if protocol in ("http", "https"):
+            import aiohttp
+
+            client_kwargs = dict(options.get("client_kwargs", {}))
+            client_kwargs.setdefault("timeout", aiohttp.ClientTimeout(total=self.timeout))
+            options["client_kwargs"] = client_kwargs
+        return options
+
+    def _read_remote(self, location: str) -> bytes:
         import fsspec
 
-        protocol = urlsplit(location).scheme
-        options = self.storage_options.get(protocol, {})
-        # One GET: fsspec.open(...).read() first asks for the size (a HEAD), then reads.
-        fs, path = fsspec.core.url_to_fs(location, **options)
+        # fsspec keeps one filesystem per process and options, so a forked worker makes
+        # its own session. One GET: fsspec.open(...).read() would first ask for the size.
+        fs, path = fsspec.core.url_to_fs(location, **self._options(urlsplit(location).scheme))
         data: bytes = fs.cat_file(path)
         return data
 
     def __repr__(self) -> str:
-        return f"Storage(base_url={self.base_url!r})"
+        return (
+            f"Storage(base_url={self.base_url!r}, cache_dir={self.cache_dir!r}, "
+            f"url_map={self.url_map!r})"
+        )
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` by a temporary file in its folder and a rename: readers see the old
+    state or the whole file, never part of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+    try:
+        with os.fdopen(descriptor, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
