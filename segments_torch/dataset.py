@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, SupportsIndex
@@ -31,6 +32,8 @@ from .storage import RetryPolicy, Storage, StorageError, UrlMap, display_url, re
 from .targets import TARGET_KINDS, build_target
 
 __all__ = ["SegmentsDataset", "UnsupportedTaskError"]
+
+logger = logging.getLogger(__name__)
 
 Item = tuple[tv_tensors.Image, dict[str, Any]]
 
@@ -69,6 +72,10 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         cache_key: ``"path"`` (URL without query string) or ``"url"`` (the full URL).
         timeout: seconds per HTTP request.
         retry: the :class:`~segments_torch.storage.RetryPolicy` for transient failures.
+        on_error: ``"raise"`` (the default) raises :class:`AssetError` for a sample whose
+            image or bitmap cannot be read or used; ``"skip"`` serves the next sample that
+            works instead (deterministically), logs the failure once and counts it in
+            :attr:`failures`, so a long training run survives a handful of broken files.
 
     Example:
         >>> ds = SegmentsDataset("flowers-v1.0.json", task="segmentation",
@@ -98,6 +105,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         cache_key: str = "path",
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
+        on_error: str = "raise",
     ) -> None:
         if target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
@@ -122,6 +130,12 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         self.ignore_index = ignore_index
         self.label_offset = label_offset
         self.transforms = transforms
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        self.on_error = on_error
+        # One flag per sample in shared memory: workers' failures count in the parent.
+        failed = torch.zeros(len(self.rows), dtype=torch.uint8)
+        self._failed = failed.share_memory_()  # type: ignore[no-untyped-call]
         self.storage = Storage(
             asset_root if asset_root is not None else release_base_url(self.release.source),
             storage_options,
@@ -155,15 +169,45 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
     def sample_info(self, index: int) -> SampleRecord:
         """The sample behind ``ds[index]`` (uuid, name, URLs, status, metadata), without
         reading any asset."""
-        return self.release.samples.record(self._row(index), self.labelset)
+        row = int(self.rows[self._position(index)])
+        return self.release.samples.record(row, self.labelset)
 
-    def _row(self, index: int) -> int:
+    def _position(self, index: int) -> int:
         if not -len(self.rows) <= index < len(self.rows):
             raise IndexError(f"index {index} is out of range for {len(self.rows)} samples")
-        return int(self.rows[index])
+        return index % len(self.rows)
 
     def __getitem__(self, index: int) -> Item:
-        row = self._row(index)
+        position = self._position(index)
+        if self.on_error == "raise":
+            return self._item(position)
+        # "skip": a sample whose assets fail is replaced by the next one that works, the
+        # same one every time; each failure is logged once and counted.
+        for offset in range(len(self.rows)):
+            candidate = (position + offset) % len(self.rows)
+            try:
+                return self._item(candidate)
+            except AssetError as error:
+                if not self._failed[candidate]:
+                    self._failed[candidate] = 1
+                    logger.warning("skipping %s (on_error='skip')", error)
+                last = error
+        raise AssetError(
+            last.sample, last.url, f"{last.reason} (on_error='skip': all {len(self)} failed)"
+        )
+
+    @property
+    def failures(self) -> int:
+        """How many samples failed and were skipped so far, over every process that
+        shares this dataset (DataLoader workers included)."""
+        return int(self._failed.sum())
+
+    def failed_samples(self) -> list[SampleRecord]:
+        """The samples that failed and were skipped so far (see :attr:`failures`)."""
+        return [self.sample_info(int(i)) for i in torch.nonzero(self._failed).flatten()]
+
+    def _item(self, position: int) -> Item:
+        row = int(self.rows[position])
         table = self.release.samples
         name = table.names[row]
         image = self._read(name, table.image_urls[row], decode_image)

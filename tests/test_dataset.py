@@ -397,3 +397,54 @@ def test_dataset_pickles_small():
     copy = pickle.loads(pickle.dumps(ds))
     assert len(copy) == len(ds)
     assert torch.equal(copy[0][1]["masks"], ds[0][1]["masks"])
+
+
+# -- on_error="skip" ---------------------------------------------------------------------
+
+
+def test_skip_replaces_broken_samples_deterministically(demo_copy, caplog):
+    (demo_copy.parent / "images" / "shapes-000.jpg").write_bytes(b"not an image")
+    (demo_copy.parent / "bitmaps" / "shapes-002-exif.png").unlink()
+    ds = SegmentsDataset(demo_copy, on_error="skip")
+    reference = SegmentsDataset(RELEASE_PATH)
+    with caplog.at_level("WARNING", logger="segments_torch.dataset"):
+        for _ in range(2):  # the same replacement every time; each failure logged once
+            assert torch.equal(ds[0][0], reference[1][0])
+            assert torch.equal(ds[2][0], reference[3][0])
+    assert ds.failures == 2
+    assert [s.name for s in ds.failed_samples()] == ["shapes-000.jpg", "shapes-002-exif.jpg"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "skipping sample 'shapes-000.jpg': "
+        f"{demo_copy.parent / 'images' / 'shapes-000.jpg'}: cannot decode the image (unknown "
+        "data starting b'not an i'): not a format Pillow reads either (on_error='skip')",
+        f"skipping sample 'shapes-002-exif.jpg': {demo_copy.parent / 'bitmaps'}"
+        "/shapes-002-exif.png: not found (on_error='skip')",
+    ]
+    # The last sample wraps around to the first one that works.
+    (demo_copy.parent / "images" / "shapes-007.jpg").unlink()
+    assert torch.equal(ds[5][0], reference[1][0])
+    assert ds.failures == 3
+
+
+def test_skip_counts_failures_in_workers(demo_copy):
+    (demo_copy.parent / "images" / "shapes-001.jpg").unlink()
+    ds = SegmentsDataset(demo_copy, on_error="skip")
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=ds.collate_fn)
+    names = [int(t["image_id"]) for _, targets in loader for t in targets]
+    assert names == [0, 2, 2, 3, 4, 7]  # row 1 replaced by row 2
+    assert ds.failures == 1
+
+
+def test_skip_when_everything_fails(demo_copy):
+    for image in (demo_copy.parent / "images").iterdir():
+        image.unlink()
+    ds = SegmentsDataset(demo_copy, on_error="skip")
+    with pytest.raises(AssetError) as info:
+        ds[3]
+    assert str(info.value) == (
+        f"sample 'shapes-002-exif.jpg': {demo_copy.parent / 'images' / 'shapes-002-exif.jpg'}: "
+        "not found (on_error='skip': all 6 failed)"
+    )
+    assert ds.failures == 6
+    with pytest.raises(ValueError, match="on_error must be 'raise' or 'skip', not 'ignore'"):
+        SegmentsDataset(demo_copy, on_error="ignore")
