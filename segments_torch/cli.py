@@ -18,7 +18,8 @@ from typing import Any
 
 from .errors import SegmentsTorchError
 from .release import Release, load_release
-from .samples import LABEL_STATUSES
+from .samples import LABEL_STATUSES, SelectionError
+from .storage import Storage, prefetch, release_base_url
 
 __all__ = ["main", "release_summary"]
 
@@ -145,6 +146,75 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _url_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    mapping = {}
+    for pair in pairs:
+        prefix, separator, replacement = pair.partition("=")
+        if not separator or not prefix:
+            raise SelectionError(f"--url-map takes PREFIX=REPLACEMENT, not {pair!r}")
+        mapping[prefix] = replacement
+    return mapping
+
+
+class _Progress:
+    """A progress bar: tqdm's when installed, else a line on stderr every 5 %."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.shown = total, 0, -1
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            self.bar = None
+        else:
+            self.bar = tqdm(total=total, unit="file", file=sys.stderr)
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        if self.bar is not None:
+            self.bar.update(count)
+            return
+        percent = 100 * self.done // max(1, self.total)
+        if percent // 5 != self.shown // 5 or self.done == self.total:
+            self.shown = percent
+            print(f"prefetch: {self.done}/{self.total} ({percent} %)", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _prefetch(args: argparse.Namespace) -> int:
+    release = load_release(args.release)
+    table = release.samples
+    statuses = None if args.all else (args.filter_by or ["LABELED", "REVIEWED"])
+    labelset = table.resolve_labelset(args.labelset)
+    rows = table.select(labelset=labelset, statuses=statuses)
+    bitmaps = table.labels[labelset].bitmap_urls
+    urls = [url for row in rows.tolist() for url in (table.image_urls[row], bitmaps[row]) if url]
+    storage = Storage(
+        args.asset_root or release_base_url(release.source),
+        url_map=_url_map(args.url_map),
+        cache_dir=args.cache_dir,
+        cache_key=args.cache_key,
+    )
+    progress = _Progress(len(dict.fromkeys(urls)))
+    try:
+        report = prefetch(storage, urls, workers=args.workers, progress=progress)
+    finally:
+        progress.close()
+    megabytes = report.bytes_downloaded / 1e6
+    print(f"samples          {len(rows)}")
+    print(f"assets           {progress.total}")
+    print(f"downloaded       {report.downloaded} ({megabytes:.1f} MB)")
+    print(f"already cached   {report.already_cached}")
+    print(f"failed           {len(report.failed)}")
+    for url, reason in report.failed.items():
+        print(f"  {url}: {reason}")
+    return 1 if report.failed else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segments-torch", description="Inspect and use Segments.ai release files."
@@ -171,6 +241,39 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("segments-demo-preview.png"), help="preview PNG to write"
     )
     demo.set_defaults(run=_demo)
+
+    fetch = commands.add_parser(
+        "prefetch",
+        help="download a release's assets into a cache folder, in parallel",
+        description="Download the images and bitmaps of the selected samples into --cache-dir "
+        "(atomically; files already there are kept, so a second run resumes), then print "
+        "what was downloaded, what was cached already and what failed.",
+    )
+    fetch.add_argument("release", help="release file: path, URL, .json or .json.gz")
+    fetch.add_argument("--cache-dir", required=True, type=Path, help="the cache folder")
+    fetch.add_argument("--labelset", help="labelset whose statuses --filter-by reads")
+    fetch.add_argument(
+        "--filter-by",
+        action="append",
+        metavar="STATUS",
+        help="label status to keep (repeatable; default LABELED and REVIEWED)",
+    )
+    fetch.add_argument("--all", action="store_true", help="every sample, whatever its status")
+    fetch.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
+    fetch.add_argument(
+        "--url-map",
+        action="append",
+        metavar="PREFIX=REPLACEMENT",
+        help="read URLs starting with PREFIX from REPLACEMENT instead (repeatable)",
+    )
+    fetch.add_argument(
+        "--cache-key",
+        choices=("path", "url"),
+        default="path",
+        help="key files by URL without query string (default) or full URL",
+    )
+    fetch.add_argument("--asset-root", help="folder or URL relative asset URLs resolve against")
+    fetch.set_defaults(run=_prefetch)
     return parser
 
 

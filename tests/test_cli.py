@@ -162,3 +162,71 @@ def test_demo_loads_the_bundled_release_and_draws_a_preview(tmp_path, capsys):
     assert f"preview: {out} (784x550)" in printed
     with Image.open(out) as picture:
         assert picture.size == (784, 550)
+
+
+def served_release(tmp_path, server, missing: str | None = None) -> Path:
+    """A release of the four standard samples whose assets the server serves."""
+    document = current_release()
+    for sample in document["dataset"]["samples"]:
+        name = sample["name"]
+        (tmp_path / name).write_bytes(f"image {name}".encode() * 100)
+        sample["attributes"]["image"]["url"] = server.url_for(name, query="sig=secret")
+        label = sample["labels"]["ground-truth"]
+        if label and label.get("attributes"):
+            bitmap = f"{name}.png"
+            (tmp_path / bitmap).write_bytes(f"bitmap {name}".encode())
+            label["attributes"]["segmentation_bitmap"]["url"] = server.url_for(bitmap)
+    if missing:
+        (tmp_path / missing).unlink()
+    path = tmp_path / "release.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_prefetch_downloads_then_resumes(tmp_path, file_server, capsys):
+    release = served_release(tmp_path, file_server)
+    cache = tmp_path / "cache"
+    assert main(["prefetch", str(release), "--cache-dir", str(cache), "--workers", "3"]) == 0
+    assert capsys.readouterr().out == (
+        "samples          2\n"
+        "assets           4\n"
+        "downloaded       4 (0.0 MB)\n"
+        "already cached   0\n"
+        "failed           0\n"
+    )
+    files = sorted(p for p in cache.rglob("*") if p.is_file())
+    assert len(files) == 4
+    assert sorted(p.read_bytes() for p in files) == sorted(
+        (tmp_path / n).read_bytes() for n in ("a.jpg", "b.jpg", "a.jpg.png", "b.jpg.png")
+    )
+    requests = file_server.count()
+    # A second run finds everything cached and downloads nothing.
+    assert main(["prefetch", str(release), "--cache-dir", str(cache), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "samples          4\nassets           6\ndownloaded       2 (0.0 MB)\n" in out
+    assert "already cached   4\n" in out
+    assert file_server.count() == requests + 2
+
+
+def test_prefetch_reports_failures(tmp_path, file_server, capsys):
+    release = served_release(tmp_path, file_server, missing="b.jpg")
+    code = main(["prefetch", str(release), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert out.endswith(
+        f"failed           1\n  {file_server.url_for('b.jpg')}: not found (HTTP 404)\n"
+    )
+    assert "secret" not in out
+
+
+def test_prefetch_url_map_and_usage_errors(tmp_path, file_server, capsys):
+    release = served_release(tmp_path, file_server)
+    mapped = ["--url-map", f"{file_server.url}/=file://{tmp_path}/"]
+    assert main(["prefetch", str(release), "--cache-dir", str(tmp_path / "c"), *mapped]) == 0
+    # Local files are read where they are, never copied into the cache.
+    assert "already cached   4\n" in capsys.readouterr().out
+    assert file_server.count() == 0
+    assert main(["prefetch", str(release), "--cache-dir", "c", "--url-map", "nothing"]) == 1
+    assert capsys.readouterr().err == (
+        "segments-torch: error: --url-map takes PREFIX=REPLACEMENT, not 'nothing'\n"
+    )
