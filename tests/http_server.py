@@ -2,11 +2,16 @@
 
 :class:`FileServer` serves the files under ``root`` on an ephemeral port of the loopback
 interface (nothing else is ever bound or contacted), counts and logs every request, and
-can be told to answer some requests with an error status or to answer slowly, for tests
-of retries and timeouts. It answers ``GET`` and ``HEAD``, honours single ``Range``
-requests (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``) as fsspec's HTTP files send them,
-ignores query strings (signed URLs carry their signature there), and speaks HTTP/1.0, so
-every connection closes after its response and shutdown never waits on an idle client.
+can be told to misbehave on purpose, for tests of retries, timeouts and caches: answer some
+requests with an error status (:meth:`FileServer.fail`), close the connection without an
+answer (:meth:`FileServer.drop`), stall before answering (:meth:`FileServer.stall`,
+:attr:`FileServer.delay`), send fewer bytes than its ``Content-Length`` promised
+(:meth:`FileServer.truncate`), or send bodies slowly (:attr:`FileServer.bytes_per_second`,
+with progress in :meth:`FileServer.bytes_sent`). It answers ``GET`` and ``HEAD``, honours
+single ``Range`` requests (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``) as fsspec's HTTP files
+send them, ignores query strings (signed URLs carry their signature there), and speaks
+HTTP/1.0, so every connection closes after its response and shutdown never waits on an idle
+client.
 
 Use it as a context manager, or through the ``file_server`` fixture, which serves the
 test's ``tmp_path`` and shuts the server down in teardown::
@@ -26,8 +31,9 @@ import os
 import re
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -50,7 +56,9 @@ class ServedRequest:
         path: the URL path relative to the root, percent-decoded, without query string.
         query: the query string (``""`` when none).
         headers: the request headers.
-        status: the status code answered.
+        status: the status code answered (``0``: the connection was dropped unanswered).
+        fault: the misbehaviour served, ``""`` for none: ``"status"`` (:meth:`FileServer.fail`),
+            ``"drop"``, ``"stall"`` or ``"truncate"``.
     """
 
     method: str
@@ -58,6 +66,17 @@ class ServedRequest:
     query: str
     headers: dict[str, str]
     status: int
+    fault: str = ""
+
+
+@dataclass(frozen=True)
+class _Fault:
+    """One planned misbehaviour for one request (see the :class:`FileServer` methods)."""
+
+    kind: str  # "status", "drop", "stall" or "truncate"
+    status: int = 0
+    seconds: float = 0.0
+    keep: float = 0.5
 
 
 class _Server(ThreadingHTTPServer):
@@ -89,21 +108,53 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(parts.path).lstrip("/")
         if owner.delay:
             owner._stopping.wait(owner.delay)  # cut short by stop()
-        status = owner._take_failure(path)
+        fault = owner._take_fault(path)
+        kind = fault.kind if fault is not None else ""
+        request = ServedRequest(
+            self.command, path, parts.query, dict(self.headers.items()), 0, kind
+        )
+        if fault is not None and fault.kind == "drop":
+            owner._record(request)
+            self.close_connection = True  # no status line, no headers: the socket just closes
+            return
         payload = b""
         headers: dict[str, str] = {}
-        if status is None:
+        if fault is not None and fault.kind == "status":
+            status = fault.status
+        else:
             status, payload, headers = self._file(owner.root, path)
-        owner._record(
-            ServedRequest(self.command, path, parts.query, dict(self.headers.items()), status)
-        )
+        # Logged on arrival, so a client that gave up on a stalled answer is counted at once.
+        owner._record(replace(request, status=status))
+        if fault is not None and fault.kind == "stall":
+            owner._stopping.wait(fault.seconds)  # cut short by stop()
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        if body:
+        if not body:
+            return
+        if fault is not None and fault.kind == "truncate":
+            payload = payload[: int(len(payload) * fault.keep)]
+            self.close_connection = True
+        self._send(owner, path, payload)
+
+    def _send(self, owner: FileServer, path: str, payload: bytes) -> None:
+        """Write ``payload``, at most ``owner.bytes_per_second`` (0: at once)."""
+        rate = owner.bytes_per_second
+        if not rate:
             self.wfile.write(payload)
+            owner._sent(path, len(payload))
+            return
+        chunk = max(1, int(rate / 50))  # 50 writes a second
+        for start in range(0, len(payload), chunk):
+            if owner._stopping.is_set():
+                return
+            piece = payload[start : start + chunk]
+            self.wfile.write(piece)
+            self.wfile.flush()
+            owner._sent(path, len(piece))
+            owner._stopping.wait(len(piece) / rate)
 
     def _file(self, root: Path, path: str) -> tuple[int, bytes, dict[str, str]]:
         location = (root / path).resolve()
@@ -139,15 +190,19 @@ class FileServer:
 
     Attributes:
         delay: seconds to wait before answering each request (for timeout tests).
+        bytes_per_second: send response bodies at most this fast (``0``: at once), for
+            tests that need a download in progress.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
         self.delay = 0.0
+        self.bytes_per_second = 0.0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._log: list[ServedRequest] = []
-        self._failures: dict[str, list[int]] = {}
+        self._faults: dict[str, list[_Fault]] = {}
+        self._bytes_sent: Counter[str] = Counter()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -226,21 +281,52 @@ class FileServer:
             for r in self.requests
         )
 
+    def bytes_sent(self, path: str | None = None) -> int:
+        """Body bytes written so far, for one path (``None``: all paths)."""
+        with self._lock:
+            if path is None:
+                return sum(self._bytes_sent.values())
+            return self._bytes_sent[path.lstrip("/")]
+
     def reset(self) -> None:
-        """Forget the request log and any pending failures."""
+        """Forget the request log, the bytes sent and any pending failures."""
         with self._lock:
             self._log.clear()
-            self._failures.clear()
+            self._faults.clear()
+            self._bytes_sent.clear()
+
+    # Planned failures queue up per path, in the order they are asked for, each taken by
+    # one request.
 
     def fail(self, path: str, status: int = 503, times: int = 1) -> None:
         """Answer the next ``times`` requests for ``path`` with ``status`` (no body)."""
-        with self._lock:
-            self._failures.setdefault(path.lstrip("/"), []).extend([status] * times)
+        self._plan(path, _Fault("status", status=status), times)
 
-    def _take_failure(self, path: str) -> int | None:
+    def drop(self, path: str, times: int = 1) -> None:
+        """Close the connection of the next ``times`` requests for ``path`` unanswered."""
+        self._plan(path, _Fault("drop"), times)
+
+    def stall(self, path: str, seconds: float, times: int = 1) -> None:
+        """Wait ``seconds`` before answering the next ``times`` requests for ``path``."""
+        self._plan(path, _Fault("stall", seconds=seconds), times)
+
+    def truncate(self, path: str, times: int = 1, keep: float = 0.5) -> None:
+        """Answer the next ``times`` requests for ``path`` with the full ``Content-Length``
+        but only its first ``keep`` fraction of the body, then close the connection."""
+        self._plan(path, _Fault("truncate", keep=keep), times)
+
+    def _plan(self, path: str, fault: _Fault, times: int) -> None:
         with self._lock:
-            pending = self._failures.get(path)
+            self._faults.setdefault(path.lstrip("/"), []).extend([fault] * times)
+
+    def _take_fault(self, path: str) -> _Fault | None:
+        with self._lock:
+            pending = self._faults.get(path)
             return pending.pop(0) if pending else None
+
+    def _sent(self, path: str, size: int) -> None:
+        with self._lock:
+            self._bytes_sent[path] += size
 
     def _record(self, request: ServedRequest) -> None:
         with self._lock:
