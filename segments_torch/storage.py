@@ -138,11 +138,14 @@ def _classify(exc: BaseException, *, http: bool = False) -> tuple[str, int | Non
         )
     status = getattr(exc, "status", None) or getattr(exc, "code", None)
     if not isinstance(status, int):
+        status = _client_error_status(exc)
+    if not isinstance(status, int):
         status = 404 if http and isinstance(exc, FileNotFoundError) else None
     if isinstance(exc, FileNotFoundError) or status in (404, 410):
         return f"not found{f' (HTTP {status})' if status else ''}", status or 404, False
     if isinstance(exc, PermissionError) or status in (401, 403):
-        return f"access denied{f' (HTTP {status})' if status else ''}", status, False
+        said = _server_says(exc) if isinstance(exc, PermissionError) else ""
+        return f"access denied{f' (HTTP {status})' if status else ''}{said}", status, False
     if status is not None:
         message = getattr(exc, "message", "") or ""
         return f"HTTP {status}{f' {message}' if message else ''}", status, status in _RETRY_STATUSES
@@ -154,6 +157,32 @@ def _classify(exc: BaseException, *, http: bool = False) -> tuple[str, int | Non
     # Connection resets, refused connections, truncated bodies (ClientPayloadError).
     retryable = isinstance(exc, ConnectionError | OSError) or "Client" in name or "Payload" in name
     return detail, None, retryable
+
+
+def _client_error_status(exc: BaseException) -> int | None:
+    """The HTTP status of the botocore ``ClientError`` that s3fs (or gcsfs) translated into
+    ``exc`` (kept as ``__cause__``): PermissionError, FileNotFoundError carry none."""
+    response = getattr(exc.__cause__, "response", None)
+    if isinstance(response, Mapping):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if isinstance(status, int):
+            return status
+    return None
+
+
+#: Server texts that add nothing to "access denied (HTTP 403)".
+_GENERIC_REFUSALS = frozenset({"forbidden", "access denied", "unauthorized"})
+
+
+def _server_says(exc: BaseException) -> str:
+    """``": <the server's explanation>"`` where a refusal carries one (S3: "The request
+    signature we calculated does not match ...", "The AWS Access Key Id you provided does
+    not exist in our records."), else ``""``. A local PermissionError (with an errno)
+    names only the path."""
+    if getattr(exc, "errno", None) is not None:
+        return ""
+    text = str(exc).split("?")[0].strip()
+    return "" if text.lower().rstrip(".") in _GENERIC_REFUSALS or not text else f": {text}"
 
 
 class Storage:
@@ -300,6 +329,19 @@ class Storage:
             client_kwargs = dict(options.get("client_kwargs", {}))
             client_kwargs.setdefault("timeout", aiohttp.ClientTimeout(total=self.timeout))
             options["client_kwargs"] = client_kwargs
+        elif protocol in ("s3", "s3a"):
+            # With max_concurrency > 1 (its default, 10), s3fs's cat_file sends a HEAD for
+            # the size before the GET, to split files over its block size (50 MiB) into
+            # parallel ranges: for images and bitmaps that doubles the requests, and a
+            # refused HEAD has no body, so S3's reason for a 403 is lost.
+            options.setdefault("max_concurrency", 1)
+            # One retry policy, ours: botocore's own attempts would multiply with it (five
+            # inside each of five), and its 60 s timeouts would ignore `timeout`.
+            config = dict(options.get("config_kwargs", {}))
+            config.setdefault("retries", {"max_attempts": 1})
+            config.setdefault("connect_timeout", self.timeout)
+            config.setdefault("read_timeout", self.timeout)
+            options["config_kwargs"] = config
         return options
 
     def _read_remote(self, location: str) -> bytes:

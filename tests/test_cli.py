@@ -178,7 +178,7 @@ def served_release(tmp_path, server, missing: str | None = None) -> Path:
             label["attributes"]["segmentation_bitmap"]["url"] = server.url_for(bitmap)
     if missing:
         (tmp_path / missing).unlink()
-    path = tmp_path / "release.json"
+    path: Path = tmp_path / "release.json"
     path.write_text(json.dumps(document))
     return path
 

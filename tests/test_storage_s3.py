@@ -1,0 +1,387 @@
+"""Releases and assets in a private S3 bucket, served by moto's standalone server.
+
+moto's :class:`~moto.server.ThreadedMotoServer` runs in a thread on 127.0.0.1 (nothing
+else is contacted: fake credentials, instance metadata off, every endpoint set to the
+server). IAM authentication is switched on once the bucket's reader exists, so the bucket
+is private for real: requests signed with the reader's key pass; anonymous requests, a
+wrong secret and an unknown key id are refused. The server's request log (werkzeug's
+``werkzeug`` logger, one record per request, written before the response is sent) counts
+what reached S3. The module skips when s3fs or moto is not installed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+import re
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from segments_torch import SegmentsDataset, load_release
+from segments_torch.errors import AssetError, ReleaseReadError
+from segments_torch.release import Release
+from segments_torch.storage import StorageError
+from tests.releases import annotation, current_release, label, sample
+
+pytest.importorskip("s3fs", reason="S3 tests need s3fs")
+moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto[server]")
+boto3 = pytest.importorskip("boto3", reason="S3 tests need boto3 (a dependency of moto)")
+
+BUCKET = "bucket"
+REGION = "us-east-1"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_REQUEST_LINE = re.compile(r"(\S+) (\S+) HTTP/")
+
+
+@dataclass
+class MotoS3:
+    """The running server, the bucket reader's credentials and the server's request log."""
+
+    endpoint: str
+    key: str
+    secret: str
+    requests: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, status
+
+    def options(self, **overrides: Any) -> dict[str, Any]:
+        """s3fs options (fsspec.open keywords) for the reader, with ``overrides``."""
+        options: dict[str, Any] = {
+            "key": self.key,
+            "secret": self.secret,
+            "client_kwargs": {"endpoint_url": self.endpoint, "region_name": REGION},
+        }
+        options.update(overrides)
+        return options
+
+    def anonymous(self) -> dict[str, Any]:
+        return {"anon": True, "client_kwargs": {"endpoint_url": self.endpoint}}
+
+    def count(self, prefix: str = f"/{BUCKET}/", method: str | None = None) -> int:
+        return sum(
+            1
+            for m, path, _ in list(self.requests)
+            if path.startswith(prefix) and (method is None or m == method)
+        )
+
+
+class _RequestLog(logging.Handler):
+    """Keeps werkzeug's per-request records (``'"GET /path HTTP/1.1" 200 -'``)."""
+
+    def __init__(self, requests: list[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self.requests = requests
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        if not isinstance(args, tuple) or len(args) != 3:
+            return  # not a request line (an error, a startup message)
+        match = _REQUEST_LINE.match(_ANSI.sub("", str(args[0])))
+        if match:
+            self.requests.append((match[1], match[2].partition("?")[0], str(args[1])))
+
+
+def _post(url: str, body: bytes) -> bytes:
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "text/plain"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # 127.0.0.1 only
+        data: bytes = response.read()
+        return data
+
+
+@pytest.fixture(scope="module")
+def moto_s3() -> Iterator[MotoS3]:
+    """moto on 127.0.0.1 with IAM authentication on and a reader allowed ``s3:*``."""
+    requests: list[tuple[str, str, str]] = []
+    werkzeug_log = logging.getLogger("werkzeug")
+    saved = (werkzeug_log.level, werkzeug_log.propagate)
+    handler = _RequestLog(requests)
+    werkzeug_log.addHandler(handler)  # before the first request: werkzeug adds no printer
+    werkzeug_log.setLevel(logging.INFO)
+    werkzeug_log.propagate = False
+    with pytest.MonkeyPatch.context() as env:
+        # Fake credentials and no configuration files: nothing here can reach AWS.
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+            "AWS_CONFIG_FILE": "/nonexistent/config",
+        }.items():
+            env.setenv(name, value)
+        env.delenv("AWS_SESSION_TOKEN", raising=False)
+        env.delenv("AWS_PROFILE", raising=False)
+        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            endpoint = f"http://{host}:{port}"
+            env.setenv("AWS_ENDPOINT_URL", endpoint)  # any client without an endpoint
+            iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION)
+            iam.create_user(UserName="reader")
+            policy = {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+            }
+            iam.put_user_policy(
+                UserName="reader", PolicyName="s3", PolicyDocument=json.dumps(policy)
+            )
+            access_key = iam.create_access_key(UserName="reader")["AccessKey"]
+            previous = json.loads(_post(f"{endpoint}/moto-api/reset-auth", b"0"))
+            try:
+                yield MotoS3(
+                    endpoint, access_key["AccessKeyId"], access_key["SecretAccessKey"], requests
+                )
+            finally:  # moto's settings are process-wide: put them back
+                _post(
+                    f"{endpoint}/moto-api/reset-auth",
+                    previous["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"].encode(),
+                )
+        finally:
+            server.stop()
+            werkzeug_log.removeHandler(handler)
+            werkzeug_log.setLevel(saved[0])
+            werkzeug_log.propagate = saved[1]
+
+
+# -- the bucket's contents -------------------------------------------------------------
+
+
+def _jpeg(height: int, width: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _bitmap(ids: np.ndarray) -> bytes:
+    """An RGBA PNG of instance ids: R + 256 G + 65536 B, alpha 255."""
+    rgba = np.stack(
+        [ids & 0xFF, (ids >> 8) & 0xFF, (ids >> 16) & 0xFF, np.full_like(ids, 255)], axis=-1
+    ).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _ids(height: int, width: int, regions: list[tuple[int, int, int, int, int]]) -> np.ndarray:
+    ids = np.zeros((height, width), dtype=np.int64)
+    for instance_id, top, left, bottom, right in regions:
+        ids[top:bottom, left:right] = instance_id
+    return ids
+
+
+#: a.png's regions: (instance id, top, left, bottom, right); 9 has no annotation.
+A_REGIONS = [(1, 2, 3, 20, 30), (2, 22, 5, 38, 20), (70000, 5, 35, 35, 54), (9, 0, 0, 2, 2)]
+
+
+def _files() -> dict[str, bytes]:
+    """Bucket keys -> bytes: three images, two bitmaps (ids up to 70000 = R 112, G 17, B 1,
+    and id 9 with no annotation)."""
+    return {
+        "images/a.jpg": _jpeg(40, 56, seed=0),
+        "images/b.jpg": _jpeg(32, 48, seed=1),
+        "images/c.jpg": _jpeg(24, 24, seed=2),
+        "bitmaps/a.png": _bitmap(_ids(40, 56, A_REGIONS)),
+        "bitmaps/b.png": _bitmap(_ids(32, 48, [(3, 0, 0, 32, 24)])),
+    }
+
+
+def _release_document() -> dict[str, Any]:
+    """Three selected samples (absolute s3:// URLs, one image URL relative to the release
+    file's folder, one label without a bitmap) and one unlabelled sample."""
+    url = f"s3://{BUCKET}/"
+    samples = [
+        sample(
+            "a.jpg",
+            {
+                "ground-truth": label(
+                    "LABELED",
+                    [annotation(1, 0), annotation(2, 1), annotation(70000, 1)],
+                    bitmap=url + "bitmaps/a.png",
+                )
+            },
+        ),
+        sample(
+            "b.jpg",
+            {"ground-truth": label("REVIEWED", [annotation(3, 5)], bitmap=url + "bitmaps/b.png")},
+        ),
+        sample("c.jpg", {"ground-truth": label("LABELED", [], bitmap=None)}),
+        sample("d.jpg", {"ground-truth": None}),
+    ]
+    images = [url + "images/a.jpg", "images/b.jpg", url + "images/c.jpg", url + "images/d.jpg"]
+    for entry, image in zip(samples, images, strict=True):
+        entry["attributes"]["image"]["url"] = image
+    return current_release(samples)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    s3: MotoS3
+    local: Path  # the same files on disk: release.json, images/, bitmaps/
+    release_url: str = f"s3://{BUCKET}/release.json"
+
+
+@pytest.fixture(scope="module")
+def bucket(moto_s3: MotoS3, tmp_path_factory: pytest.TempPathFactory) -> Bucket:
+    """A private bucket with the release (``.json`` and ``.json.gz``) and its assets, and
+    a local copy of the same files."""
+    document = json.dumps(_release_document()).encode()
+    files = {**_files(), "release.json": document, "release.json.gz": gzip.compress(document)}
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_s3.endpoint,
+        region_name=REGION,
+        aws_access_key_id=moto_s3.key,
+        aws_secret_access_key=moto_s3.secret,
+    )
+    client.create_bucket(Bucket=BUCKET, ACL="private")
+    local = tmp_path_factory.mktemp("local")
+    for key, data in files.items():
+        client.put_object(Bucket=BUCKET, Key=key, Body=data)
+        (local / key).parent.mkdir(parents=True, exist_ok=True)
+        (local / key).write_bytes(data)
+    return Bucket(moto_s3, local)
+
+
+def _release(bucket: Bucket) -> Release:
+    return load_release(bucket.release_url, storage_options=bucket.s3.options())
+
+
+def _s3_dataset(bucket: Bucket, **kwargs: Any) -> SegmentsDataset:
+    return SegmentsDataset(_release(bucket), storage_options={"s3": bucket.s3.options()}, **kwargs)
+
+
+def _local_dataset(bucket: Bucket, release: Release, **kwargs: Any) -> SegmentsDataset:
+    return SegmentsDataset(release, url_map={f"s3://{BUCKET}/": f"{bucket.local}/"}, **kwargs)
+
+
+def _items(ds: SegmentsDataset) -> list[Any]:
+    return [ds[i] for i in range(len(ds))]
+
+
+def _assert_same_items(items: list[Any], reference: list[Any]) -> None:
+    assert len(items) == len(reference)
+    for (image, target), (ref_image, ref_target) in zip(items, reference, strict=True):
+        assert torch.equal(image, ref_image)
+        assert target.keys() == ref_target.keys()
+        for key in target:
+            assert torch.equal(target[key], ref_target[key]), key
+
+
+# -- tests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["release.json", "release.json.gz"])
+def test_load_release_from_private_bucket(bucket, name):
+    url = f"s3://{BUCKET}/{name}"
+    release = load_release(url, storage_options=bucket.s3.options())
+    assert release.source == url
+    assert len(release.samples) == 4
+    assert [c.id for c in release.categories] == [0, 1, 5]
+
+    with pytest.raises(ReleaseReadError, match=re.escape(url)):
+        load_release(url, storage_options=bucket.s3.anonymous())
+
+
+@pytest.mark.parametrize("target", ["instance", "semantic", "panoptic"])
+def test_s3_items_equal_local_items(bucket, target):
+    ds = _s3_dataset(bucket, target=target)
+    assert len(ds) == 3  # d.jpg has no label
+    # b.jpg's relative image URL resolves against the release file's folder in the bucket
+    assert ds.storage.resolve("images/b.jpg") == f"s3://{BUCKET}/images/b.jpg"
+    local = _local_dataset(bucket, ds.release, target=target)
+    assert local.storage.resolve(f"s3://{BUCKET}/images/a.jpg") == f"{bucket.local}/images/a.jpg"
+    before = bucket.s3.count(method="GET")
+    items = _items(ds)
+    assert bucket.s3.count(method="GET") - before == 5  # 3 images + 2 bitmaps, once each
+    _assert_same_items(items, _items(local))
+    if target == "instance":  # the bitmap's ids arrived intact, 70000 included
+        image, first = items[0]
+        assert tuple(image.shape) == (3, 40, 56)
+        assert first["labels"].tolist() == [1, 2, 2]  # person, donut, donut (+1 offset)
+        assert first["masks"].sum(dim=(1, 2)).tolist() == [18 * 27, 16 * 15, 30 * 19]
+        assert items[2][1]["masks"].shape[0] == 0  # c.jpg: no bitmap, empty targets
+
+
+@pytest.mark.parametrize("who", ["anonymous", "wrong secret", "unknown key id"])
+def test_private_bucket_refuses_without_credentials(bucket, who):
+    s3 = bucket.s3
+    options = {
+        "anonymous": s3.anonymous(),
+        "wrong secret": s3.options(secret="not-the-secret"),
+        "unknown key id": s3.options(key="AKIAUNKNOWNUNKNOWN00", secret="testing"),
+    }[who]
+    ds = SegmentsDataset(_release(bucket), storage_options={"s3": options})
+    before = s3.count()
+    with pytest.raises(AssetError) as info:
+        ds[0]
+    error = info.value
+    assert (error.sample, error.url) == ("a.jpg", f"s3://{BUCKET}/images/a.jpg")
+    assert str(error).startswith(f"sample 'a.jpg': s3://{BUCKET}/images/a.jpg: access denied")
+    cause = error.__cause__
+    assert isinstance(cause, StorageError)
+    assert (cause.attempts, cause.retryable) == (1, False)  # refusals are not retried
+    assert s3.count() - before == 1
+
+
+def test_missing_key_is_not_found_after_one_attempt(bucket):
+    document = _release_document()
+    document["dataset"]["samples"][0]["attributes"]["image"]["url"] = (
+        f"s3://{BUCKET}/images/missing.jpg"
+    )
+    ds = SegmentsDataset(document, storage_options={"s3": bucket.s3.options()})
+    before = bucket.s3.count("/bucket/images/missing.jpg")
+    with pytest.raises(AssetError) as info:
+        ds[0]
+    assert str(info.value).startswith(
+        f"sample 'a.jpg': s3://{BUCKET}/images/missing.jpg: not found"
+    )
+    cause = info.value.__cause__
+    assert isinstance(cause, StorageError)
+    assert (cause.attempts, cause.status, cause.retryable) == (1, 404, False)
+    assert bucket.s3.count("/bucket/images/missing.jpg") - before == 1
+
+
+def test_cache_serves_the_second_epoch_without_requests(bucket, tmp_path):
+    s3 = bucket.s3
+    ds = _s3_dataset(bucket, cache_dir=tmp_path / "cache")
+    before = s3.count(method="GET")
+    first = _items(ds)
+    assert s3.count(method="GET") - before == 5
+    assert len(list((tmp_path / "cache").rglob("*.*"))) == 5  # no partial files left
+
+    fresh = _s3_dataset(bucket, cache_dir=tmp_path / "cache")  # reads the release file
+    before = s3.count()
+    _assert_same_items(_items(ds), first)
+    # a fresh dataset (a new process, another DataLoader) over the same cache, too
+    _assert_same_items(_items(fresh), first)
+    assert s3.count() - before == 0  # no GET, no HEAD
+
+
+def test_dataloader_fork_workers_read_s3(bucket):
+    ds = _s3_dataset(bucket, target="panoptic")
+    reference = _items(ds)  # the parent reads first: workers must not reuse its session
+    loader = DataLoader(
+        ds,
+        batch_size=2,
+        num_workers=2,
+        multiprocessing_context="fork",
+        collate_fn=ds.collate_fn,
+    )
+    before = bucket.s3.count(method="GET")
+    items = [item for images, targets in loader for item in zip(images, targets, strict=True)]
+    assert bucket.s3.count(method="GET") - before == 5
+    _assert_same_items(items, reference)
