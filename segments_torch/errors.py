@@ -68,11 +68,19 @@ class AssetError(SegmentsTorchError):
         reason: what went wrong.
     """
 
-    def __init__(self, sample: str, url: str, reason: str) -> None:
+    def __init__(self, sample: str, url: str | None = None, reason: str | None = None) -> None:
+        if url is None or reason is None:
+            # Rebuilt from its message alone: how a DataLoader re-raises a worker's error
+            # (``type(error)(message)``), so ``except AssetError`` works around a loader.
+            self.sample, self.url, self.reason = "", "", sample
+            super().__init__(sample)
+            return
         self.sample = sample
         self.url = url
         self.reason = reason
         super().__init__(f"sample {sample!r}: {url}: {reason}")
 
-    def __reduce__(self) -> tuple[type[AssetError], tuple[str, str, str]]:
+    def __reduce__(self) -> tuple[type[AssetError], tuple[str, ...]]:
+        if not self.url:
+            return (type(self), (str(self),))
         return (type(self), (self.sample, self.url, self.reason))

@@ -154,8 +154,12 @@ def _classify(exc: BaseException, *, http: bool = False) -> tuple[str, int | Non
     name = type(exc).__name__
     text = str(exc).split("?")[0]  # a URL in the text may carry a signature
     detail = f"{name}: {text}" if text else name
-    # Connection resets, refused connections, truncated bodies (ClientPayloadError).
-    retryable = isinstance(exc, ConnectionError | OSError) or "Client" in name or "Payload" in name
+    # Connection resets, refused connections, dropped connections (aiohttp's
+    # ServerDisconnectedError, a ClientConnectionError), truncated bodies (ClientPayloadError).
+    lineage = [cls.__name__ for cls in type(exc).__mro__]
+    retryable = isinstance(exc, ConnectionError | OSError) or any(
+        "Client" in n or "Payload" in n for n in lineage
+    )
     return detail, None, retryable
 
 
@@ -272,7 +276,10 @@ class Storage:
                 pass
         data = self.fetch(url)
         if cached is not None:
-            _write_atomically(cached, data)
+            try:
+                _write_atomically(cached, data)
+            except OSError as exc:  # a full or read-only disk: serve the bytes uncached
+                logger.warning("cannot write the cache file %s: %s", cached, exc)
         return data
 
     def fetch(self, url: str) -> bytes:
@@ -295,7 +302,7 @@ class Storage:
                         status=status,
                         attempts=attempt,
                         retryable=retryable,
-                    ) from exc
+                    ) from None  # fsspec's and aiohttp's errors show the signed URL
                 delay = self.retry.delay(attempt)
                 logger.debug(
                     "%s: %s; retry %d in %.2f s", display_url(location), reason, attempt, delay

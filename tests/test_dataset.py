@@ -448,3 +448,17 @@ def test_skip_when_everything_fails(demo_copy):
     assert ds.failures == 6
     with pytest.raises(ValueError, match="on_error must be 'raise' or 'skip', not 'ignore'"):
         SegmentsDataset(demo_copy, on_error="ignore")
+
+
+def test_asset_error_from_a_worker_is_an_asset_error(demo_copy):
+    (demo_copy.parent / "images" / "shapes-000.jpg").unlink()
+    ds = SegmentsDataset(demo_copy)
+    loader = DataLoader(ds, batch_size=2, num_workers=1, collate_fn=ds.collate_fn)
+    with pytest.raises(AssetError) as info:
+        next(iter(loader))
+    # The DataLoader rebuilds the error from its message, which holds the worker's traceback.
+    assert f"sample 'shapes-000.jpg': {demo_copy.parent / 'images' / 'shapes-000.jpg'}: " in (
+        str(info.value)
+    )
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert str(copy) == str(info.value)

@@ -1,0 +1,1046 @@
+"""Storage: URL resolution, mirrors, HTTP reads with retries and timeouts, the atomic cache,
+and worker safety, against a real threaded HTTP server on 127.0.0.1 (tests/http_server.py)
+that fails on purpose: error statuses, dropped connections, stalls, truncated bodies.
+
+Nothing here contacts any address but 127.0.0.1. Retries use delays of about 10 ms and
+stall tests a 0.3 s timeout, so the file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+import segments_torch.storage as storage_module
+from segments_torch import SegmentsDataset
+from segments_torch.errors import AssetError
+from segments_torch.storage import (
+    RetryPolicy,
+    Storage,
+    StorageError,
+    display_url,
+    release_base_url,
+)
+from tests.http_server import FileServer
+from tests.releases import annotation, current_release, label, sample
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "X-Amz-Signature=secret"
+FAST = RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.05)
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
+
+
+def serve(root: Path, relative: str, data: bytes) -> bytes:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The delays Storage sleeps between attempts (the sleeps still happen, briefly)."""
+    recorded: list[float] = []
+
+    class RecordingTime:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            recorded.append(seconds)
+            time.sleep(seconds)
+
+    monkeypatch.setattr(storage_module, "time", RecordingTime())
+    return recorded
+
+
+# -- 1. resolve ---------------------------------------------------------------------------
+
+
+def test_module_docstring_example():
+    storage = Storage(
+        base_url="/data/flowers", url_map={"https://bucket.s3.amazonaws.com/": "/mirror/"}
+    )
+    assert storage.resolve("images/a.jpg") == "/data/flowers/images/a.jpg"
+    assert storage.resolve("https://bucket.s3.amazonaws.com/x/b.png?sig=1") == "/mirror/x/b.png"
+
+
+@pytest.mark.parametrize("base", ["/data/flowers", "/data/flowers/"])
+def test_resolve_relative_against_a_folder(base):
+    storage = Storage(base_url=base)
+    assert storage.resolve("images/a.jpg") == "/data/flowers/images/a.jpg"
+    assert storage.resolve("a.jpg") == "/data/flowers/a.jpg"
+
+
+@pytest.mark.parametrize("base", ["https://cdn.example/releases", "https://cdn.example/releases/"])
+def test_resolve_relative_against_a_url(base):
+    storage = Storage(base_url=base)
+    assert storage.resolve("images/a.jpg") == "https://cdn.example/releases/images/a.jpg"
+    # A remote URL keeps its query string: the server needs the signature.
+    assert storage.resolve("b/c.png?sig=1") == "https://cdn.example/releases/b/c.png?sig=1"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/abs/images/a.jpg",
+        "file:///abs/images/a.jpg",
+        "https://cdn.example/images/a.jpg?X-Amz-Signature=secret",
+        "http://127.0.0.1:9/a.png",
+        "s3://bucket/key/a.png",
+        "gs://bucket/a.png",
+        "memory://a.png",
+    ],
+)
+def test_resolve_leaves_absolute_paths_and_urls_unchanged(url):
+    assert Storage(base_url="/data/flowers").resolve(url) == url
+    assert Storage(base_url="https://other.example/r/").resolve(url) == url
+    assert Storage().resolve(url) == url
+
+
+def test_resolve_without_base_leaves_relative_urls_unchanged():
+    assert Storage().resolve("images/a.jpg") == "images/a.jpg"
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_url_map_longest_prefix_wins_whatever_the_order(reverse):
+    items = [
+        ("https://cdn.example/", "/mirror/"),
+        ("https://cdn.example/bitmaps/", "/bitmap-mirror/"),
+        ("https://cdn.example/bitmaps/v2/", "https://team.example/v2/"),
+    ]
+    storage = Storage(url_map=dict(reversed(items) if reverse else items))
+    assert storage.resolve("https://cdn.example/images/a.jpg?sig=1") == "/mirror/images/a.jpg"
+    assert storage.resolve("https://cdn.example/bitmaps/b.png?sig=1") == "/bitmap-mirror/b.png"
+    # Mapped to another remote URL, the query string stays (it may be what signs it).
+    assert (
+        storage.resolve("https://cdn.example/bitmaps/v2/c.png?sig=1")
+        == "https://team.example/v2/c.png?sig=1"
+    )
+
+
+def test_url_map_to_a_local_path_drops_the_query_string():
+    storage = Storage(
+        url_map={"https://cdn.example/": "/mirror/", "https://b.example/": "file:///m2/"}
+    )
+    assert storage.resolve(f"https://cdn.example/a/b.jpg?{SECRET}&x=1") == "/mirror/a/b.jpg"
+    assert storage.resolve(f"https://b.example/c.png?{SECRET}") == "file:///m2/c.png"
+
+
+def test_url_map_without_a_match_leaves_the_url_unchanged():
+    storage = Storage(url_map={"https://cdn.example/": "/mirror/"})
+    url = f"https://elsewhere.example/cdn.example/a.jpg?{SECRET}"
+    assert storage.resolve(url) == url
+    # A prefix must match at the start, not anywhere.
+    assert storage.resolve("http://cdn.example/a.jpg") == "http://cdn.example/a.jpg"
+
+
+def test_url_map_is_applied_after_relative_resolution():
+    storage = Storage(base_url="https://cdn.example/r", url_map={"https://cdn.example/": "/m/"})
+    assert storage.resolve("images/a.jpg") == "/m/r/images/a.jpg"
+
+
+def test_callable_url_map_gets_the_resolved_url_and_its_answer_is_used():
+    seen: list[str] = []
+
+    def mirror(url: str) -> str:
+        seen.append(url)
+        return url.replace("https://cdn.example/", "https://mirror.example/")
+
+    storage = Storage(base_url="https://cdn.example/r/", url_map=mirror)
+    assert storage.resolve("a.jpg?sig=1") == "https://mirror.example/r/a.jpg?sig=1"
+    assert storage.resolve("https://x.example/b.png") == "https://x.example/b.png"
+    assert seen == ["https://cdn.example/r/a.jpg?sig=1", "https://x.example/b.png"]
+
+
+def test_display_url_and_release_base_url():
+    assert display_url(f"https://h.example/a/b.png?{SECRET}#frag") == "https://h.example/a/b.png"
+    assert display_url("/local/a.png") == "/local/a.png"
+    assert release_base_url(f"https://h.example/r/release.json?{SECRET}") == "https://h.example/r"
+    assert release_base_url("/data/r/release.json") == "/data/r"
+    assert release_base_url("file:///data/r/release.json") == "/data/r"
+    assert release_base_url("<dict>") is None
+
+
+def test_invalid_cache_key():
+    with pytest.raises(ValueError, match=r"^cache_key must be 'path' or 'url', not 'sha'$"):
+        Storage(cache_key="sha")
+
+
+# -- 2. local reads -----------------------------------------------------------------------
+
+
+def test_local_reads(tmp_path):
+    data = serve(tmp_path, "images/a.jpg", payload(1000))
+    assert Storage().read(str(tmp_path / "images/a.jpg")) == data
+    assert Storage().read((tmp_path / "images/a.jpg").as_uri()) == data
+    assert Storage(base_url=str(tmp_path)).read("images/a.jpg") == data
+    assert Storage().fetch(str(tmp_path / "images/a.jpg")) == data
+
+
+def test_local_missing_file(tmp_path, sleeps):
+    missing = tmp_path / "images" / "missing.jpg"
+    with pytest.raises(StorageError) as info:
+        Storage(retry=FAST).read(str(missing))
+    assert str(info.value) == "not found"
+    assert info.value.url == str(missing)
+    assert info.value.attempts == 1
+    assert info.value.retryable is False
+    assert sleeps == []
+    with pytest.raises(StorageError) as info:
+        Storage(base_url=str(tmp_path)).read("images/missing.jpg")
+    assert (str(info.value), info.value.url) == ("not found", str(missing))
+
+
+def test_local_relative_url_without_a_base():
+    with pytest.raises(StorageError) as info:
+        Storage().read("images/a.jpg")
+    assert str(info.value) == (
+        "relative URL 'images/a.jpg' and no folder to resolve it against (the release was "
+        "not read from a file): pass asset_root="
+    )
+    assert (info.value.url, info.value.attempts, info.value.status) == ("images/a.jpg", 1, None)
+
+
+def test_a_signed_url_mapped_to_a_local_mirror_reads_the_mirror(tmp_path, file_server):
+    data = serve(tmp_path, "mirror/images/a.jpg", payload(500))
+    storage = Storage(url_map={file_server.url + "/": str(tmp_path / "mirror") + "/"})
+    assert storage.read(file_server.url_for("images/a.jpg", query=SECRET)) == data
+    assert file_server.count() == 0
+
+
+# -- 3. HTTP reads ------------------------------------------------------------------------
+
+
+def test_http_read_is_one_get(tmp_path, file_server):
+    data = serve(tmp_path, "images/a.jpg", payload(100_000))
+    url = file_server.url_for("images/a.jpg", query=SECRET)
+    assert Storage().read(url) == data
+    assert file_server.count() == 1
+    assert file_server.count("images/a.jpg", "GET") == 1
+    assert file_server.count(method="HEAD") == 0
+    (request,) = file_server.requests
+    assert request.query == SECRET  # the signature reaches the server
+    assert "Range" not in request.headers
+    # Without a cache every read is a request.
+    assert Storage().read(url) == data
+    assert file_server.count("images/a.jpg", "GET") == 2
+
+
+def test_http_query_strings_are_ignored_by_the_server(tmp_path, file_server):
+    data = serve(tmp_path, "a b/c.png", payload(10))
+    storage = Storage()
+    assert storage.read(file_server.url_for("a b/c.png")) == data
+    assert storage.read(file_server.url_for("a b/c.png", query="sig=1&t=2")) == data
+    assert [r.query for r in file_server.requests] == ["", "sig=1&t=2"]
+    assert file_server.count("a b/c.png") == 2
+
+
+def test_http_relative_url_against_a_url_base(tmp_path, file_server):
+    data = serve(tmp_path, "r/images/a.jpg", payload(10))
+    assert Storage(base_url=file_server.url + "/r").read("images/a.jpg") == data
+    assert file_server.count("r/images/a.jpg") == 1
+
+
+def test_http_empty_file(tmp_path, file_server):
+    serve(tmp_path, "empty.png", b"")
+    assert Storage().read(file_server.url_for("empty.png")) == b""
+
+
+# -- 4. retries ---------------------------------------------------------------------------
+
+
+def test_503_twice_then_ok(tmp_path, file_server, sleeps):
+    data = serve(tmp_path, "a.jpg", payload(1000))
+    file_server.fail("a.jpg", 503, times=2)
+    assert Storage(retry=FAST).read(file_server.url_for("a.jpg", query=SECRET)) == data
+    assert [r.status for r in file_server.requests] == [503, 503, 200]
+    assert len(sleeps) == 2
+
+
+def test_500_every_time_gives_up_after_the_attempts(tmp_path, file_server, sleeps):
+    serve(tmp_path, "a.jpg", payload(10))
+    file_server.fail("a.jpg", 500, times=10)
+    with pytest.raises(StorageError) as info:
+        Storage(retry=FAST).read(file_server.url_for("a.jpg", query=SECRET))
+    error = info.value
+    assert str(error) == "HTTP 500 Internal Server Error after 5 attempts"
+    assert error.reason == "HTTP 500 Internal Server Error"
+    assert (error.status, error.attempts, error.retryable) == (500, 5, True)
+    assert error.url == file_server.url_for("a.jpg")
+    assert file_server.count("a.jpg") == 5
+    assert len(sleeps) == 4  # between attempts, none after the last
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(429, "HTTP 429 Too Many Requests"), (502, "HTTP 502 Bad Gateway"), (408, None)],
+)
+def test_other_retryable_statuses(tmp_path, file_server, sleeps, status, reason):
+    data = serve(tmp_path, "a.jpg", payload(10))
+    file_server.fail("a.jpg", status, times=1)
+    assert Storage(retry=FAST).read(file_server.url_for("a.jpg")) == data
+    assert [r.status for r in file_server.requests] == [status, 200]
+    assert len(sleeps) == 1
+    if reason is not None:
+        file_server.fail("a.jpg", status, times=2)
+        with pytest.raises(StorageError) as info:
+            Storage(retry=RetryPolicy(attempts=2, base_delay=0.01)).read(
+                file_server.url_for("a.jpg")
+            )
+        assert str(info.value) == f"{reason} after 2 attempts"
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (404, "not found (HTTP 404)"),
+        (410, "not found (HTTP 410)"),
+        (403, "access denied (HTTP 403)"),
+        (401, "access denied (HTTP 401)"),
+        (400, "HTTP 400 Bad Request"),
+    ],
+)
+def test_client_errors_are_not_retried(tmp_path, file_server, sleeps, status, message):
+    serve(tmp_path, "a.jpg", payload(10))
+    file_server.fail("a.jpg", status, times=5)
+    with pytest.raises(StorageError) as info:
+        Storage(retry=FAST).read(file_server.url_for("a.jpg", query=SECRET))
+    error = info.value
+    assert str(error) == message
+    assert (error.status, error.attempts, error.retryable) == (status, 1, False)
+    assert error.url == file_server.url_for("a.jpg")
+    assert file_server.count("a.jpg") == 1
+    assert sleeps == []
+
+
+def test_a_missing_http_file_is_not_found_http_404(file_server, sleeps):
+    """A real 404 (no planned failure): the same message as any 404."""
+    with pytest.raises(StorageError) as info:
+        Storage(retry=FAST).read(file_server.url_for("images/missing.jpg", query=SECRET))
+    assert str(info.value) == "not found (HTTP 404)"
+    assert (info.value.status, info.value.attempts) == (404, 1)
+    assert info.value.url == file_server.url_for("images/missing.jpg")
+    assert file_server.count() == 1
+    assert sleeps == []
+
+
+def test_backoff_delays_are_bounded_full_jitter(tmp_path, file_server, sleeps):
+    serve(tmp_path, "a.jpg", payload(10))
+    policy = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.03)
+    file_server.fail("a.jpg", 503, times=6)
+    with pytest.raises(StorageError, match=r"^HTTP 503 Service Unavailable after 6 attempts$"):
+        Storage(retry=policy).read(file_server.url_for("a.jpg"))
+    caps = [0.01, 0.02, 0.03, 0.03, 0.03]  # min(max_delay, base * 2 ** (k - 1))
+    assert len(sleeps) == len(caps)
+    for delay, cap in zip(sleeps, caps, strict=True):
+        assert 0 <= delay <= cap
+
+
+def test_backoff_upper_bounds_grow_exponentially_to_the_cap(tmp_path, file_server, monkeypatch):
+    """With the jitter pinned to its upper bound, the delays are exactly the caps."""
+    bounds: list[tuple[float, float]] = []
+
+    class UpperBound:
+        @staticmethod
+        def uniform(low: float, high: float) -> float:
+            bounds.append((low, high))
+            return high
+
+    monkeypatch.setattr(storage_module, "random", UpperBound())
+    policy = RetryPolicy(attempts=7, base_delay=0.001, max_delay=0.01)
+    assert [policy.delay(k) for k in range(1, 7)] == [0.001, 0.002, 0.004, 0.008, 0.01, 0.01]
+    assert all(low == 0 for low, _ in bounds)
+
+
+def test_backoff_jitter_spans_zero_to_the_cap():
+    policy = RetryPolicy()
+    assert (policy.attempts, policy.base_delay, policy.max_delay) == (5, 0.5, 20.0)
+    for attempt, cap in [(1, 0.5), (3, 2.0), (6, 16.0), (7, 20.0), (12, 20.0)]:
+        delays = np.array([policy.delay(attempt) for _ in range(2000)])
+        assert delays.min() >= 0
+        assert delays.max() <= cap
+        assert delays.min() < 0.02 * cap  # full jitter: down to zero, not cap/2
+        assert delays.max() > 0.98 * cap
+        assert abs(delays.mean() - cap / 2) < 0.05 * cap
+
+
+# -- 5. failure modes ---------------------------------------------------------------------
+
+
+def test_dropped_connections_are_retried(tmp_path, file_server, sleeps):
+    data = serve(tmp_path, "a.jpg", payload(1000))
+    # aiohttp itself resends an idempotent request once after a dropped connection, so two
+    # drops make one failed attempt of Storage's.
+    file_server.drop("a.jpg", times=2)
+    assert Storage(retry=FAST).read(file_server.url_for("a.jpg", query=SECRET)) == data
+    assert [(r.status, r.fault) for r in file_server.requests] == [
+        (0, "drop"),
+        (0, "drop"),
+        (200, ""),
+    ]
+    assert len(sleeps) == 1
+
+
+def test_dropped_connections_every_time(tmp_path, file_server, sleeps):
+    serve(tmp_path, "a.jpg", payload(10))
+    file_server.drop("a.jpg", times=100)
+    with pytest.raises(StorageError) as info:
+        Storage(retry=RetryPolicy(attempts=3, base_delay=0.01)).read(
+            file_server.url_for("a.jpg", query=SECRET)
+        )
+    error = info.value
+    assert str(error) == "ServerDisconnectedError: Server disconnected after 3 attempts"
+    assert (error.status, error.attempts, error.retryable) == (None, 3, True)
+    assert file_server.count("a.jpg") == 6  # two requests an attempt (aiohttp resends once)
+    assert len(sleeps) == 2
+
+
+def test_stall_past_the_timeout_is_retried(tmp_path, file_server, sleeps):
+    data = serve(tmp_path, "a.jpg", payload(1000))
+    file_server.stall("a.jpg", 2.0, times=2)
+    started = time.monotonic()
+    assert Storage(timeout=0.3, retry=FAST).read(file_server.url_for("a.jpg")) == data
+    assert time.monotonic() - started < 1.9  # two timeouts of 0.3 s, not a stall of 2 s
+    assert [r.fault for r in file_server.requests] == ["stall", "stall", ""]
+    assert len(sleeps) == 2
+
+
+def test_stall_every_time_times_out(tmp_path, file_server, sleeps):
+    serve(tmp_path, "a.jpg", payload(10))
+    file_server.stall("a.jpg", 2.0, times=10)
+    with pytest.raises(StorageError) as info:
+        Storage(timeout=0.3, retry=RetryPolicy(attempts=2, base_delay=0.01)).read(
+            file_server.url_for("a.jpg", query=SECRET)
+        )
+    error = info.value
+    assert str(error) == "timed out after 2 attempts"
+    assert (error.status, error.attempts, error.retryable) == (None, 2, True)
+    assert isinstance(error.__cause__ or error.__context__, TimeoutError)
+    assert file_server.count("a.jpg") == 2
+    assert len(sleeps) == 1
+
+
+def test_a_slow_body_past_the_timeout_times_out(tmp_path, file_server):
+    """The timeout bounds the whole request, not only the wait for the headers."""
+    serve(tmp_path, "a.jpg", payload(100_000))
+    file_server.bytes_per_second = 100_000  # one second for the body
+    with pytest.raises(StorageError) as info:
+        Storage(timeout=0.3, retry=RetryPolicy(attempts=1)).read(file_server.url_for("a.jpg"))
+    assert str(info.value) == "timed out"
+    assert file_server.bytes_sent("a.jpg") < 100_000
+
+
+def test_truncated_body_is_retried(tmp_path, file_server, sleeps):
+    data = serve(tmp_path, "a.jpg", payload(10_000))
+    file_server.truncate("a.jpg", times=1)
+    assert Storage(retry=FAST).read(file_server.url_for("a.jpg")) == data
+    assert [r.fault for r in file_server.requests] == ["truncate", ""]
+    assert len(sleeps) == 1
+
+
+def test_truncated_body_every_time(tmp_path, file_server, sleeps):
+    serve(tmp_path, "a.jpg", payload(10_000))
+    file_server.truncate("a.jpg", times=10)
+    with pytest.raises(StorageError) as info:
+        Storage(retry=RetryPolicy(attempts=2, base_delay=0.01)).read(
+            file_server.url_for("a.jpg", query=SECRET)
+        )
+    error = info.value
+    assert str(error).startswith("ClientPayloadError: Response payload is not completed")
+    assert "received 5000 of 10000 bytes" in str(error)  # says what happened
+    assert str(error).endswith(" after 2 attempts")
+    assert (error.status, error.attempts, error.retryable) == (None, 2, True)
+    assert file_server.count("a.jpg") == 2
+
+
+def test_connection_refused_is_retried_then_reported(sleeps):
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(StorageError) as info:
+        Storage(retry=RetryPolicy(attempts=2, base_delay=0.01)).read(
+            f"http://127.0.0.1:{port}/a.jpg?{SECRET}"
+        )
+    error = info.value
+    assert str(error).startswith(f"ClientConnectorError: Cannot connect to host 127.0.0.1:{port}")
+    assert str(error).endswith(" after 2 attempts")
+    assert (error.attempts, error.retryable, error.url) == (
+        2,
+        True,
+        f"http://127.0.0.1:{port}/a.jpg",
+    )
+    assert len(sleeps) == 1
+
+
+@pytest.mark.parametrize("mode", ["500", "404", "403", "drop", "stall", "truncate"])
+def test_no_error_or_log_shows_the_query_string(tmp_path, file_server, caplog, mode):
+    serve(tmp_path, "a.jpg", payload(10_000))
+    if mode == "drop":
+        file_server.drop("a.jpg", times=10)
+    elif mode == "stall":
+        file_server.stall("a.jpg", 2.0, times=10)
+    elif mode == "truncate":
+        file_server.truncate("a.jpg", times=10)
+    else:
+        file_server.fail("a.jpg", int(mode), times=10)
+    caplog.set_level(logging.DEBUG, logger="segments_torch.storage")
+    with pytest.raises(StorageError) as info:
+        Storage(timeout=0.3, retry=RetryPolicy(attempts=2, base_delay=0.01)).read(
+            file_server.url_for("a.jpg", query=SECRET)
+        )
+    error = info.value
+    assert "secret" not in str(error)
+    assert "secret" not in repr(error)
+    assert "secret" not in error.url
+    assert "secret" not in error.reason
+    assert "secret" not in caplog.text
+    assert file_server.requests[0].query == SECRET
+
+
+def shown_in_a_traceback(error: BaseException | None) -> list[str]:
+    """The exception lines a printed traceback of ``error`` shows, chained ones included
+    (``raise ... from exc`` prints ``exc`` too: a training log would hold them)."""
+    lines = []
+    while error is not None:
+        lines.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return lines
+
+
+@pytest.mark.parametrize("status", [500, 404, 403])
+def test_a_printed_traceback_does_not_show_the_query_string(tmp_path, file_server, status):
+    serve(tmp_path, "a.jpg", payload(10))
+    file_server.fail("a.jpg", status, times=10)
+    with pytest.raises(StorageError) as info:
+        Storage(retry=RetryPolicy(attempts=1)).read(file_server.url_for("a.jpg", query=SECRET))
+    shown = shown_in_a_traceback(info.value)
+    assert not [line for line in shown if "secret" in line]
+    assert "secret" not in "".join(traceback.format_exception(info.value))
+
+
+# -- 6. cache -----------------------------------------------------------------------------
+
+
+def jpeg_bytes(seed: int = 0, size: tuple[int, int] = (24, 32)) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=93)
+    return buffer.getvalue()
+
+
+def test_cache_serves_the_second_read_from_disk(tmp_path, file_server):
+    # Bytes no encoder would write back the same way: a JPEG with trailing garbage.
+    data = serve(tmp_path, "srv/images/a.jpg", jpeg_bytes() + b"\x00trailing bytes kept")
+    cache = tmp_path / "cache"
+    storage = Storage(cache_dir=cache)
+    url = file_server.url_for("srv/images/a.jpg", query=SECRET)
+    assert storage.read(url) == data
+    assert storage.read(url) == data
+    assert file_server.count() == 1
+    path = storage.cache_path(url)
+    assert path is not None
+    assert path.read_bytes() == data  # the original bytes, never re-encoded
+    assert path.suffix == ".jpg"
+    assert path.parent.parent == cache
+    assert files_under(cache) == [path]  # nothing else: no temporary left
+    # Another Storage (another process, another epoch) finds it, server or not.
+    file_server.stop()
+    assert Storage(cache_dir=cache).read(url) == data
+
+
+def test_cache_path_is_keyed_by_the_url_without_query(tmp_path, file_server):
+    data = serve(tmp_path, "a.png", payload(100))
+    storage = Storage(cache_dir=tmp_path / "cache")
+    first, second = file_server.url_for("a.png", "sig=1"), file_server.url_for("a.png", "sig=2")
+    assert storage.cache_path(first) == storage.cache_path(second)
+    assert storage.cache_path(first) == storage.cache_path(file_server.url_for("a.png"))
+    assert storage.read(first) == data
+    assert storage.read(second) == data
+    assert file_server.count("a.png") == 1
+    assert [r.query for r in file_server.requests] == ["sig=1"]
+
+
+def test_cache_key_url_keys_by_the_full_url(tmp_path, file_server):
+    data = serve(tmp_path, "a.png", payload(100))
+    storage = Storage(cache_dir=tmp_path / "cache", cache_key="url")
+    first, second = file_server.url_for("a.png", "sig=1"), file_server.url_for("a.png", "sig=2")
+    assert storage.cache_path(first) != storage.cache_path(second)
+    assert storage.read(first) == data
+    assert storage.read(second) == data
+    assert storage.read(second) == data
+    assert file_server.count("a.png") == 2
+    assert len(files_under(tmp_path / "cache")) == 2
+
+
+def test_cache_paths_of_different_files_differ_and_keep_suffixes(tmp_path):
+    storage = Storage(cache_dir=tmp_path / "cache")
+    a = storage.cache_path("https://h.example/a/x.png?sig=1")
+    b = storage.cache_path("https://h.example/b/x.png")
+    c = storage.cache_path("s3://bucket/a/x.jpeg")
+    d = storage.cache_path("https://h.example/no-suffix")
+    assert None not in (a, b, c, d)
+    assert len({a, b, c, d}) == 4
+    assert [p.suffix for p in (a, b, c, d) if p is not None] == [".png", ".png", ".jpeg", ""]
+    digest = hashlib.sha256(b"https://h.example/a/x.png").hexdigest()
+    assert a == tmp_path / "cache" / digest[:2] / f"{digest}.png"
+
+
+def test_a_failed_download_caches_nothing(tmp_path, file_server):
+    serve(tmp_path, "srv/a.jpg", payload(10_000))
+    cache = tmp_path / "cache"
+    storage = Storage(cache_dir=cache, retry=RetryPolicy(attempts=2, base_delay=0.01))
+    for fault in ("503", "truncate"):
+        if fault == "503":
+            file_server.fail("srv/a.jpg", 503, 2)
+        else:
+            file_server.truncate("srv/a.jpg", 2)
+        with pytest.raises(StorageError):
+            storage.read(file_server.url_for("srv/a.jpg"))
+        assert files_under(cache) == []
+    with pytest.raises(StorageError, match=r"^not found \(HTTP 404\)$"):
+        storage.read(file_server.url_for("srv/missing.jpg"))
+    assert files_under(cache) == []
+    # The next good read caches the whole file.
+    assert storage.read(file_server.url_for("srv/a.jpg")) == (tmp_path / "srv/a.jpg").read_bytes()
+    assert len(files_under(cache)) == 1
+
+
+def test_local_files_are_never_cached(tmp_path, file_server):
+    data = serve(tmp_path, "mirror/a.jpg", payload(10))
+    cache = tmp_path / "cache"
+    storage = Storage(
+        base_url=str(tmp_path / "mirror"),
+        cache_dir=cache,
+        url_map={file_server.url + "/": str(tmp_path / "mirror") + "/"},
+    )
+    for url in (
+        "a.jpg",
+        str(tmp_path / "mirror/a.jpg"),
+        (tmp_path / "mirror/a.jpg").as_uri(),
+        file_server.url_for("a.jpg", query=SECRET),  # mapped to the local mirror
+    ):
+        assert storage.cache_path(url) is None
+        assert storage.read(url) == data
+    assert not cache.exists()
+    assert file_server.count() == 0
+    assert Storage().cache_path(file_server.url_for("a.jpg")) is None  # no cache_dir
+
+
+def test_a_failed_cache_write_leaves_no_temporary(tmp_path, file_server, monkeypatch):
+    serve(tmp_path, "srv/a.jpg", payload(10))
+    cache = tmp_path / "cache"
+
+    def refuse(source: Any, target: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    # Raising or serving the downloaded bytes uncached are both fair; a torn file is not.
+    outcome: bytes | OSError
+    try:
+        outcome = Storage(cache_dir=cache).read(file_server.url_for("srv/a.jpg"))
+    except OSError as exc:
+        outcome = exc
+    if isinstance(outcome, OSError):
+        assert "No space left on device" in str(outcome)
+    else:
+        assert outcome == (tmp_path / "srv/a.jpg").read_bytes()
+    assert files_under(cache) == []
+
+
+# -- 7. atomicity under SIGKILL, concurrency ----------------------------------------------
+
+CHILD = """
+import sys
+sys.path.insert(0, {repo!r})
+from segments_torch.storage import Storage
+data = Storage(cache_dir=sys.argv[1]).read(sys.argv[2])
+import hashlib
+print(hashlib.sha256(data).hexdigest(), flush=True)
+"""
+
+# The same, but writing the cache file slowly (64 KiB every 10 ms), so the test can kill the
+# process while the temporary file is half written.
+SLOW_WRITER = """
+import os, sys, time
+sys.path.insert(0, {repo!r})
+from segments_torch.storage import Storage
+real_fdopen = os.fdopen
+
+class Slow:
+    def __init__(self, f):
+        self.f = f
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self.f.close()
+    def write(self, data):
+        view = memoryview(data)
+        for start in range(0, len(view), 1 << 16):
+            self.f.write(view[start : start + (1 << 16)])
+            self.f.flush()
+            time.sleep(0.01)
+
+os.fdopen = lambda fd, mode="r", *args, **kwargs: Slow(real_fdopen(fd, mode, *args, **kwargs))
+Storage(cache_dir=sys.argv[1]).read(sys.argv[2])
+"""
+
+
+def start_child(script: str, cache: Path, url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", script.format(repo=str(REPO)), str(cache), url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition: Any, what: str, child: subprocess.Popen[str]) -> None:
+    """Poll ``condition`` until it holds; fail if ``child`` ends first or after 20 s."""
+    deadline = time.monotonic() + 20
+    while not condition():
+        if child.poll() is not None:
+            raise AssertionError(f"the child ended before {what}: {child.communicate()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_sigkill_mid_download_leaves_no_partial_file(tmp_path, file_server):
+    size = 16 << 20
+    data = serve(tmp_path, "srv/big.png", payload(size, seed=7))
+    cache = tmp_path / "cache"
+    url = file_server.url_for("srv/big.png", query=SECRET)
+    final = Storage(cache_dir=cache).cache_path(url)
+    assert final is not None
+    file_server.bytes_per_second = 4 << 20  # four seconds for the whole file
+    child = start_child(CHILD, cache, url)
+    try:
+        wait_for(lambda: file_server.bytes_sent("srv/big.png") > (1 << 20), "the download", child)
+        assert child.poll() is None, child.communicate()
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
+    assert file_server.bytes_sent("srv/big.png") < size
+    assert not final.exists()
+    assert all(p.name.startswith(".partial-") for p in files_under(cache))
+    file_server.bytes_per_second = 0
+    assert Storage(cache_dir=cache).read(url) == data
+    assert final.read_bytes() == data
+    assert file_server.count("srv/big.png") == 2
+
+
+def test_sigkill_mid_cache_write_leaves_only_a_temporary(tmp_path, file_server):
+    size = 4 << 20
+    data = serve(tmp_path, "srv/big.png", payload(size, seed=8))
+    cache = tmp_path / "cache"
+    url = file_server.url_for("srv/big.png", query=SECRET)
+    final = Storage(cache_dir=cache).cache_path(url)
+    assert final is not None
+
+    def half_written() -> bool:
+        try:
+            return any(0 < p.stat().st_size < size for p in files_under(cache))
+        except FileNotFoundError:  # renamed in between: too late, reported below
+            return True
+
+    child = start_child(SLOW_WRITER, cache, url)
+    try:
+        wait_for(half_written, "the cache write", child)
+        assert child.poll() is None, child.communicate()
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
+    leftovers = files_under(cache)
+    assert not final.exists()
+    assert len(leftovers) == 1
+    assert leftovers[0].name.startswith(".partial-")
+    assert leftovers[0].parent == final.parent  # same folder: the rename is atomic
+    assert leftovers[0].stat().st_size < size  # torn, but under a name nobody reads
+    assert Storage(cache_dir=cache).read(url) == data
+    assert final.read_bytes() == data
+    assert Storage(cache_dir=cache).read(url) == data
+    assert file_server.count("srv/big.png") == 2
+
+
+def test_concurrent_threads_reading_one_uncached_url(tmp_path, file_server):
+    size = 1 << 20
+    data = serve(tmp_path, "srv/a.png", payload(size, seed=3))
+    cache = tmp_path / "cache"
+    url = file_server.url_for("srv/a.png", query=SECRET)
+    final = Storage(cache_dir=cache).cache_path(url)
+    assert final is not None
+    file_server.bytes_per_second = 4 << 20
+    readers = 6
+    barrier = threading.Barrier(readers + 1)
+    results: list[bytes | BaseException] = []
+    seen_partial: list[int] = []
+    done = threading.Event()
+
+    def read() -> None:
+        barrier.wait()
+        try:
+            results.append(Storage(cache_dir=cache).read(url))
+        except BaseException as exc:  # reported by the assertion below
+            results.append(exc)
+
+    def watch() -> None:  # a reader of the final name never sees part of the file
+        barrier.wait()
+        while not done.is_set():
+            try:
+                content = final.read_bytes()
+            except FileNotFoundError:
+                continue
+            if content != data:
+                seen_partial.append(len(content))
+
+    threads = [threading.Thread(target=read) for _ in range(readers)]
+    watcher = threading.Thread(target=watch)
+    for thread in [*threads, watcher]:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    done.set()
+    watcher.join(timeout=30)
+    assert len(results) == readers
+    assert all(result == data for result in results), [type(r) for r in results]
+    assert seen_partial == []
+    assert final.read_bytes() == data
+    assert files_under(cache) == [final]
+    assert 1 <= file_server.count("srv/a.png") <= readers
+
+
+def test_concurrent_processes_reading_one_uncached_url(tmp_path, file_server):
+    size = 2 << 20
+    data = serve(tmp_path, "srv/a.png", payload(size, seed=4))
+    cache = tmp_path / "cache"
+    url = file_server.url_for("srv/a.png", query=SECRET)
+    file_server.bytes_per_second = 8 << 20
+    children = [start_child(CHILD, cache, url) for _ in range(3)]
+    outputs = [child.communicate(timeout=60) for child in children]
+    assert [child.returncode for child in children] == [0, 0, 0], outputs
+    assert [out.strip() for out, _ in outputs] == [hashlib.sha256(data).hexdigest()] * 3
+    final = Storage(cache_dir=cache).cache_path(url)
+    assert final is not None
+    assert final.read_bytes() == data
+    assert files_under(cache) == [final]
+
+
+# -- 8. the dataset: worker safety, pickling, AssetError ----------------------------------
+
+
+def bitmap_png(ids: np.ndarray) -> bytes:
+    ids = ids.astype(np.uint32)
+    rgba = np.stack(
+        [ids & 255, (ids >> 8) & 255, (ids >> 16) & 255, np.full_like(ids, 255)], axis=-1
+    ).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def http_release(root: Path, server: FileServer, count: int = 5) -> dict[str, Any]:
+    """A current-layout release of ``count`` samples whose JPEG images and RGBA bitmaps are
+    served by ``server`` under signed URLs."""
+    samples = []
+    for i in range(count):
+        height, width = 24 + 2 * i, 32
+        serve(root, f"images/s{i}.jpg", jpeg_bytes(seed=i, size=(height, width)))
+        ids = np.zeros((height, width), dtype=np.int64)
+        ids[2:10, 3:12] = 1
+        ids[12:20, 14:30] = 2
+        ids[20:, :] = 70000
+        ids[0, 0] = 3  # in the bitmap but not annotated
+        serve(root, f"bitmaps/s{i}.png", bitmap_png(ids))
+        record = sample(
+            f"s{i}.jpg",
+            {
+                "ground-truth": label(
+                    "LABELED",
+                    [annotation(1, 0), annotation(2, 1), annotation(70000, 5)],
+                    bitmap=server.url_for(f"bitmaps/s{i}.png", query=SECRET),
+                )
+            },
+        )
+        record["attributes"]["image"]["url"] = server.url_for(f"images/s{i}.jpg", query=SECRET)
+        samples.append(record)
+    return current_release(samples)
+
+
+def keep(item: Any) -> Any:
+    return item
+
+
+def assert_items_equal(got: Any, expected: Any) -> None:
+    image, target = got
+    expected_image, expected_target = expected
+    assert torch.equal(image, expected_image)
+    assert sorted(target) == sorted(expected_target)
+    for key, value in expected_target.items():
+        assert torch.equal(target[key], value), key
+
+
+def test_forked_workers_after_the_parent_read_over_http(tmp_path, file_server):
+    from fsspec.implementations.http import HTTPFileSystem
+
+    ds = SegmentsDataset(http_release(tmp_path, file_server), target="instance")
+    assert len(ds) == 5
+    first = ds[0]  # the parent now holds an HTTP filesystem and its aiohttp session
+    assert len(HTTPFileSystem._cache) >= 1
+    assert set(vars(ds.storage)) == {
+        "base_url",
+        "storage_options",
+        "url_map",
+        "cache_dir",
+        "cache_key",
+        "timeout",
+        "retry",
+    }
+    expected = [first] + [ds[i] for i in range(1, len(ds))]
+    assert file_server.count() == 2 * len(ds)
+    assert len(expected[1][1]["labels"]) == 3
+    loader = DataLoader(
+        ds,
+        batch_size=None,
+        collate_fn=keep,
+        num_workers=2,
+        multiprocessing_context="fork",
+        timeout=60,
+    )
+    items = list(loader)
+    assert len(items) == len(ds)
+    for got, want in zip(items, expected, strict=True):
+        assert_items_equal(got, want)
+    assert file_server.count() == 4 * len(ds)  # the workers read every asset themselves
+    assert ds[1][1]["masks"].shape == expected[1][1]["masks"].shape  # the parent still reads
+
+
+def test_forked_workers_fill_and_share_the_cache(tmp_path, file_server):
+    cache = tmp_path / "cache"
+    ds = SegmentsDataset(http_release(tmp_path, file_server, count=4), cache_dir=cache)
+    expected = ds[0]
+    loader = DataLoader(
+        ds, batch_size=None, collate_fn=keep, num_workers=2, multiprocessing_context="fork"
+    )
+    first_epoch = list(loader)
+    assert file_server.count() == 2 * 4  # ds[0]'s assets came from the cache
+    assert not list(cache.rglob(".partial-*"))
+    second_epoch = list(loader)
+    assert file_server.count() == 2 * 4
+    for a, b in zip(first_epoch, second_epoch, strict=True):
+        assert_items_equal(a, b)
+    assert_items_equal(first_epoch[0], expected)
+
+
+def test_the_dataset_pickles_without_filesystems(tmp_path, file_server):
+    ds = SegmentsDataset(http_release(tmp_path, file_server), target="semantic")
+    expected = [ds[i] for i in range(len(ds))]  # sessions now exist in this process
+    blob = pickle.dumps(ds)
+    assert len(blob) < 50_000
+    for name in (b"aiohttp", b"fsspec", b"ClientSession", b"HTTPFileSystem", b"_thread"):
+        assert name not in blob
+    storage_blob = pickle.dumps(ds.storage)
+    assert len(storage_blob) < 1000
+    clone = pickle.loads(blob)
+    for i in range(len(ds)):
+        assert_items_equal(clone[i], expected[i])
+
+
+def test_asset_error_for_a_missing_bitmap(tmp_path, file_server):
+    document = http_release(tmp_path, file_server, count=2)
+    bitmap = document["dataset"]["samples"][1]["labels"]["ground-truth"]["attributes"]
+    bitmap["segmentation_bitmap"]["url"] = file_server.url_for("bitmaps/x.png", query=SECRET)
+    ds = SegmentsDataset(document, retry=FAST)
+    with pytest.raises(AssetError) as info:
+        ds[1]
+    error = info.value
+    assert str(error) == f"sample 's1.jpg': {file_server.url}/bitmaps/x.png: not found (HTTP 404)"
+    assert (error.sample, error.url) == ("s1.jpg", f"{file_server.url}/bitmaps/x.png")
+    assert file_server.count("bitmaps/x.png") == 1
+    assert "secret" not in str(error)
+    assert pickle.loads(pickle.dumps(error)).args == error.args
+
+
+def test_asset_errors_from_workers_do_not_show_the_query_string(tmp_path, file_server):
+    document = http_release(tmp_path, file_server, count=2)
+    bitmap = document["dataset"]["samples"][1]["labels"]["ground-truth"]["attributes"]
+    bitmap["segmentation_bitmap"]["url"] = file_server.url_for("bitmaps/x.png", query=SECRET)
+    ds = SegmentsDataset(document)
+    with pytest.raises(AssetError) as info:
+        ds[1]
+    assert not [line for line in shown_in_a_traceback(info.value) if "secret" in line]
+    loader = DataLoader(
+        ds, batch_size=None, collate_fn=keep, num_workers=1, multiprocessing_context="fork"
+    )
+    batches = iter(loader)
+    try:
+        # torch re-raises the worker's error as type(error)(message), the message holding
+        # the worker's formatted traceback.
+        with pytest.raises(AssetError) as raised:
+            list(batches)
+        text = str(raised.value)
+    finally:
+        # Shut the worker down now, not when the garbage collector finds the iterator
+        # (its __del__ then waits up to 5 s for the worker).
+        batches._shutdown_workers()  # type: ignore[attr-defined]
+        del raised
+    assert f"sample 's1.jpg': {file_server.url}/bitmaps/x.png: not found (HTTP 404)" in text
+    assert "secret" not in text
+
+
+def test_asset_error_names_the_attempts(tmp_path, file_server, sleeps):
+    ds = SegmentsDataset(
+        http_release(tmp_path, file_server, count=2),
+        retry=RetryPolicy(attempts=3, base_delay=0.01),
+        timeout=0.3,
+    )
+    file_server.fail("images/s0.jpg", 503, times=3)
+    with pytest.raises(AssetError) as info:
+        ds[0]
+    assert str(info.value) == (
+        f"sample 's0.jpg': {file_server.url}/images/s0.jpg: "
+        "HTTP 503 Service Unavailable after 3 attempts"
+    )
+    file_server.reset()
+    file_server.stall("bitmaps/s1.png", 2.0, times=3)
+    with pytest.raises(AssetError) as info:
+        ds[1]
+    assert str(info.value) == (
+        f"sample 's1.jpg': {file_server.url}/bitmaps/s1.png: timed out after 3 attempts"
+    )
+    # A transient failure the retries absorb is invisible to the dataset.
+    file_server.reset()
+    file_server.fail("images/s1.jpg", 503, times=2)
+    assert ds[1][0].shape == (3, 26, 32)
