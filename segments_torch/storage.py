@@ -38,8 +38,10 @@ import logging
 import os
 import posixpath
 import random
+import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -365,6 +367,43 @@ class Storage:
             f"Storage(base_url={self.base_url!r}, cache_dir={self.cache_dir!r}, "
             f"url_map={self.url_map!r})"
         )
+
+
+#: Around a fork: the parent's HTTP filesystems, which the child keeps and never closes.
+_INHERITED_FILESYSTEMS: list[Any] = []
+
+
+def _hold_http_filesystems() -> None:
+    """Before a fork, in the parent: reference the HTTP filesystems the child inherits.
+
+    Their aiohttp sessions hold the parent's keep-alive sockets, registered in the parent's
+    event loop's epoll instance, which a forked child shares. fsspec clears its instance
+    cache in the child (its own after-fork hook); were the instances then collected, their
+    finalizers would close the connections, and closing unregisters each socket from that
+    shared epoll: the parent's loop would never hear its next response on them and the read
+    would stall until its timeout (seen after DataLoader epochs with forked workers,
+    benchmarks/bench_storage.py). The reference taken here outlives that clearing.
+    """
+    http = sys.modules.get("fsspec.implementations.http")
+    _INHERITED_FILESYSTEMS[:] = list(http.HTTPFileSystem._cache.values()) if http else []
+
+
+def _keep_inherited_http_filesystems() -> None:
+    """After a fork, in the child: keep the inherited filesystems and never finalize them
+    (the child's own reads make new sessions)."""
+    inherited = _INHERITED_FILESYSTEMS
+    for finalizer in list(getattr(weakref.finalize, "_registry", {})):
+        target = finalizer.peek()
+        if target is not None and any(target[0] is fs for fs in inherited):
+            finalizer.detach()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_hold_http_filesystems,
+        after_in_child=_keep_inherited_http_filesystems,
+        after_in_parent=_INHERITED_FILESYSTEMS.clear,
+    )
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

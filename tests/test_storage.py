@@ -8,9 +8,11 @@ stall tests a 0.3 s timeout, so the file runs in seconds.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import logging
+import multiprocessing
 import os
 import pickle
 import signal
@@ -20,9 +22,11 @@ import sys
 import threading
 import time
 import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import pytest
 import torch
@@ -1044,3 +1048,56 @@ def test_asset_error_names_the_attempts(tmp_path, file_server, sleeps):
     file_server.reset()
     file_server.fail("images/s1.jpg", 503, times=2)
     assert ds[1][0].shape == (3, 26, 32)
+
+
+class _KeepAliveHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive, as real servers answer: the client pools connections."""
+
+    protocol_version = "HTTP/1.1"
+    body = b"k" * 200_000
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that drops its pooled connection is no error here
+
+
+def _drop_inherited_filesystems() -> None:
+    """What a forked DataLoader worker does: a new fsspec instance, a garbage collection."""
+    fsspec.filesystem("http")
+    gc.collect()
+
+
+def test_a_forked_child_leaves_the_parents_http_connections_alone():
+    # The child shares the parent's keep-alive sockets and its event loop's epoll; had it
+    # closed the inherited sessions, the parent's next read on a pooled connection would
+    # never hear its answer and stall until the timeout (reads here allow 2 s, no retry).
+    server = _QuietServer(("127.0.0.1", 0), _KeepAliveHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/a.bin"
+        storage = Storage(timeout=2.0, retry=RetryPolicy(attempts=1))
+        assert storage.read(url) == _KeepAliveHandler.body
+        context = multiprocessing.get_context("fork")
+        for _ in range(5):
+            child = context.Process(target=_drop_inherited_filesystems)
+            child.start()
+            child.join()
+            assert child.exitcode == 0
+            started = time.perf_counter()
+            assert storage.read(url) == _KeepAliveHandler.body
+            assert time.perf_counter() - started < 1.5
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
