@@ -21,6 +21,7 @@ from segments_torch.dataset import UnsupportedTaskError
 from segments_torch.demo import RELEASE_PATH
 from segments_torch.errors import AssetError
 from segments_torch.targets import instance_fields
+from tests.items import assert_same_items
 from tests.releases import current_release, dataset_tasks_release
 
 DEMO = RELEASE_PATH.parent
@@ -344,14 +345,8 @@ def reference_items(ds: SegmentsDataset) -> list[tuple[torch.Tensor, dict[str, A
     return [ds[i] for i in range(len(ds))]
 
 
-def assert_same_items(batches: list[Any], reference: list[Any]) -> None:
-    items = [item for images, targets in batches for item in zip(images, targets, strict=True)]
-    assert len(items) == len(reference)
-    for (image, target), (ref_image, ref_target) in zip(items, reference, strict=True):
-        assert torch.equal(image, ref_image)
-        assert target.keys() == ref_target.keys()
-        for key in target:
-            assert torch.equal(target[key], ref_target[key]), key
+def unbatch(batches: list[Any]) -> list[Any]:
+    return [item for images, targets in batches for item in zip(images, targets, strict=True)]
 
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
@@ -367,7 +362,7 @@ def test_dataloader_workers(context):
     )
     reference = reference_items(ds)
     for _ in range(2):  # persistent workers serve a second epoch
-        assert_same_items(list(loader), reference)
+        assert_same_items(unbatch(list(loader)), reference)
 
 
 def test_dataloader_semantic_batches_pad_with_ignore_index():

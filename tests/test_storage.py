@@ -29,7 +29,6 @@ from typing import Any
 import fsspec
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -44,6 +43,7 @@ from segments_torch.storage import (
     release_base_url,
 )
 from tests.http_server import FileServer
+from tests.items import assert_same_item
 from tests.releases import annotation, current_release, label, sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -907,15 +907,6 @@ def keep(item: Any) -> Any:
     return item
 
 
-def assert_items_equal(got: Any, expected: Any) -> None:
-    image, target = got
-    expected_image, expected_target = expected
-    assert torch.equal(image, expected_image)
-    assert sorted(target) == sorted(expected_target)
-    for key, value in expected_target.items():
-        assert torch.equal(target[key], value), key
-
-
 def test_forked_workers_after_the_parent_read_over_http(tmp_path, file_server):
     from fsspec.implementations.http import HTTPFileSystem
 
@@ -946,7 +937,7 @@ def test_forked_workers_after_the_parent_read_over_http(tmp_path, file_server):
     items = list(loader)
     assert len(items) == len(ds)
     for got, want in zip(items, expected, strict=True):
-        assert_items_equal(got, want)
+        assert_same_item(got, want)
     assert file_server.count() == 4 * len(ds)  # the workers read every asset themselves
     assert ds[1][1]["masks"].shape == expected[1][1]["masks"].shape  # the parent still reads
 
@@ -964,8 +955,8 @@ def test_forked_workers_fill_and_share_the_cache(tmp_path, file_server):
     second_epoch = list(loader)
     assert file_server.count() == 2 * 4
     for a, b in zip(first_epoch, second_epoch, strict=True):
-        assert_items_equal(a, b)
-    assert_items_equal(first_epoch[0], expected)
+        assert_same_item(a, b)
+    assert_same_item(first_epoch[0], expected)
 
 
 def test_the_dataset_pickles_without_filesystems(tmp_path, file_server):
@@ -979,7 +970,7 @@ def test_the_dataset_pickles_without_filesystems(tmp_path, file_server):
     assert len(storage_blob) < 1000
     clone = pickle.loads(blob)
     for i in range(len(ds)):
-        assert_items_equal(clone[i], expected[i])
+        assert_same_item(clone[i], expected[i])
 
 
 def test_asset_error_for_a_missing_bitmap(tmp_path, file_server):

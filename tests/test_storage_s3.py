@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -32,6 +31,7 @@ from segments_torch import SegmentsDataset, load_release
 from segments_torch.errors import AssetError, ReleaseReadError
 from segments_torch.release import Release
 from segments_torch.storage import StorageError
+from tests.items import assert_same_items
 from tests.releases import annotation, current_release, label, sample
 
 pytest.importorskip("s3fs", reason="S3 tests need s3fs")
@@ -272,15 +272,6 @@ def _items(ds: SegmentsDataset) -> list[Any]:
     return [ds[i] for i in range(len(ds))]
 
 
-def _assert_same_items(items: list[Any], reference: list[Any]) -> None:
-    assert len(items) == len(reference)
-    for (image, target), (ref_image, ref_target) in zip(items, reference, strict=True):
-        assert torch.equal(image, ref_image)
-        assert target.keys() == ref_target.keys()
-        for key in target:
-            assert torch.equal(target[key], ref_target[key]), key
-
-
 # -- tests ------------------------------------------------------------------------------
 
 
@@ -307,7 +298,7 @@ def test_s3_items_equal_local_items(bucket, target):
     before = bucket.s3.count(method="GET")
     items = _items(ds)
     assert bucket.s3.count(method="GET") - before == 5  # 3 images + 2 bitmaps, once each
-    _assert_same_items(items, _items(local))
+    assert_same_items(items, _items(local))
     if target == "instance":  # the bitmap's ids arrived intact, 70000 included
         image, first = items[0]
         assert tuple(image.shape) == (3, 40, 56)
@@ -365,9 +356,9 @@ def test_cache_serves_the_second_epoch_without_requests(bucket, tmp_path):
 
     fresh = _s3_dataset(bucket, cache_dir=tmp_path / "cache")  # reads the release file
     before = s3.count()
-    _assert_same_items(_items(ds), first)
+    assert_same_items(_items(ds), first)
     # a fresh dataset (a new process, another DataLoader) over the same cache, too
-    _assert_same_items(_items(fresh), first)
+    assert_same_items(_items(fresh), first)
     assert s3.count() - before == 0  # no GET, no HEAD
 
 
@@ -384,4 +375,4 @@ def test_dataloader_fork_workers_read_s3(bucket):
     before = bucket.s3.count(method="GET")
     items = [item for images, targets in loader for item in zip(images, targets, strict=True)]
     assert bucket.s3.count(method="GET") - before == 5
-    _assert_same_items(items, reference)
+    assert_same_items(items, reference)
