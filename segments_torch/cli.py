@@ -210,6 +210,8 @@ def _prefetch(args: argparse.Namespace) -> int:
     print(f"downloaded       {report.downloaded} ({megabytes:.1f} MB)")
     print(f"already cached   {report.already_cached}")
     print(f"failed           {len(report.failed)}")
+    if report.stale_removed:
+        print(f"removed {report.stale_removed} temporary files of interrupted writes")
     for url, reason in report.failed.items():
         print(f"  {url}: {reason}")
     return 1 if report.failed else 0

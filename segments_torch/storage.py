@@ -58,6 +58,7 @@ __all__ = [
     "display_url",
     "prefetch",
     "release_base_url",
+    "remove_stale_partials",
 ]
 
 logger = logging.getLogger(__name__)
@@ -429,6 +430,21 @@ class PrefetchReport:
     already_cached: int = 0
     bytes_downloaded: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # URL (no query) -> reason
+    stale_removed: int = 0  # temporary files of killed writers, removed first
+
+
+def remove_stale_partials(cache_dir: Path, older_than: float = 3600.0) -> int:
+    """Remove the temporary files that writers killed mid-write left in ``cache_dir``
+    (never read: only whole files get the final name), if older than ``older_than``
+    seconds, so a writer still at work keeps its own. Returns how many were removed."""
+    removed = 0
+    now = time.time()
+    for partial in cache_dir.glob("*/.partial-*"):
+        with contextlib.suppress(FileNotFoundError):  # another process removed it first
+            if now - partial.stat().st_mtime > older_than:
+                partial.unlink()
+                removed += 1
+    return removed
 
 
 def prefetch(
@@ -448,7 +464,7 @@ def prefetch(
     """
     if storage.cache_dir is None:
         raise ValueError("prefetch needs a Storage with a cache_dir")
-    report = PrefetchReport()
+    report = PrefetchReport(stale_removed=remove_stale_partials(storage.cache_dir))
     pending = []
     for url in dict.fromkeys(urls):  # each URL once, in order
         cached = storage.cache_path(url)

@@ -40,7 +40,9 @@ from segments_torch.storage import (
     Storage,
     StorageError,
     display_url,
+    prefetch,
     release_base_url,
+    remove_stale_partials,
 )
 from tests.http_server import FileServer
 from tests.items import assert_same_item
@@ -1092,3 +1094,22 @@ def test_a_forked_child_leaves_the_parents_http_connections_alone():
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_prefetch_removes_stale_partial_files_only(tmp_path, file_server):
+    data = serve(tmp_path, "a.jpg", payload(100))
+    cache = tmp_path / "cache"
+    folder = cache / "ab"
+    folder.mkdir(parents=True)
+    stale, fresh = folder / ".partial-stale", folder / ".partial-fresh"
+    stale.write_bytes(b"torn")
+    fresh.write_bytes(b"being written")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    storage = Storage(cache_dir=cache)
+    report = prefetch(storage, [file_server.url_for("a.jpg")])
+    assert (report.stale_removed, report.downloaded, report.bytes_downloaded) == (1, 1, len(data))
+    assert not stale.exists()
+    assert fresh.read_bytes() == b"being written"
+    assert remove_stale_partials(cache, older_than=0) == 1
+    assert not fresh.exists()
