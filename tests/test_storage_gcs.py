@@ -1,0 +1,286 @@
+"""Releases and assets in a Google Cloud Storage bucket, served by gcp-storage-emulator.
+
+The emulator's server runs in a thread on 127.0.0.1, in memory, with the bucket made at
+start. gcsfs reads it with ``endpoint_url`` set to the server and ``token="anon"``, so it
+never looks for credentials; the metadata server is pointed at a closed local port and
+``STORAGE_EMULATOR_HOST`` at the emulator, so nothing here can reach Google. gcsfs's
+experimental ``ExtendedGcsFileSystem`` (what ``gcsfs.GCSFileSystem`` is unless
+``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT`` is false when gcsfs is imported) first asks the Storage
+Control gRPC API for the bucket's layout, which the emulator does not serve (60 s of retries
+against 127.0.0.1): the fixture registers the plain ``gcsfs.core.GCSFileSystem``. The
+module skips when gcsfs or gcp-storage-emulator is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from segments_torch import SegmentsDataset, load_release
+from segments_torch.errors import AssetError
+from segments_torch.release import Release
+from segments_torch.storage import StorageError
+from tests.items import assert_same_items
+from tests.releases import annotation, current_release, label, sample
+
+gcsfs_core = pytest.importorskip("gcsfs.core", reason="GCS tests need gcsfs")
+emulator_server = pytest.importorskip(
+    "gcp_storage_emulator.server", reason="GCS tests need gcp-storage-emulator"
+)
+
+BUCKET = "bucket"
+
+
+@dataclass(frozen=True)
+class FakeGcs:
+    """The running emulator and gcsfs options (fsspec.open keywords) that read it."""
+
+    endpoint: str
+
+    def options(self) -> dict[str, Any]:
+        return {"endpoint_url": self.endpoint, "token": "anon"}
+
+    def fs(self) -> Any:
+        return gcsfs_core.GCSFileSystem(**self.options())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def fake_gcs() -> Iterator[FakeGcs]:
+    """gcp-storage-emulator on 127.0.0.1, in memory, with an empty ``bucket``."""
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as env:
+        # No credentials, no metadata server, no Google endpoint.
+        for name, value in {
+            "GCE_METADATA_HOST": "127.0.0.1:9",
+            "GCE_METADATA_IP": "127.0.0.1:9",
+            "NO_GCE_CHECK": "true",
+            "STORAGE_EMULATOR_HOST": endpoint,  # any client without an endpoint
+            "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+        }.items():
+            env.setenv(name, value)
+        env.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+        # The plain filesystem for gs:// and gcs:// (forked workers inherit the registry;
+        # the package attribute fsspec.registry is the read-only view, not the module).
+        registry = importlib.import_module("fsspec.registry")._registry
+        for protocol in ("gs", "gcs"):
+            env.setitem(registry, protocol, gcsfs_core.GCSFileSystem)
+        server = emulator_server.create_server(
+            "127.0.0.1", port, in_memory=True, default_bucket=BUCKET
+        )
+        server.start()
+        try:
+            yield FakeGcs(endpoint)
+        finally:
+            server.stop()
+
+
+# -- the bucket's contents -------------------------------------------------------------
+
+
+def _jpeg(height: int, width: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _bitmap(ids: np.ndarray) -> bytes:
+    """An RGBA PNG of instance ids: R + 256 G + 65536 B, alpha 255."""
+    rgba = np.stack(
+        [ids & 0xFF, (ids >> 8) & 0xFF, (ids >> 16) & 0xFF, np.full_like(ids, 255)], axis=-1
+    ).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _ids(height: int, width: int, regions: list[tuple[int, int, int, int, int]]) -> np.ndarray:
+    ids = np.zeros((height, width), dtype=np.int64)
+    for instance_id, top, left, bottom, right in regions:
+        ids[top:bottom, left:right] = instance_id
+    return ids
+
+
+#: a.png's regions: (instance id, top, left, bottom, right); 9 has no annotation.
+A_REGIONS = [(1, 2, 3, 20, 30), (2, 22, 5, 38, 20), (70000, 5, 35, 35, 54), (9, 0, 0, 2, 2)]
+
+
+def _files() -> dict[str, bytes]:
+    """Object names -> bytes: three images, two bitmaps (ids up to 70000 = R 112, G 17,
+    B 1, and id 9 with no annotation)."""
+    return {
+        "images/a.jpg": _jpeg(40, 56, seed=0),
+        "images/b.jpg": _jpeg(32, 48, seed=1),
+        "images/c.jpg": _jpeg(24, 24, seed=2),
+        "bitmaps/a.png": _bitmap(_ids(40, 56, A_REGIONS)),
+        "bitmaps/b.png": _bitmap(_ids(32, 48, [(3, 0, 0, 32, 24)])),
+    }
+
+
+def _release_document(folder: str = "") -> dict[str, Any]:
+    """Three selected samples (absolute gs:// URLs, one image URL relative to the release
+    file's folder, one label without a bitmap), all in ``folder`` of the bucket."""
+    url = f"gs://{BUCKET}/{folder}"
+    samples = [
+        sample(
+            "a.jpg",
+            {
+                "ground-truth": label(
+                    "LABELED",
+                    [annotation(1, 0), annotation(2, 1), annotation(70000, 1)],
+                    bitmap=url + "bitmaps/a.png",
+                )
+            },
+        ),
+        sample(
+            "b.jpg",
+            {"ground-truth": label("REVIEWED", [annotation(3, 5)], bitmap=url + "bitmaps/b.png")},
+        ),
+        sample("c.jpg", {"ground-truth": label("LABELED", [], bitmap=None)}),
+    ]
+    images = [url + "images/a.jpg", "images/b.jpg", url + "images/c.jpg"]
+    for entry, image in zip(samples, images, strict=True):
+        entry["attributes"]["image"]["url"] = image
+    return current_release(samples)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    gcs: FakeGcs
+    local: Path  # the same files on disk: release.json, images/, bitmaps/
+    release_url: str = f"gs://{BUCKET}/release.json"
+
+
+def _upload(fake_gcs: FakeGcs, files: dict[str, bytes]) -> None:
+    fs = fake_gcs.fs()
+    for key, data in files.items():
+        fs.pipe_file(f"{BUCKET}/{key}", data)
+
+
+@pytest.fixture(scope="module")
+def bucket(fake_gcs: FakeGcs, tmp_path_factory: pytest.TempPathFactory) -> Bucket:
+    """The bucket with the release and its assets, and a local copy of the same files."""
+    files = {**_files(), "release.json": json.dumps(_release_document()).encode()}
+    _upload(fake_gcs, files)
+    local = tmp_path_factory.mktemp("local")
+    for key, data in files.items():
+        (local / key).parent.mkdir(parents=True, exist_ok=True)
+        (local / key).write_bytes(data)
+    return Bucket(fake_gcs, local)
+
+
+def _release(bucket: Bucket) -> Release:
+    return load_release(bucket.release_url, storage_options=bucket.gcs.options())
+
+
+def _gcs_dataset(bucket: Bucket, **kwargs: Any) -> SegmentsDataset:
+    return SegmentsDataset(_release(bucket), storage_options={"gs": bucket.gcs.options()}, **kwargs)
+
+
+def _local_dataset(bucket: Bucket, release: Release, **kwargs: Any) -> SegmentsDataset:
+    return SegmentsDataset(release, url_map={f"gs://{BUCKET}/": f"{bucket.local}/"}, **kwargs)
+
+
+def _items(ds: SegmentsDataset) -> list[Any]:
+    return [ds[i] for i in range(len(ds))]
+
+
+# -- tests ------------------------------------------------------------------------------
+
+
+def test_load_release_from_bucket(bucket):
+    release = _release(bucket)
+    assert release.source == bucket.release_url
+    assert list(release.samples.names) == ["a.jpg", "b.jpg", "c.jpg"]
+    assert [c.id for c in release.categories] == [0, 1, 5]
+
+
+@pytest.mark.parametrize("target", ["instance", "semantic", "panoptic"])
+def test_gcs_items_equal_local_items(bucket, target):
+    ds = _gcs_dataset(bucket, target=target)
+    assert len(ds) == 3
+    # b.jpg's relative image URL resolves against the release file's folder in the bucket
+    assert ds.storage.resolve("images/b.jpg") == f"gs://{BUCKET}/images/b.jpg"
+    items = _items(ds)
+    assert_same_items(items, _items(_local_dataset(bucket, ds.release, target=target)))
+    if target == "instance":  # the bitmap's ids arrived intact, 70000 included
+        image, first = items[0]
+        assert tuple(image.shape) == (3, 40, 56)
+        assert first["labels"].tolist() == [1, 2, 2]  # person, donut, donut (+1 offset)
+        assert first["masks"].sum(dim=(1, 2)).tolist() == [18 * 27, 16 * 15, 30 * 19]
+        assert items[2][1]["masks"].shape[0] == 0  # c.jpg: no bitmap, empty targets
+
+
+def test_missing_object_is_not_found_after_one_attempt(bucket):
+    document = _release_document()
+    missing = f"gs://{BUCKET}/images/missing.jpg"
+    document["dataset"]["samples"][0]["attributes"]["image"]["url"] = missing
+    ds = SegmentsDataset(document, storage_options={"gs": bucket.gcs.options()})
+    with pytest.raises(AssetError) as info:
+        ds[0]
+    error = info.value
+    assert (error.sample, error.url) == ("a.jpg", missing)
+    assert str(error).startswith(f"sample 'a.jpg': {missing}: not found")
+    cause = error.__cause__
+    assert isinstance(cause, StorageError)
+    assert (cause.attempts, cause.status, cause.retryable) == (1, 404, False)
+
+
+def test_dataloader_fork_workers_read_gcs(bucket):
+    ds = _gcs_dataset(bucket, target="panoptic")
+    reference = _items(ds)  # the parent reads first: workers must not reuse its session
+    loader = DataLoader(
+        ds,
+        batch_size=2,
+        num_workers=2,
+        multiprocessing_context="fork",
+        collate_fn=ds.collate_fn,
+    )
+    items = [item for images, targets in loader for item in zip(images, targets, strict=True)]
+    assert_same_items(items, reference)
+
+
+def test_cache_serves_the_second_epoch_after_the_objects_are_gone(fake_gcs, tmp_path):
+    # A folder of its own: the module's objects stay for the other tests.
+    folder = "cached/"
+    files = {folder + key: data for key, data in _files().items()}
+    files[folder + "release.json"] = json.dumps(_release_document(folder)).encode()
+    _upload(fake_gcs, files)
+    release_url = f"gs://{BUCKET}/{folder}release.json"
+    release = load_release(release_url, storage_options=fake_gcs.options())
+    storage_options = {"gs": fake_gcs.options()}
+    ds = SegmentsDataset(release, storage_options=storage_options, cache_dir=tmp_path / "cache")
+    first = _items(ds)
+    assert len(list((tmp_path / "cache").rglob("*.*"))) == 5  # no partial files left
+
+    fs = fake_gcs.fs()
+    fs.rm([f"{BUCKET}/{key}" for key in files])
+    fs.invalidate_cache()
+    assert not fs.exists(f"{BUCKET}/{folder}images/a.jpg")
+    with pytest.raises(AssetError, match="not found"):  # the objects are gone for real
+        SegmentsDataset(release, storage_options=storage_options)[0]
+
+    assert_same_items(_items(ds), first)
+    # a fresh dataset (a new process, another DataLoader) over the same cache, too
+    fresh = SegmentsDataset(release, storage_options=storage_options, cache_dir=tmp_path / "cache")
+    assert_same_items(_items(fresh), first)
