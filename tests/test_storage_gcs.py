@@ -14,7 +14,6 @@ module skips when gcsfs or gcp-storage-emulator is not installed.
 from __future__ import annotations
 
 import importlib
-import io
 import json
 import socket
 from collections.abc import Iterator
@@ -22,9 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from segments_torch import SegmentsDataset, load_release
@@ -32,7 +29,7 @@ from segments_torch.errors import AssetError
 from segments_torch.release import Release
 from segments_torch.storage import StorageError
 from tests.items import assert_same_items
-from tests.releases import annotation, current_release, label, sample
+from tests.object_store import all_items, asset_files, release_document, write_files
 
 gcsfs_core = pytest.importorskip("gcsfs.core", reason="GCS tests need gcsfs")
 emulator_server = pytest.importorskip(
@@ -40,6 +37,7 @@ emulator_server = pytest.importorskip(
 )
 
 BUCKET = "bucket"
+URL = f"gs://{BUCKET}/"
 
 
 @dataclass(frozen=True)
@@ -96,74 +94,6 @@ def fake_gcs() -> Iterator[FakeGcs]:
 # -- the bucket's contents -------------------------------------------------------------
 
 
-def _jpeg(height: int, width: int, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def _bitmap(ids: np.ndarray) -> bytes:
-    """An RGBA PNG of instance ids: R + 256 G + 65536 B, alpha 255."""
-    rgba = np.stack(
-        [ids & 0xFF, (ids >> 8) & 0xFF, (ids >> 16) & 0xFF, np.full_like(ids, 255)], axis=-1
-    ).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _ids(height: int, width: int, regions: list[tuple[int, int, int, int, int]]) -> np.ndarray:
-    ids = np.zeros((height, width), dtype=np.int64)
-    for instance_id, top, left, bottom, right in regions:
-        ids[top:bottom, left:right] = instance_id
-    return ids
-
-
-#: a.png's regions: (instance id, top, left, bottom, right); 9 has no annotation.
-A_REGIONS = [(1, 2, 3, 20, 30), (2, 22, 5, 38, 20), (70000, 5, 35, 35, 54), (9, 0, 0, 2, 2)]
-
-
-def _files() -> dict[str, bytes]:
-    """Object names -> bytes: three images, two bitmaps (ids up to 70000 = R 112, G 17,
-    B 1, and id 9 with no annotation)."""
-    return {
-        "images/a.jpg": _jpeg(40, 56, seed=0),
-        "images/b.jpg": _jpeg(32, 48, seed=1),
-        "images/c.jpg": _jpeg(24, 24, seed=2),
-        "bitmaps/a.png": _bitmap(_ids(40, 56, A_REGIONS)),
-        "bitmaps/b.png": _bitmap(_ids(32, 48, [(3, 0, 0, 32, 24)])),
-    }
-
-
-def _release_document(folder: str = "") -> dict[str, Any]:
-    """Three selected samples (absolute gs:// URLs, one image URL relative to the release
-    file's folder, one label without a bitmap), all in ``folder`` of the bucket."""
-    url = f"gs://{BUCKET}/{folder}"
-    samples = [
-        sample(
-            "a.jpg",
-            {
-                "ground-truth": label(
-                    "LABELED",
-                    [annotation(1, 0), annotation(2, 1), annotation(70000, 1)],
-                    bitmap=url + "bitmaps/a.png",
-                )
-            },
-        ),
-        sample(
-            "b.jpg",
-            {"ground-truth": label("REVIEWED", [annotation(3, 5)], bitmap=url + "bitmaps/b.png")},
-        ),
-        sample("c.jpg", {"ground-truth": label("LABELED", [], bitmap=None)}),
-    ]
-    images = [url + "images/a.jpg", "images/b.jpg", url + "images/c.jpg"]
-    for entry, image in zip(samples, images, strict=True):
-        entry["attributes"]["image"]["url"] = image
-    return current_release(samples)
-
-
 @dataclass(frozen=True)
 class Bucket:
     gcs: FakeGcs
@@ -180,12 +110,10 @@ def _upload(fake_gcs: FakeGcs, files: dict[str, bytes]) -> None:
 @pytest.fixture(scope="module")
 def bucket(fake_gcs: FakeGcs, tmp_path_factory: pytest.TempPathFactory) -> Bucket:
     """The bucket with the release and its assets, and a local copy of the same files."""
-    files = {**_files(), "release.json": json.dumps(_release_document()).encode()}
+    files = {**asset_files(), "release.json": json.dumps(release_document(URL)).encode()}
     _upload(fake_gcs, files)
     local = tmp_path_factory.mktemp("local")
-    for key, data in files.items():
-        (local / key).parent.mkdir(parents=True, exist_ok=True)
-        (local / key).write_bytes(data)
+    write_files(local, files)
     return Bucket(fake_gcs, local)
 
 
@@ -199,10 +127,6 @@ def _gcs_dataset(bucket: Bucket, **kwargs: Any) -> SegmentsDataset:
 
 def _local_dataset(bucket: Bucket, release: Release, **kwargs: Any) -> SegmentsDataset:
     return SegmentsDataset(release, url_map={f"gs://{BUCKET}/": f"{bucket.local}/"}, **kwargs)
-
-
-def _items(ds: SegmentsDataset) -> list[Any]:
-    return [ds[i] for i in range(len(ds))]
 
 
 # -- tests ------------------------------------------------------------------------------
@@ -221,8 +145,8 @@ def test_gcs_items_equal_local_items(bucket, target):
     assert len(ds) == 3
     # b.jpg's relative image URL resolves against the release file's folder in the bucket
     assert ds.storage.resolve("images/b.jpg") == f"gs://{BUCKET}/images/b.jpg"
-    items = _items(ds)
-    assert_same_items(items, _items(_local_dataset(bucket, ds.release, target=target)))
+    items = all_items(ds)
+    assert_same_items(items, all_items(_local_dataset(bucket, ds.release, target=target)))
     if target == "instance":  # the bitmap's ids arrived intact, 70000 included
         image, first = items[0]
         assert tuple(image.shape) == (3, 40, 56)
@@ -232,7 +156,7 @@ def test_gcs_items_equal_local_items(bucket, target):
 
 
 def test_missing_object_is_not_found_after_one_attempt(bucket):
-    document = _release_document()
+    document = release_document(URL)
     missing = f"gs://{BUCKET}/images/missing.jpg"
     document["dataset"]["samples"][0]["attributes"]["image"]["url"] = missing
     ds = SegmentsDataset(document, storage_options={"gs": bucket.gcs.options()})
@@ -248,7 +172,7 @@ def test_missing_object_is_not_found_after_one_attempt(bucket):
 
 def test_dataloader_fork_workers_read_gcs(bucket):
     ds = _gcs_dataset(bucket, target="panoptic")
-    reference = _items(ds)  # the parent reads first: workers must not reuse its session
+    reference = all_items(ds)  # the parent reads first: workers must not reuse its session
     loader = DataLoader(
         ds,
         batch_size=2,
@@ -263,14 +187,14 @@ def test_dataloader_fork_workers_read_gcs(bucket):
 def test_cache_serves_the_second_epoch_after_the_objects_are_gone(fake_gcs, tmp_path):
     # A folder of its own: the module's objects stay for the other tests.
     folder = "cached/"
-    files = {folder + key: data for key, data in _files().items()}
-    files[folder + "release.json"] = json.dumps(_release_document(folder)).encode()
+    files = {folder + key: data for key, data in asset_files().items()}
+    files[folder + "release.json"] = json.dumps(release_document(URL + folder)).encode()
     _upload(fake_gcs, files)
     release_url = f"gs://{BUCKET}/{folder}release.json"
     release = load_release(release_url, storage_options=fake_gcs.options())
     storage_options = {"gs": fake_gcs.options()}
     ds = SegmentsDataset(release, storage_options=storage_options, cache_dir=tmp_path / "cache")
-    first = _items(ds)
+    first = all_items(ds)
     assert len(list((tmp_path / "cache").rglob("*.*"))) == 5  # no partial files left
 
     fs = fake_gcs.fs()
@@ -280,7 +204,7 @@ def test_cache_serves_the_second_epoch_after_the_objects_are_gone(fake_gcs, tmp_
     with pytest.raises(AssetError, match="not found"):  # the objects are gone for real
         SegmentsDataset(release, storage_options=storage_options)[0]
 
-    assert_same_items(_items(ds), first)
+    assert_same_items(all_items(ds), first)
     # a fresh dataset (a new process, another DataLoader) over the same cache, too
     fresh = SegmentsDataset(release, storage_options=storage_options, cache_dir=tmp_path / "cache")
-    assert_same_items(_items(fresh), first)
+    assert_same_items(all_items(fresh), first)

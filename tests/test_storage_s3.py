@@ -12,7 +12,6 @@ what reached S3. The module skips when s3fs or moto is not installed.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import logging
 import re
@@ -22,9 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from segments_torch import SegmentsDataset, load_release
@@ -32,13 +29,14 @@ from segments_torch.errors import AssetError, ReleaseReadError
 from segments_torch.release import Release
 from segments_torch.storage import StorageError
 from tests.items import assert_same_items
-from tests.releases import annotation, current_release, label, sample
+from tests.object_store import all_items, asset_files, release_document, write_files
 
 pytest.importorskip("s3fs", reason="S3 tests need s3fs")
 moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto[server]")
 boto3 = pytest.importorskip("boto3", reason="S3 tests need boto3 (a dependency of moto)")
 
 BUCKET = "bucket"
+URL = f"s3://{BUCKET}/"
 REGION = "us-east-1"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _REQUEST_LINE = re.compile(r"(\S+) (\S+) HTTP/")
@@ -158,75 +156,6 @@ def moto_s3() -> Iterator[MotoS3]:
 # -- the bucket's contents -------------------------------------------------------------
 
 
-def _jpeg(height: int, width: int, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def _bitmap(ids: np.ndarray) -> bytes:
-    """An RGBA PNG of instance ids: R + 256 G + 65536 B, alpha 255."""
-    rgba = np.stack(
-        [ids & 0xFF, (ids >> 8) & 0xFF, (ids >> 16) & 0xFF, np.full_like(ids, 255)], axis=-1
-    ).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _ids(height: int, width: int, regions: list[tuple[int, int, int, int, int]]) -> np.ndarray:
-    ids = np.zeros((height, width), dtype=np.int64)
-    for instance_id, top, left, bottom, right in regions:
-        ids[top:bottom, left:right] = instance_id
-    return ids
-
-
-#: a.png's regions: (instance id, top, left, bottom, right); 9 has no annotation.
-A_REGIONS = [(1, 2, 3, 20, 30), (2, 22, 5, 38, 20), (70000, 5, 35, 35, 54), (9, 0, 0, 2, 2)]
-
-
-def _files() -> dict[str, bytes]:
-    """Bucket keys -> bytes: three images, two bitmaps (ids up to 70000 = R 112, G 17, B 1,
-    and id 9 with no annotation)."""
-    return {
-        "images/a.jpg": _jpeg(40, 56, seed=0),
-        "images/b.jpg": _jpeg(32, 48, seed=1),
-        "images/c.jpg": _jpeg(24, 24, seed=2),
-        "bitmaps/a.png": _bitmap(_ids(40, 56, A_REGIONS)),
-        "bitmaps/b.png": _bitmap(_ids(32, 48, [(3, 0, 0, 32, 24)])),
-    }
-
-
-def _release_document() -> dict[str, Any]:
-    """Three selected samples (absolute s3:// URLs, one image URL relative to the release
-    file's folder, one label without a bitmap) and one unlabelled sample."""
-    url = f"s3://{BUCKET}/"
-    samples = [
-        sample(
-            "a.jpg",
-            {
-                "ground-truth": label(
-                    "LABELED",
-                    [annotation(1, 0), annotation(2, 1), annotation(70000, 1)],
-                    bitmap=url + "bitmaps/a.png",
-                )
-            },
-        ),
-        sample(
-            "b.jpg",
-            {"ground-truth": label("REVIEWED", [annotation(3, 5)], bitmap=url + "bitmaps/b.png")},
-        ),
-        sample("c.jpg", {"ground-truth": label("LABELED", [], bitmap=None)}),
-        sample("d.jpg", {"ground-truth": None}),
-    ]
-    images = [url + "images/a.jpg", "images/b.jpg", url + "images/c.jpg", url + "images/d.jpg"]
-    for entry, image in zip(samples, images, strict=True):
-        entry["attributes"]["image"]["url"] = image
-    return current_release(samples)
-
-
 @dataclass(frozen=True)
 class Bucket:
     s3: MotoS3
@@ -238,8 +167,12 @@ class Bucket:
 def bucket(moto_s3: MotoS3, tmp_path_factory: pytest.TempPathFactory) -> Bucket:
     """A private bucket with the release (``.json`` and ``.json.gz``) and its assets, and
     a local copy of the same files."""
-    document = json.dumps(_release_document()).encode()
-    files = {**_files(), "release.json": document, "release.json.gz": gzip.compress(document)}
+    document = json.dumps(release_document(URL, unlabelled=True)).encode()
+    files = {
+        **asset_files(),
+        "release.json": document,
+        "release.json.gz": gzip.compress(document),
+    }
     client = boto3.client(
         "s3",
         endpoint_url=moto_s3.endpoint,
@@ -251,8 +184,7 @@ def bucket(moto_s3: MotoS3, tmp_path_factory: pytest.TempPathFactory) -> Bucket:
     local = tmp_path_factory.mktemp("local")
     for key, data in files.items():
         client.put_object(Bucket=BUCKET, Key=key, Body=data)
-        (local / key).parent.mkdir(parents=True, exist_ok=True)
-        (local / key).write_bytes(data)
+    write_files(local, files)
     return Bucket(moto_s3, local)
 
 
@@ -266,10 +198,6 @@ def _s3_dataset(bucket: Bucket, **kwargs: Any) -> SegmentsDataset:
 
 def _local_dataset(bucket: Bucket, release: Release, **kwargs: Any) -> SegmentsDataset:
     return SegmentsDataset(release, url_map={f"s3://{BUCKET}/": f"{bucket.local}/"}, **kwargs)
-
-
-def _items(ds: SegmentsDataset) -> list[Any]:
-    return [ds[i] for i in range(len(ds))]
 
 
 # -- tests ------------------------------------------------------------------------------
@@ -296,9 +224,9 @@ def test_s3_items_equal_local_items(bucket, target):
     local = _local_dataset(bucket, ds.release, target=target)
     assert local.storage.resolve(f"s3://{BUCKET}/images/a.jpg") == f"{bucket.local}/images/a.jpg"
     before = bucket.s3.count(method="GET")
-    items = _items(ds)
+    items = all_items(ds)
     assert bucket.s3.count(method="GET") - before == 5  # 3 images + 2 bitmaps, once each
-    assert_same_items(items, _items(local))
+    assert_same_items(items, all_items(local))
     if target == "instance":  # the bitmap's ids arrived intact, 70000 included
         image, first = items[0]
         assert tuple(image.shape) == (3, 40, 56)
@@ -329,7 +257,7 @@ def test_private_bucket_refuses_without_credentials(bucket, who):
 
 
 def test_missing_key_is_not_found_after_one_attempt(bucket):
-    document = _release_document()
+    document = release_document(URL, unlabelled=True)
     document["dataset"]["samples"][0]["attributes"]["image"]["url"] = (
         f"s3://{BUCKET}/images/missing.jpg"
     )
@@ -350,21 +278,21 @@ def test_cache_serves_the_second_epoch_without_requests(bucket, tmp_path):
     s3 = bucket.s3
     ds = _s3_dataset(bucket, cache_dir=tmp_path / "cache")
     before = s3.count(method="GET")
-    first = _items(ds)
+    first = all_items(ds)
     assert s3.count(method="GET") - before == 5
     assert len(list((tmp_path / "cache").rglob("*.*"))) == 5  # no partial files left
 
     fresh = _s3_dataset(bucket, cache_dir=tmp_path / "cache")  # reads the release file
     before = s3.count()
-    assert_same_items(_items(ds), first)
+    assert_same_items(all_items(ds), first)
     # a fresh dataset (a new process, another DataLoader) over the same cache, too
-    assert_same_items(_items(fresh), first)
+    assert_same_items(all_items(fresh), first)
     assert s3.count() - before == 0  # no GET, no HEAD
 
 
 def test_dataloader_fork_workers_read_s3(bucket):
     ds = _s3_dataset(bucket, target="panoptic")
-    reference = _items(ds)  # the parent reads first: workers must not reuse its session
+    reference = all_items(ds)  # the parent reads first: workers must not reuse its session
     loader = DataLoader(
         ds,
         batch_size=2,
