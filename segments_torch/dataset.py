@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, SupportsIndex
 
 import numpy as np
@@ -210,11 +210,13 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         row = int(self.rows[position])
         table = self.release.samples
         name = table.names[row]
-        image = self._read(name, table.image_urls[row], decode_image)
+        image_url, bitmap_url = table.image_urls[row], self._labels.bitmap_urls[row]
+        # Both downloads start at once; the image decodes while the bitmap arrives.
+        reads = self.storage.read_each([image_url, bitmap_url] if bitmap_url else [image_url])
+        image = self._read(name, image_url, decode_image, reads)
         height, width = image.shape[-2:]
-        bitmap_url = self._labels.bitmap_urls[row]
         if bitmap_url:
-            ids = self._read(name, bitmap_url, decode_bitmap)
+            ids = self._read(name, bitmap_url, decode_bitmap, reads)
             if tuple(ids.shape) != (height, width):
                 raise AssetError(
                     name,
@@ -245,9 +247,16 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         target["image_id"] = torch.tensor(row, device=ids.device)
         return target
 
-    def _read(self, name: str, url: str, decode: Callable[[bytes], torch.Tensor]) -> torch.Tensor:
+    def _read(
+        self,
+        name: str,
+        url: str,
+        decode: Callable[[bytes], torch.Tensor],
+        reads: Iterator[bytes],
+    ) -> torch.Tensor:
+        """Decode the next of ``reads``, the bytes of ``url``."""
         try:
-            return decode(self.storage.read(url))
+            return decode(next(reads))
         except StorageError as exc:
             raise AssetError(name, exc.url, str(exc)) from exc
         except DecodeError as exc:

@@ -16,9 +16,12 @@
 - **Retries**: bounded exponential backoff with jitter for connection errors, timeouts,
   truncated bodies, HTTP 429 and 5xx; none for 400, 401, 403 and 404. HTTP requests get a
   per-request timeout (fsspec's HTTP filesystem has neither).
+- **Concurrent reads**: :meth:`Storage.read_each` starts the downloads of a sample's
+  assets together, so a sample costs one round trip, not one per file.
 - **Processes**: a Storage holds strings and options only. Filesystem objects are made per
   process (fsspec's instance cache is keyed by process id, so a forked DataLoader worker
-  never reuses its parent's async session), and the storage pickles without them.
+  never reuses its parent's async session), and so are the threads of
+  :meth:`Storage.read_each`; the storage pickles without them.
 
 Example:
     >>> storage = Storage(base_url="/data/flowers",
@@ -42,8 +45,8 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,6 +232,12 @@ class Storage:
         self.cache_key = cache_key
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pool"] = None  # threads belong to the process that started them
+        return state
 
     # -- where ---------------------------------------------------------------------------
 
@@ -284,6 +293,39 @@ class Storage:
             except OSError as exc:  # a full or read-only disk: serve the bytes uncached
                 logger.warning("cannot write the cache file %s: %s", cached, exc)
         return data
+
+    def read_each(self, urls: Sequence[str]) -> Iterator[bytes]:
+        """The bytes of each of ``urls``, in order, as :meth:`read` gives them; the
+        downloads start together, so the caller can decode the first asset while the
+        others arrive.
+
+        Local files and cached assets are read in the caller's thread when their turn
+        comes; every remote asset after the first is read by a thread of this process.
+
+        Example:
+            >>> image_bytes, bitmap_bytes = storage.read_each([image_url, bitmap_url])
+        """
+        remote = [i for i, url in enumerate(urls) if self._downloads(url)]
+        started: dict[int, Future[bytes]] = {}
+        if len(remote) > 1:
+            threads = self._thread_pool()
+            started = {i: threads.submit(self.read, urls[i]) for i in remote[1:]}
+        for i, url in enumerate(urls):
+            yield started[i].result() if i in started else self.read(url)
+
+    def _downloads(self, url: str) -> bool:
+        """Whether reading ``url`` now means a download (not a local file, not cached)."""
+        if _is_local(self.resolve(url)):
+            return False
+        cached = self.cache_path(url)
+        return cached is None or not cached.exists()
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        # A forked child inherits the pool object but not its threads: make a new one.
+        if self._pool is None or self._pool[0] != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="segments-torch-read")
+            self._pool = (os.getpid(), pool)
+        return self._pool[1]
 
     def fetch(self, url: str) -> bytes:
         """Read ``url`` from its source (never the cache), retrying transient failures."""

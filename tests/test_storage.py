@@ -259,6 +259,79 @@ def test_http_read_is_one_get(tmp_path, file_server):
     assert file_server.count("images/a.jpg", "GET") == 2
 
 
+def test_read_each_gives_every_asset_in_order(tmp_path, file_server):
+    local = serve(tmp_path, "local/a.png", payload(1000, seed=1))
+    remote = [serve(tmp_path, f"images/{i}.jpg", payload(5000, seed=i + 2)) for i in range(3)]
+    storage = Storage(base_url=str(tmp_path), cache_dir=tmp_path / "cache")
+    cached_url = file_server.url_for("images/2.jpg", query=SECRET)
+    storage.read(cached_url)  # now cached: read from disk, no request
+    urls = [
+        file_server.url_for("images/0.jpg", query=SECRET),
+        "local/a.png",
+        file_server.url_for("images/1.jpg"),
+        cached_url,
+    ]
+    assert list(storage.read_each(urls)) == [remote[0], local, remote[1], remote[2]]
+    assert file_server.count("images/2.jpg") == 1
+    assert list(storage.read_each([])) == []
+
+
+def test_read_each_downloads_concurrently(tmp_path, file_server, monkeypatch):
+    serve(tmp_path, "a.jpg", b"a")
+    serve(tmp_path, "b.png", b"b")
+    urls = [file_server.url_for("a.jpg"), file_server.url_for("b.png")]
+    storage = Storage()
+    # Each read waits for the other to start: read one after the other, they would break
+    # the barrier after its timeout instead.
+    both_started = threading.Barrier(2, timeout=10)
+    threads: dict[str, str] = {}
+    read = Storage.read
+
+    def read_together(self: Storage, url: str) -> bytes:
+        threads[url] = threading.current_thread().name
+        both_started.wait()
+        return read(self, url)
+
+    monkeypatch.setattr(Storage, "read", read_together)
+    assert list(storage.read_each(urls)) == [b"a", b"b"]
+    assert threads[urls[0]] == threading.current_thread().name  # the first: the caller's
+    assert threads[urls[1]].startswith("segments-torch-read")
+
+
+def test_read_each_reads_local_and_cached_assets_in_the_callers_thread(tmp_path, file_server):
+    serve(tmp_path, "a.jpg", b"a")
+    serve(tmp_path, "b.png", b"b")
+    storage = Storage(base_url=str(tmp_path), cache_dir=tmp_path / "cache")
+    assert list(storage.read_each(["a.jpg", "b.png"])) == [b"a", b"b"]
+    remote = [file_server.url_for("a.jpg"), file_server.url_for("b.png")]
+    for url in remote:
+        storage.read(url)
+    assert list(storage.read_each(remote)) == [b"a", b"b"]
+    assert storage._pool is None  # no thread was needed
+    assert file_server.count() == 2
+
+
+def test_read_each_raises_the_failing_assets_error_in_turn(tmp_path, file_server):
+    serve(tmp_path, "a.jpg", b"a")
+    storage = Storage(retry=FAST)
+    reads = storage.read_each([file_server.url_for("a.jpg"), file_server.url_for("gone.png")])
+    assert next(reads) == b"a"
+    with pytest.raises(StorageError, match=r"^not found \(HTTP 404\)$") as caught:
+        next(reads)
+    assert caught.value.url == file_server.url_for("gone.png")
+
+
+def test_a_pickled_storage_has_no_threads(tmp_path, file_server):
+    for name in ("a.jpg", "b.png"):
+        serve(tmp_path, name, name.encode())
+    storage = Storage()
+    list(storage.read_each([file_server.url_for("a.jpg"), file_server.url_for("b.png")]))
+    assert storage._pool is not None
+    clone = pickle.loads(pickle.dumps(storage))
+    assert clone._pool is None
+    assert list(clone.read_each([file_server.url_for("b.png")])) == [b"b.png"]
+
+
 def test_http_query_strings_are_ignored_by_the_server(tmp_path, file_server):
     data = serve(tmp_path, "a b/c.png", payload(10))
     storage = Storage()
@@ -924,7 +997,10 @@ def test_forked_workers_after_the_parent_read_over_http(tmp_path, file_server):
         "cache_key",
         "timeout",
         "retry",
+        "_pool",  # (pid, threads) of read_each: a forked worker makes its own
     }
+    assert ds.storage._pool is not None
+    assert ds.storage._pool[0] == os.getpid()
     expected = [first] + [ds[i] for i in range(1, len(ds))]
     assert file_server.count() == 2 * len(ds)
     assert len(expected[1][1]["labels"]) == 3

@@ -11,7 +11,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from segments_torch.targets import (
+    _WORDS_PER_SUM,
     INSTANCE_FIELDS,
+    _ones_per_row,
     build_target,
     instance_fields,
     map_ids,
@@ -252,6 +254,38 @@ def segment_maps(draw: st.DrawFn) -> tuple[np.ndarray, int]:
         )
     )
     return np.array(pixels, dtype=np.int64).reshape(height, width), num_segments
+
+
+def test_ones_per_row_docstring_example():
+    masks = torch.tensor([[[1, 0, 1], [0, 0, 0]]], dtype=torch.uint8)
+    assert _ones_per_row(masks).tolist() == [[2, 0]]
+
+
+@pytest.mark.parametrize(
+    "width",
+    [
+        1,
+        7,
+        8,
+        13,
+        8 * _WORDS_PER_SUM,  # exactly one sum per row
+        8 * _WORDS_PER_SUM + 8,  # a second sum of one word
+        2 * 8 * _WORDS_PER_SUM + 5,  # three sums and padding
+    ],
+)
+def test_ones_per_row_counts_every_width(width):
+    generator = torch.Generator().manual_seed(width)
+    masks = (torch.rand((3, 4, width), generator=generator) < 0.5).to(torch.uint8)
+    masks[0, 0] = 1  # a full row: every byte of every word's sum at its largest
+    masks[1, 1] = 0
+    expected = masks.to(torch.int64).sum(dim=2)
+    assert _ones_per_row(masks).tolist() == expected.tolist()
+    assert expected[0, 0] == width
+    assert expected[1, 1] == 0
+
+
+def test_ones_per_row_of_no_masks():
+    assert _ones_per_row(torch.zeros((0, 5, 9), dtype=torch.uint8)).shape == (0, 5)
 
 
 @settings(max_examples=150, deadline=None)
