@@ -1,0 +1,494 @@
+"""``SegmentsDataModule``: a release as a Lightning ``LightningDataModule`` (extra ``lightning``).
+
+Lightning's conventions, with the release behind them:
+
+- ``prepare_data()`` (once per node, on local rank 0): loads and validates the release and,
+  with ``prefetch=True``, downloads every selected image and bitmap into ``cache_dir``.
+- ``setup(stage)`` (on every rank): splits the release with the ``split`` rule (see
+  :mod:`segments_torch.splits`) and builds one :class:`~segments_torch.dataset.SegmentsDataset`
+  per stage, each with its own label-status filter and transforms.
+- ``train/val/test/predict_dataloader()``: DataLoaders with the dataset's ``collate_fn``.
+- ``state_dict()`` / ``load_state_dict()``: the split rule, the stages' split names and
+  filters, and a fingerprint of each stage's samples, so a resumed run splits as the run
+  that wrote the checkpoint (and says so when the release changed in between).
+
+Under Lightning's DDP strategy each rank reads a disjoint share of every stage. Training
+uses the ``DistributedSampler`` Lightning injects (shuffled per epoch; when the train split
+does not divide by the number of ranks it repeats up to ``world_size - 1`` samples so
+every rank runs as many steps). Validation and test use an unrepeated sampler instead,
+so every sample is evaluated exactly once (``exact_distributed_eval``).
+
+Example:
+    >>> import lightning.pytorch as pl
+    >>> from segments_torch.lightning import SegmentsDataModule
+    >>> from segments_torch.splits import RatioSplit
+    >>> dm = SegmentsDataModule(
+    ...     "flowers-v1.0.json",
+    ...     split=RatioSplit({"train": 0.8, "val": 0.2}, seed=0),
+    ...     filter_by={"train": ["LABELED", "REVIEWED"], "val": ["REVIEWED"]},
+    ...     target="semantic", batch_size=8, num_workers=4,
+    ... )  # doctest: +SKIP
+    >>> pl.Trainer(max_epochs=10).fit(model, datamodule=dm)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, SupportsIndex
+from urllib.parse import urlsplit
+
+import numpy as np
+
+try:
+    import lightning.pytorch as pl
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+except ImportError as exc:  # the extra is optional: say which one to install
+    raise ImportError(
+        "segments_torch.lightning needs Lightning, which is not installed: "
+        "pip install 'segments-torch[lightning]'"
+    ) from exc
+from torch.utils.data import DataLoader, Sampler
+
+from .dataset import SegmentsDataset
+from .errors import SegmentsTorchError
+from .release import Release, ReleaseSource, load_release
+from .splits import Split, SplitAssignment, SplitError, sample_keys, split_from_dict
+from .storage import RetryPolicy, UrlMap, prefetch
+
+__all__ = ["STAGES", "SegmentsDataModule"]
+
+logger = logging.getLogger(__name__)
+
+#: The datamodule's stages: each has a split name, a label-status filter and a DataLoader.
+STAGES: tuple[str, ...] = ("train", "val", "test", "predict")
+
+#: Which stages each of Lightning's ``setup(stage)`` values builds.
+_LIGHTNING_STAGES: dict[str | None, tuple[str, ...]] = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("predict",),
+    None: STAGES,
+}
+
+Statuses = str | Sequence[str] | None
+
+#: Version of the ``state_dict()`` layout.
+_STATE_VERSION = 1
+
+
+def _statuses(value: Statuses) -> list[str] | None:
+    """A status filter in JSON-ready form (checkpoints hold it)."""
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+class SegmentsDataModule(pl.LightningDataModule):
+    """A Segments.ai release as a ``LightningDataModule`` with train/val/test/predict splits.
+
+    Args:
+        release: a :class:`~segments_torch.release.Release`, or anything
+            :func:`~segments_torch.release.load_release` accepts (path, fsspec URL, dict).
+        split: the rule that puts each sample in a split: a
+            :class:`~segments_torch.splits.RatioSplit` (by ratio with a seed, stable when
+            the release grows), :class:`~segments_torch.splits.MetadataSplit` (by a
+            metadata key) or :class:`~segments_torch.splits.ListSplit` (explicit uuids or
+            names).
+        train_split, val_split, test_split, predict_split: the split each stage reads;
+            ``None`` turns the stage off (its dataloader is empty).
+        filter_by: label statuses to keep, for every stage (``["LABELED", "REVIEWED"]``),
+            or per stage: ``{"train": ["LABELED", "REVIEWED"], "val": ["REVIEWED"]}``
+            (stages left out keep LABELED and REVIEWED); ``None`` keeps every status.
+        train_transforms: ``transforms(image, target)`` of the train stage.
+        eval_transforms: those of the val, test and predict stages.
+        batch_size: train batch size; ``eval_batch_size`` (default the same) the others'.
+        num_workers, pin_memory, persistent_workers: passed to every ``DataLoader``.
+        shuffle, drop_last: of the train ``DataLoader`` (Lightning turns ``shuffle`` into a
+            shuffling ``DistributedSampler`` under DDP).
+        dataloader_options: more ``DataLoader`` arguments (``prefetch_factor``,
+            ``multiprocessing_context``, ...).
+        prefetch: in ``prepare_data()``, download the assets of every stage's samples into
+            ``cache_dir`` (``prefetch_workers`` at a time) before training starts.
+        prepare_data_per_node: Lightning's flag: ``True`` (a node-local ``cache_dir``) runs
+            ``prepare_data()`` on local rank 0 of every node, ``False`` (a ``cache_dir`` on a
+            file system all nodes share) on global rank 0 only.
+        exact_distributed_eval: under DDP, validate and test every sample exactly once (an
+            unrepeated sampler: ranks may run one batch fewer than others, so validation
+            steps must not call collectives per step); ``False`` keeps Lightning's padding
+            ``DistributedSampler``.
+        labelset, task, filter_by_metadata, target, categories, ignore_index,
+            label_offset, asset_root, storage_options, url_map, cache_dir, cache_key,
+            timeout, retry, on_error: as :class:`~segments_torch.dataset.SegmentsDataset`;
+            ``storage_options`` also serve to read a remote release file.
+
+    Example:
+        >>> dm = SegmentsDataModule("flowers.json", split=MetadataSplit("split"),
+        ...                         target="instance", batch_size=4)  # doctest: +SKIP
+        >>> dm.setup("fit")  # doctest: +SKIP
+        >>> len(dm.dataset("train")), len(dm.dataset("val"))  # doctest: +SKIP
+        (412, 51)
+    """
+
+    def __init__(
+        self,
+        release: Release | ReleaseSource,
+        *,
+        split: Split,
+        train_split: str | None = "train",
+        val_split: str | None = "val",
+        test_split: str | None = "test",
+        predict_split: str | None = "test",
+        labelset: str | None = None,
+        task: str | None = None,
+        filter_by: Statuses | Mapping[str, Statuses] = ("LABELED", "REVIEWED"),
+        filter_by_metadata: Mapping[str, Any] | None = None,
+        target: str = "instance",
+        categories: Sequence[str] | Mapping[str, SupportsIndex] | None = None,
+        ignore_index: int = 255,
+        label_offset: int = 1,
+        train_transforms: Callable[[Any, Any], Any] | None = None,
+        eval_transforms: Callable[[Any, Any], Any] | None = None,
+        asset_root: str | None = None,
+        storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+        url_map: UrlMap | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_key: str = "path",
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        on_error: str = "raise",
+        batch_size: int = 2,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        dataloader_options: Mapping[str, Any] | None = None,
+        prefetch: bool = False,
+        prefetch_workers: int = 8,
+        prepare_data_per_node: bool = True,
+        exact_distributed_eval: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(split, Split):
+            raise SplitError(
+                f"split must be a RatioSplit, MetadataSplit or ListSplit, not {split!r}"
+            )
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ValueError(
+                f"batch sizes must be at least 1, not {batch_size} and {eval_batch_size}"
+            )
+        if persistent_workers and num_workers < 1:
+            raise ValueError("persistent_workers=True needs num_workers > 0")
+        if prefetch and cache_dir is None:
+            raise ValueError("prefetch=True needs a cache_dir to download into")
+        self.release_source = release
+        self.split = split
+        self.split_names: dict[str, str | None] = {
+            "train": train_split,
+            "val": val_split,
+            "test": test_split,
+            "predict": predict_split,
+        }
+        self.filters = self._stage_filters(filter_by)
+        self.filter_by_metadata = dict(filter_by_metadata) if filter_by_metadata else None
+        self.transforms = {
+            "train": train_transforms,
+            "val": eval_transforms,
+            "test": eval_transforms,
+            "predict": eval_transforms,
+        }
+        self.storage_options = {k: dict(v) for k, v in (storage_options or {}).items()}
+        # What every stage's SegmentsDataset gets; filters and transforms vary by stage.
+        self.dataset_options: dict[str, Any] = {
+            "labelset": labelset,
+            "task": task,
+            "target": target,
+            "categories": categories,
+            "ignore_index": ignore_index,
+            "label_offset": label_offset,
+            "asset_root": asset_root,
+            "storage_options": self.storage_options,
+            "url_map": url_map,
+            "cache_dir": cache_dir,
+            "cache_key": cache_key,
+            "timeout": timeout,
+            "retry": retry,
+            "on_error": on_error,
+        }
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size if eval_batch_size is not None else batch_size
+        self.loader_options: dict[str, Any] = {
+            "num_workers": num_workers,
+            "pin_memory": pin_memory,
+            "persistent_workers": persistent_workers,
+            **(dataloader_options or {}),
+        }
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.prefetch = prefetch
+        self.prefetch_workers = prefetch_workers
+        self.prepare_data_per_node = prepare_data_per_node
+        self.exact_distributed_eval = exact_distributed_eval
+        self._release: Release | None = None
+        self._assignment: SplitAssignment | None = None
+        self._datasets: dict[str, SegmentsDataset] = {}
+        # Fingerprints of each stage's samples read from a checkpoint, checked on rebuild.
+        self._restored: dict[str, dict[str, Any]] = {}
+
+    @staticmethod
+    def _stage_filters(filter_by: Statuses | Mapping[str, Statuses]) -> dict[str, list[str] | None]:
+        default: list[str] | None = ["LABELED", "REVIEWED"]
+        if not isinstance(filter_by, Mapping):
+            return dict.fromkeys(STAGES, _statuses(filter_by))
+        unknown = sorted(set(filter_by) - set(STAGES))
+        if unknown:
+            raise ValueError(
+                f"filter_by names unknown stages {', '.join(map(repr, unknown))}; the stages "
+                f"are {', '.join(map(repr, STAGES))}"
+            )
+        return {stage: _statuses(filter_by.get(stage, default)) for stage in STAGES}
+
+    # -- Lightning's hooks -----------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        """Load and validate the release; with ``prefetch=True`` download the assets of
+        every stage's samples into ``cache_dir``.
+
+        Lightning runs it once per node (local rank 0) while the other ranks wait, so they
+        start on a full node-local cache. Files already cached are not downloaded again.
+
+        Raises:
+            SegmentsTorchError: some assets failed to download and ``on_error="raise"``;
+                the message names them and why.
+        """
+        release = self.release
+        if not self.prefetch:
+            return
+        datasets = [self.dataset(stage) for stage in self._available(STAGES)]
+        if not datasets:
+            return
+        table = release.samples
+        bitmaps = table.labels[datasets[0].labelset].bitmap_urls
+        urls = [
+            url
+            for ds in datasets
+            for row in ds.rows.tolist()
+            for url in (table.image_urls[row], bitmaps[row])
+            if url
+        ]
+        report = prefetch(datasets[0].storage, urls, workers=self.prefetch_workers)
+        logger.info(
+            "prefetch into %s: %d downloaded (%d bytes), %d already cached, %d failed",
+            datasets[0].storage.cache_dir,
+            report.downloaded,
+            report.bytes_downloaded,
+            report.already_cached,
+            len(report.failed),
+        )
+        if report.failed:
+            failures = "; ".join(f"{url}: {why}" for url, why in list(report.failed.items())[:5])
+            more = len(report.failed) - 5
+            message = (
+                f"prefetch into {datasets[0].storage.cache_dir}: {len(report.failed)} of "
+                f"{len(dict.fromkeys(urls))} assets failed: {failures}"
+                + (f" and {more} more" if more > 0 else "")
+            )
+            if self.dataset_options["on_error"] == "raise":
+                raise SegmentsTorchError(message)
+            logger.warning("%s (on_error='skip': training goes on without them)", message)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets of Lightning's ``stage`` (``"fit"``: train and val;
+        ``"validate"``, ``"test"``, ``"predict"``; ``None``: all four) on this rank."""
+        if stage not in _LIGHTNING_STAGES:
+            raise ValueError(
+                f"stage must be one of 'fit', 'validate', 'test', 'predict' or None, not {stage!r}"
+            )
+        stages = _LIGHTNING_STAGES[stage]
+        # setup(None) builds what the split rule has; a named stage must exist.
+        for name in self._available(stages) if stage is None else stages:
+            if self.split_names[name] is not None:
+                self.dataset(name)
+
+    def train_dataloader(self) -> DataLoader[Any] | list[Any]:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader[Any] | list[Any]:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader[Any] | list[Any]:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader[Any] | list[Any]:
+        return self._loader("predict")
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to split as this one: the split rule (with its seed),
+        each stage's split name and filters, and per built stage the number of samples and
+        a SHA-256 over their sorted uuids. JSON-ready; a few hundred bytes (plus the lists
+        of a :class:`~segments_torch.splits.ListSplit`)."""
+        return {
+            "version": _STATE_VERSION,
+            "split": self.split.to_dict(),
+            "split_names": dict(self.split_names),
+            "filter_by": dict(self.filters),
+            "filter_by_metadata": self.filter_by_metadata,
+            "samples": {stage: self._fingerprint(ds) for stage, ds in self._datasets.items()},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take the split rule, split names and filters of a checkpoint (they win over
+        the constructor's, with a warning when they differ) and rebuild the datasets with
+        them. A stage whose samples differ from the checkpoint's (the release grew, or
+        labels changed status) is reported with a warning when it is rebuilt."""
+        version = state_dict.get("version")
+        if version != _STATE_VERSION:
+            raise SegmentsTorchError(
+                f"SegmentsDataModule state version {version!r} is not the one this version "
+                f"reads ({_STATE_VERSION})"
+            )
+        restored = {
+            "split": split_from_dict(state_dict["split"]),
+            "split_names": dict(state_dict["split_names"]),
+            "filters": dict(state_dict["filter_by"]),
+            "filter_by_metadata": state_dict["filter_by_metadata"],
+        }
+        for name, value in restored.items():
+            if getattr(self, name) != value:
+                logger.warning(
+                    "SegmentsDataModule: the checkpoint's %s %r replaces this run's %r",
+                    name,
+                    value,
+                    getattr(self, name),
+                )
+                setattr(self, name, value)
+        self._assignment = None
+        self._datasets.clear()  # rebuilt on demand with the restored settings
+        self._restored = dict(state_dict.get("samples", {}))
+
+    # -- the pieces ------------------------------------------------------------------------
+
+    @property
+    def release(self) -> Release:
+        """The release, loaded on first use (once per process)."""
+        if self._release is None:
+            source = self.release_source
+            if isinstance(source, Release):
+                self._release = source
+            elif isinstance(source, str | os.PathLike):
+                scheme = urlsplit(os.fspath(source)).scheme
+                options = self.storage_options.get(scheme) if len(scheme) > 1 else None
+                self._release = load_release(source, storage_options=options)
+            else:
+                self._release = load_release(source)
+        return self._release
+
+    @property
+    def assignment(self) -> SplitAssignment:
+        """The split of every release row under ``split`` (computed once per process)."""
+        if self._assignment is None:
+            self._assignment = self.split.assign(self.release.samples)
+            counts = ", ".join(f"{k}: {n}" for k, n in self._assignment.counts().items())
+            logger.info(
+                "%s: %s (%d samples in no split)", self.split, counts, self._assignment.unassigned
+            )
+        return self._assignment
+
+    def dataset(self, stage: str) -> SegmentsDataset:
+        """The dataset of ``stage`` (``"train"``, ``"val"``, ``"test"``, ``"predict"``),
+        built on first use: the samples of the stage's split that pass its filters.
+
+        Raises:
+            SplitError: the stage is off (its split name is ``None``), or the split rule
+                has no split of that name.
+        """
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(map(repr, STAGES))}, not {stage!r}")
+        if stage in self._datasets:
+            return self._datasets[stage]
+        split = self.split_names[stage]
+        if split is None:
+            raise SplitError(f"the {stage} stage is off ({stage}_split=None)")
+        if split not in self.assignment.names:
+            splits = ", ".join(map(repr, self.assignment.names)) or "none"
+            raise SplitError(
+                f"the {stage} stage reads split {split!r}, which {self.split} does not make "
+                f"(its splits: {splits}); name one with {stage}_split=, or None to turn the "
+                "stage off"
+            )
+        members = self.assignment.rows(split)
+        ds = SegmentsDataset(
+            self.release,
+            filter_by=self.filters[stage],
+            filter_by_metadata=self.filter_by_metadata,
+            transforms=self.transforms[stage],
+            **self.dataset_options,
+        )
+        # SegmentsDataset selects by status and metadata; the split narrows its rows.
+        ds.rows = ds.rows[np.isin(ds.rows, members)]
+        logger.info("%s stage: split %r, %d samples", stage, split, len(ds))
+        self._check_restored(stage, ds)
+        self._datasets[stage] = ds
+        return ds
+
+    def _available(self, stages: Sequence[str]) -> list[str]:
+        """The stages that are on and whose split the rule has."""
+        names = self.assignment.names
+        return [stage for stage in stages if self.split_names[stage] in names]
+
+    def _fingerprint(self, ds: SegmentsDataset) -> dict[str, Any]:
+        keys = sorted(sample_keys(self.release.samples, ds.rows))
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        return {"count": len(keys), "sha256": digest}
+
+    def _check_restored(self, stage: str, ds: SegmentsDataset) -> None:
+        expected = self._restored.get(stage)
+        if expected is None:
+            return
+        found = self._fingerprint(ds)
+        if found != expected:
+            logger.warning(
+                "SegmentsDataModule: the %s stage has %d samples, the checkpoint's had %d, "
+                "and they are not the same samples (the release or its labels changed since)",
+                stage,
+                found["count"],
+                expected["count"],
+            )
+
+    def _sampler(self, stage: str, ds: SegmentsDataset) -> Sampler[int] | None:
+        """Under DDP, for val and test: every sample on exactly one rank (see the class)."""
+        if stage not in ("val", "test") or not self.exact_distributed_eval:
+            return None
+        trainer = self.trainer
+        placement = trainer.distributed_sampler_kwargs if trainer is not None else None
+        # With fewer samples than ranks some rank would get no batch, which DDP cannot
+        # run; Lightning's padding sampler (it warns) takes over.
+        if not placement or placement["num_replicas"] < 2 or len(ds) < placement["num_replicas"]:
+            return None
+        sampler: Sampler[int] = UnrepeatedDistributedSampler(ds, shuffle=False, **placement)
+        return sampler
+
+    def _loader(self, stage: str) -> DataLoader[Any] | list[Any]:
+        if self.split_names[stage] is None:
+            return []  # Lightning runs no loop over an empty list
+        ds = self.dataset(stage)
+        train = stage == "train"
+        sampler = self._sampler(stage, ds)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=self.shuffle if train and sampler is None else None,
+            sampler=sampler,
+            drop_last=self.drop_last if train else False,
+            collate_fn=ds.collate_fn,
+            **self.loader_options,
+        )
+
+    def __repr__(self) -> str:
+        stages = ", ".join(f"{k}={v!r}" for k, v in self.split_names.items())
+        return f"SegmentsDataModule({self.release_source!r}, split={self.split!r}, {stages})"

@@ -1,0 +1,586 @@
+"""SegmentsDataModule: splits per stage, dataloaders, prefetch, checkpoints, DDP, the example."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from segments_torch import SegmentsDataset, SegmentsTorchError, load_release
+from segments_torch.demo import RELEASE_PATH
+from segments_torch.lightning import SegmentsDataModule
+from segments_torch.splits import ListSplit, MetadataSplit, RatioSplit, SplitError
+from tests.http_server import FileServer
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "lightning_train.py"
+DEMO = load_release(RELEASE_PATH).samples
+NAMES = list(DEMO.names)  # shapes-000.jpg ... shapes-007.jpg
+# Demo statuses by row: 0 LABELED, 1 REVIEWED, 2 LABELED, 3 REVIEWED, 4 LABELED,
+# 5 REJECTED, 6 UNLABELED (no bitmap), 7 REVIEWED. Metadata split: train 0 1 5, val 2 6 7.
+
+
+def load_example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("lightning_train", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def loader(dataloader: Any) -> DataLoader[Any]:
+    assert isinstance(dataloader, DataLoader)
+    return dataloader
+
+
+def rows(dm: SegmentsDataModule, stage: str) -> list[int]:
+    return [int(r) for r in dm.dataset(stage).rows]
+
+
+# -- imports ---------------------------------------------------------------------------------
+
+
+def test_importing_segments_torch_does_not_import_lightning():
+    code = (
+        "import sys, segments_torch, segments_torch.splits; "
+        "segments_torch.SegmentsDataset; "
+        "print('lightning' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_without_lightning_the_error_names_the_extra():
+    code = (
+        "import sys; sys.modules['lightning'] = None\n"
+        "try:\n"
+        "    import segments_torch.lightning\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == (
+        "segments_torch.lightning needs Lightning, which is not installed: "
+        "pip install 'segments-torch[lightning]'"
+    )
+
+
+def test_the_datamodule_takes_every_dataset_argument():
+    dataset = set(inspect.signature(SegmentsDataset).parameters)
+    datamodule = set(inspect.signature(SegmentsDataModule).parameters)
+    # transforms become train_transforms / eval_transforms; filter_by is per stage too.
+    assert dataset - datamodule == {"transforms"}
+    assert {"train_transforms", "eval_transforms", "batch_size", "num_workers"} <= datamodule
+
+
+# -- stages, splits and filters --------------------------------------------------------------
+
+
+def test_metadata_split_with_a_filter_per_stage():
+    dm = SegmentsDataModule(
+        RELEASE_PATH,
+        split=MetadataSplit("split"),
+        filter_by={"train": ["LABELED", "REVIEWED"], "val": ["REVIEWED"]},
+        test_split=None,
+        predict_split=None,
+    )
+    dm.setup("fit")
+    assert rows(dm, "train") == [0, 1]  # 5 is REJECTED
+    assert rows(dm, "val") == [7]  # 2 is LABELED, 6 UNLABELED
+    # Stages left out of the mapping keep LABELED and REVIEWED.
+    same = SegmentsDataModule(RELEASE_PATH, split=MetadataSplit(), filter_by={"train": None})
+    assert rows(same, "train") == [0, 1, 5]
+    assert rows(same, "val") == [2, 7]
+    everything = SegmentsDataModule(RELEASE_PATH, split=MetadataSplit(), filter_by=None)
+    assert rows(everything, "val") == [2, 6, 7]
+
+
+def test_ratio_and_list_splits_and_metadata_filters():
+    dm = SegmentsDataModule(
+        RELEASE_PATH, split=RatioSplit({"train": 0.5, "val": 0.5}, seed=0), filter_by=None
+    )
+    assert rows(dm, "train") == [0, 2, 4, 6, 7]
+    assert rows(dm, "val") == [1, 3, 5]
+    listed = SegmentsDataModule(
+        RELEASE_PATH,
+        split=ListSplit({"train": NAMES[:4], "test": NAMES[4:]}),
+        val_split="test",
+        filter_by_metadata={"split": "val"},
+        filter_by=None,
+    )
+    assert rows(listed, "train") == [2]
+    assert rows(listed, "val") == [6, 7]
+    assert rows(listed, "test") == [6, 7]
+
+
+def test_a_stage_whose_split_the_rule_lacks():
+    dm = SegmentsDataModule(RELEASE_PATH, split=MetadataSplit())
+    dm.setup(None)  # builds what exists: train and val
+    assert rows(dm, "train") == [0, 1]
+    with pytest.raises(SplitError) as info:
+        dm.setup("test")
+    assert str(info.value) == (
+        "the test stage reads split 'test', which MetadataSplit(key='split', values=None) "
+        "does not make (its splits: 'train', 'val'); name one with test_split=, or None to "
+        "turn the stage off"
+    )
+    off = SegmentsDataModule(RELEASE_PATH, split=MetadataSplit(), test_split=None)
+    off.setup("test")
+    assert off.test_dataloader() == []
+    with pytest.raises(SplitError) as info:
+        off.dataset("test")
+    assert str(info.value) == "the test stage is off (test_split=None)"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (
+            {"filter_by": {"train": None, "valid": ["REVIEWED"]}},
+            ValueError,
+            "filter_by names unknown stages 'valid'; the stages are 'train', 'val', 'test', "
+            "'predict'",
+        ),
+        (
+            {"split": {"train": 0.8, "val": 0.2}},
+            SplitError,
+            "split must be a RatioSplit, MetadataSplit or ListSplit, not "
+            "{'train': 0.8, 'val': 0.2}",
+        ),
+        ({"persistent_workers": True}, ValueError, "persistent_workers=True needs num_workers > 0"),
+        ({"prefetch": True}, ValueError, "prefetch=True needs a cache_dir to download into"),
+        ({"batch_size": 0}, ValueError, "batch sizes must be at least 1, not 0 and None"),
+    ],
+)
+def test_bad_arguments(kwargs, error, message):
+    kwargs = {"split": MetadataSplit(), **kwargs}
+    with pytest.raises(error) as info:
+        SegmentsDataModule(RELEASE_PATH, **kwargs)
+    assert str(info.value) == message
+
+
+def test_bad_stage_names():
+    dm = SegmentsDataModule(RELEASE_PATH, split=MetadataSplit())
+    with pytest.raises(ValueError, match=r"^stage must be one of 'fit', 'validate', 'test', "):
+        dm.setup("train")
+    with pytest.raises(
+        ValueError, match=r"^stage must be one of 'train', 'val', 'test', 'predict'"
+    ):
+        dm.dataset("fit")
+
+
+def test_dataset_arguments_reach_every_stage():
+    dm = SegmentsDataModule(
+        RELEASE_PATH,
+        split=MetadataSplit(),
+        target="semantic",
+        categories=["circle", "square"],
+        ignore_index=100,
+    )
+    for stage in ("train", "val"):
+        ds = dm.dataset(stage)
+        assert (ds.target, ds.ignore_index, ds.num_classes) == ("semantic", 100, 2)
+        assert ds.categories.label_names == ["circle", "square"]
+
+
+# -- dataloaders -----------------------------------------------------------------------------
+
+
+def test_dataloaders_batch_with_the_dataset_collate():
+    dm = SegmentsDataModule(
+        RELEASE_PATH,
+        split=RatioSplit({"train": 0.5, "val": 0.5}, seed=0),
+        filter_by={"train": None, "val": None},
+        target="semantic",
+        batch_size=2,
+        eval_batch_size=3,
+        shuffle=False,
+    )
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert [b[1]["image_id"].tolist() for b in batches] == [[0, 2], [4, 6], [7]]
+    images, targets = batches[0]
+    assert tuple(images.shape) == (2, 3, 240, 320)
+    assert tuple(targets["semantic"].shape) == (2, 240, 320)
+    (val,) = list(dm.val_dataloader())
+    assert val[1]["image_id"].tolist() == [1, 3, 5]
+    # Row 6 has no bitmap: all ignore index.
+    assert bool((batches[1][1]["semantic"][1] == 255).all())
+
+
+def test_train_shuffles_and_drops_last():
+    dm = SegmentsDataModule(
+        RELEASE_PATH,
+        split=RatioSplit({"train": 0.5, "val": 0.5}, seed=0),
+        filter_by=None,
+        target="semantic",
+        batch_size=2,
+        drop_last=True,
+    )
+    torch.manual_seed(0)
+    seen = [b[1]["image_id"].tolist() for b in dm.train_dataloader()]
+    assert len(seen) == 2
+    assert all(len(batch) == 2 for batch in seen)
+    assert {row for batch in seen for row in batch} < {0, 2, 4, 6, 7}
+    orders = set()
+    for seed in range(4):
+        torch.manual_seed(seed)
+        orders.add(tuple(int(i) for i in loader(dm.train_dataloader()).sampler))
+    assert len(orders) > 1
+
+
+def test_loader_options_reach_the_dataloader():
+    dm = SegmentsDataModule(
+        RELEASE_PATH,
+        split=MetadataSplit(),
+        num_workers=1,
+        persistent_workers=True,
+        pin_memory=True,
+        dataloader_options={"prefetch_factor": 3},
+    )
+    val = loader(dm.val_dataloader())
+    assert (val.num_workers, val.persistent_workers, val.pin_memory) == (1, True, True)
+    assert val.prefetch_factor == 3
+    assert val.collate_fn == dm.dataset("val").collate_fn
+
+
+def test_train_and_eval_transforms():
+    def tag(stage: str):
+        def transforms(image: Any, target: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+            return image, {**target, "stage": stage}
+
+        return transforms
+
+    dm = SegmentsDataModule(
+        RELEASE_PATH,
+        split=MetadataSplit(),
+        train_transforms=tag("train"),
+        eval_transforms=tag("eval"),
+        test_split="val",
+        predict_split="val",
+    )
+    _, (target, *_) = next(iter(dm.train_dataloader()))
+    assert target["stage"] == "train"
+    for eval_loader in (dm.val_dataloader(), dm.test_dataloader(), dm.predict_dataloader()):
+        _, (target, *_) = next(iter(eval_loader))
+        assert target["stage"] == "eval"
+
+
+class _Trainer(SimpleNamespace):
+    """What the datamodule asks of a trainer under DDP."""
+
+
+@pytest.mark.parametrize(("rank", "expected"), [(0, [1, 5]), (1, [3])])
+def test_eval_under_ddp_reads_each_sample_once(rank, expected):
+    dm = SegmentsDataModule(
+        RELEASE_PATH, split=RatioSplit({"train": 0.5, "val": 0.5}, seed=0), filter_by=None
+    )
+    dm.trainer = _Trainer(distributed_sampler_kwargs={"num_replicas": 2, "rank": rank})  # type: ignore[assignment]
+    assert [int(r) for b in dm.val_dataloader() for r in (t["image_id"] for t in b[1])] == expected
+    # The train loader is left to Lightning, which injects its DistributedSampler.
+    assert isinstance(loader(dm.train_dataloader()).sampler, torch.utils.data.RandomSampler)
+    dm.exact_distributed_eval = False
+    assert isinstance(loader(dm.val_dataloader()).sampler, torch.utils.data.SequentialSampler)
+
+
+def test_eval_under_ddp_with_fewer_samples_than_ranks_is_left_to_lightning():
+    dm = SegmentsDataModule(RELEASE_PATH, split=MetadataSplit(), filter_by={"val": ["REVIEWED"]})
+    dm.trainer = _Trainer(distributed_sampler_kwargs={"num_replicas": 2, "rank": 1})  # type: ignore[assignment]
+    assert len(dm.dataset("val")) == 1
+    assert isinstance(loader(dm.val_dataloader()).sampler, torch.utils.data.SequentialSampler)
+
+
+# -- prepare_data: prefetch into the cache ---------------------------------------------------
+
+
+def serve_demo(root: Path) -> Path:
+    demo = Path(RELEASE_PATH).parent
+    served = root / "served"
+    for part in ("images", "bitmaps"):
+        shutil.copytree(demo / part, served / part)
+    shutil.copy(RELEASE_PATH, served / "release.json")
+    return served
+
+
+def asset_requests(server: FileServer) -> list[str]:
+    return sorted(r.path for r in server.requests if not r.path.endswith("release.json"))
+
+
+def test_prepare_data_prefetches_every_stage_into_the_cache(tmp_path, file_server: FileServer):
+    serve_demo(tmp_path)
+    dm = SegmentsDataModule(
+        file_server.url_for("served/release.json"),
+        split=MetadataSplit(),
+        filter_by=None,
+        target="semantic",
+        cache_dir=tmp_path / "cache",
+        prefetch=True,
+        prefetch_workers=4,
+    )
+    dm.prepare_data()
+    # train 0 1 5, val 2 6 7: six images and five bitmaps (6 has none), once each.
+    expected = sorted(
+        [f"served/images/shapes-00{i}.jpg" for i in (0, 1, 5, 6, 7)]
+        + [f"served/bitmaps/shapes-00{i}.png" for i in (0, 1, 5, 7)]
+        + ["served/images/shapes-002-exif.jpg", "served/bitmaps/shapes-002-exif.png"]
+    )
+    assert asset_requests(file_server) == expected
+    assert len(list((tmp_path / "cache").glob("*/*"))) == 11
+    dm.setup("fit")
+    batches = list(dm.train_dataloader()) + list(dm.val_dataloader())
+    assert sum(len(images) for images, _ in batches) == 6
+    dm.prepare_data()  # a second run finds everything cached
+    assert asset_requests(file_server) == expected  # every read came from the cache
+
+
+def test_prefetch_failures_raise_or_warn(tmp_path, file_server: FileServer, caplog):
+    served = serve_demo(tmp_path)
+    (served / "bitmaps" / "shapes-001.png").unlink()
+    options: dict[str, Any] = {
+        "split": MetadataSplit(),
+        "cache_dir": tmp_path / "cache",
+        "prefetch": True,
+    }
+    url = file_server.url_for("served/release.json")
+    with pytest.raises(SegmentsTorchError) as info:
+        SegmentsDataModule(url, **options).prepare_data()
+    assert str(info.value) == (
+        f"prefetch into {tmp_path / 'cache'}: 1 of 8 assets failed: "
+        f"{file_server.url}/served/bitmaps/shapes-001.png: not found (HTTP 404)"
+    )
+    with caplog.at_level(logging.WARNING, logger="segments_torch.lightning"):
+        SegmentsDataModule(url, on_error="skip", **options).prepare_data()
+    assert caplog.messages == [
+        f"prefetch into {tmp_path / 'cache'}: 1 of 8 assets failed: "
+        f"{file_server.url}/served/bitmaps/shapes-001.png: not found (HTTP 404) "
+        "(on_error='skip': training goes on without them)"
+    ]
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+def test_state_dict_holds_the_split_and_a_fingerprint_of_each_stage():
+    dm = SegmentsDataModule(
+        RELEASE_PATH,
+        split=RatioSplit({"train": 0.5, "val": 0.5}, seed=0),
+        filter_by={"val": ["REVIEWED"]},
+        test_split=None,
+    )
+    dm.setup("fit")
+    state = dm.state_dict()
+    assert json.loads(json.dumps(state)) == state
+    assert state["version"] == 1
+    assert state["split"] == {"kind": "ratio", "ratios": {"train": 0.5, "val": 0.5}, "seed": 0}
+    assert state["split_names"] == {"train": "train", "val": "val", "test": None, "predict": "test"}
+    assert state["filter_by"]["val"] == ["REVIEWED"]
+    assert state["filter_by"]["train"] == ["LABELED", "REVIEWED"]
+    assert state["samples"]["train"]["count"] == 4  # 0 2 4 7
+    assert state["samples"]["val"]["count"] == 2  # 1 3
+    assert set(state["samples"]) == {"train", "val"}
+
+
+def test_load_state_dict_restores_the_checkpoints_splits(caplog):
+    before = SegmentsDataModule(
+        RELEASE_PATH, split=RatioSplit({"train": 0.5, "val": 0.5}, seed=0), filter_by=None
+    )
+    before.setup("fit")
+    state = before.state_dict()
+    after = SegmentsDataModule(
+        RELEASE_PATH, split=RatioSplit({"train": 0.5, "val": 0.5}, seed=7), filter_by=None
+    )
+    after.setup("fit")
+    assert rows(after, "train") != rows(before, "train")
+    with caplog.at_level(logging.WARNING, logger="segments_torch.lightning"):
+        after.load_state_dict(state)
+    assert caplog.messages == [
+        "SegmentsDataModule: the checkpoint's split RatioSplit(ratios={'train': 0.5, 'val': "
+        "0.5}, seed=0) replaces this run's RatioSplit(ratios={'train': 0.5, 'val': 0.5}, seed=7)"
+    ]
+    assert rows(after, "train") == rows(before, "train") == [0, 2, 4, 6, 7]
+    assert rows(after, "val") == [1, 3, 5]
+    with pytest.raises(SegmentsTorchError) as info:
+        after.load_state_dict({**state, "version": 2})
+    assert str(info.value) == (
+        "SegmentsDataModule state version 2 is not the one this version reads (1)"
+    )
+
+
+def test_a_grown_release_keeps_the_splits_and_is_reported(caplog):
+    document = json.loads(Path(RELEASE_PATH).read_text())
+    before = SegmentsDataModule(
+        document,
+        split=RatioSplit({"train": 0.5, "val": 0.5}, seed=0),
+        asset_root=str(Path(RELEASE_PATH).parent),
+    )
+    before.setup("fit")
+    state = before.state_dict()
+    grown = json.loads(json.dumps(document))
+    for i in range(8):  # eight new samples: copies of the old ones with new uuids
+        extra = json.loads(json.dumps(document["dataset"]["samples"][i]))
+        extra["uuid"], extra["name"] = f"new-{i}", f"new-{i}.jpg"
+        grown["dataset"]["samples"].insert(i * 2, extra)
+    after = SegmentsDataModule(
+        grown,
+        split=RatioSplit({"train": 0.5, "val": 0.5}, seed=0),
+        asset_root=str(Path(RELEASE_PATH).parent),
+    )
+    after.load_state_dict(state)
+    with caplog.at_level(logging.WARNING, logger="segments_torch.lightning"):
+        after.setup("fit")
+    train_before = {before.release.samples.uuids[r] for r in rows(before, "train")}
+    train_after = {after.release.samples.uuids[r] for r in rows(after, "train")}
+    val_after = {after.release.samples.uuids[r] for r in rows(after, "val")}
+    assert train_before <= train_after
+    assert not train_before & val_after
+    assert len(train_after) > len(train_before)
+    assert caplog.messages[0] == (
+        f"SegmentsDataModule: the train stage has {len(train_after)} samples, the "
+        f"checkpoint's had {len(train_before)}, and they are not the same samples (the "
+        "release or its labels changed since)"
+    )
+
+
+def test_a_resumed_trainer_uses_the_checkpoints_splits(tmp_path):
+    example = load_example()
+    quiet: dict[str, Any] = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,  # the test saves the one checkpoint it needs
+        "default_root_dir": tmp_path,
+    }
+
+    def datamodule(seed: int) -> SegmentsDataModule:
+        return SegmentsDataModule(
+            RELEASE_PATH,
+            split=RatioSplit({"train": 0.5, "val": 0.5}, seed=seed),
+            target="semantic",
+            filter_by=None,
+            test_split=None,
+            predict_split=None,
+        )
+
+    first = datamodule(0)
+    trainer = pl.Trainer(max_epochs=1, **quiet)
+    trainer.fit(example.TinyFCN(4), datamodule=first)
+    checkpoint = tmp_path / "first.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    assert torch.load(checkpoint, weights_only=False)["SegmentsDataModule"] == first.state_dict()
+
+    resumed = datamodule(5)  # a different seed by mistake: the checkpoint's wins
+    pl.Trainer(max_epochs=2, **quiet).fit(
+        example.TinyFCN(4), datamodule=resumed, ckpt_path=checkpoint
+    )
+    assert resumed.split == first.split
+    assert rows(resumed, "train") == rows(first, "train") == [0, 2, 4, 6, 7]
+    assert rows(resumed, "val") == [1, 3, 5]
+
+
+# -- DDP and the example ---------------------------------------------------------------------
+
+RECORDER = textwrap.dedent(
+    """
+    # Runs the example under DDP, recording the samples each rank reads per epoch.
+    import importlib.util, json, sys
+    from pathlib import Path
+    import lightning.pytorch as pl
+
+    spec = importlib.util.spec_from_file_location("lightning_train", sys.argv[1])
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = Path(sys.argv[2])
+
+
+    class Record(pl.Callback):
+        def __init__(self):
+            self.seen = {}
+
+        def add(self, trainer, stage, batch):
+            uuids = trainer.datamodule.release.samples.uuids
+            epoch = self.seen.setdefault(str(trainer.current_epoch), {"train": [], "val": []})
+            epoch[stage] += [uuids[row] for row in batch[1]["image_id"].tolist()]
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.add(trainer, "train", batch)
+
+        def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dl_idx=0):
+            if not trainer.sanity_checking:
+                self.add(trainer, "val", batch)
+
+        def on_fit_end(self, trainer, pl_module):
+            record = {"world_size": trainer.world_size, "epochs": self.seen}
+            (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+    example.main(sys.argv[3:], callbacks=[Record()])
+    """
+)
+
+
+def run_example(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=cwd, timeout=240, check=False
+    )
+
+
+def test_example_fast_dev_run(tmp_path):
+    result = run_example([str(EXAMPLE), "--fast-dev-run"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "samples=5 (LABELED: 3, REVIEWED: 2), num_classes=4" in result.stdout
+    line = next(x for x in result.stdout.splitlines() if x.startswith("rank 0 of 1: "))
+    metrics = json.loads(line.removeprefix("rank 0 of 1: ").replace("'", '"'))
+    assert set(metrics) == {"train_loss", "val_loss", "val_miou"}
+    assert all(0 <= value < 10 for value in metrics.values())
+    assert not (tmp_path / "lightning_logs").exists()  # fast_dev_run writes nothing
+
+
+def test_example_under_ddp_gives_each_rank_a_disjoint_share(tmp_path):
+    script = tmp_path / "record.py"
+    script.write_text(RECORDER)
+    out = tmp_path / "seen"
+    out.mkdir()
+    args = [
+        *("--val-fraction", "0.5", "--seed", "0", "--max-epochs", "2", "--devices", "2"),
+        *("--val-filter-by", "REVIEWED", "--val-filter-by", "REJECTED"),
+    ]
+    result = run_example([str(script), str(EXAMPLE), str(out), *args], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distributed_backend=gloo" in result.stderr + result.stdout
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    uuids = DEMO.uuids
+    expected = {
+        "train": sorted(uuids[row] for row in (0, 2, 4, 7)),  # LABELED or REVIEWED
+        "val": sorted(uuids[row] for row in (1, 3, 5)),  # REVIEWED or REJECTED
+    }
+    for epoch in ("0", "1"):
+        for stage, everything in expected.items():
+            shares = [r["epochs"][epoch][stage] for r in ranks]
+            # Disjoint, complete, each sample once: nothing padded, nothing dropped.
+            assert sorted(shares[0] + shares[1]) == everything, (epoch, stage, shares)
+            assert not set(shares[0]) & set(shares[1])
+        # 4 train samples: 2 per rank; 3 val samples: 2 and 1, evaluated once each.
+        assert [len(r["epochs"][epoch]["train"]) for r in ranks] == [2, 2]
+        assert [len(r["epochs"][epoch]["val"]) for r in ranks] == [2, 1]
+    # The train shares are reshuffled between epochs (DistributedSampler.set_epoch).
+    assert [r["epochs"]["0"]["train"] for r in ranks] != [r["epochs"]["1"]["train"] for r in ranks]
+    assert (tmp_path / "lightning_logs" / "version_0" / "checkpoints").is_dir()
