@@ -3,6 +3,8 @@
 Example:
     $ segments-torch info flowers-v1.0.json
     $ segments-torch info s3://bucket/flowers-v1.0.json.gz --json
+    $ segments-torch export flowers-v1.0.json --format coco-panoptic --out export --workers 4
+    $ segments-torch preview flowers-v1.0.json --n 8 --out preview.png
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SegmentsTorchError
+from .export.formats import FORMAT_ALIASES, FORMATS
+from .export.progress import Progress
 from .release import Release, load_release
 from .samples import LABEL_STATUSES, SelectionError
 from .storage import Storage, prefetch, release_base_url
@@ -158,39 +162,16 @@ def _url_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
     return mapping
 
 
-class _Progress:
-    """A progress bar: tqdm's when installed, else a line on stderr every 5 %."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done, self.shown = total, 0, -1
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            self.bar = None
-        else:
-            self.bar = tqdm(total=total, unit="file", file=sys.stderr)
-
-    def __call__(self, count: int) -> None:
-        self.done += count
-        if self.bar is not None:
-            self.bar.update(count)
-            return
-        percent = 100 * self.done // max(1, self.total)
-        if percent // 5 != self.shown // 5 or self.done == self.total:
-            self.shown = percent
-            print(f"prefetch: {self.done}/{self.total} ({percent} %)", file=sys.stderr)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _statuses(args: argparse.Namespace) -> list[str] | None:
+    """The label statuses that ``--filter-by`` / ``--all`` select (``None``: all)."""
+    return None if args.all else (args.filter_by or ["LABELED", "REVIEWED"])
 
 
 def _prefetch(args: argparse.Namespace) -> int:
     release = load_release(args.release)
     table = release.samples
-    statuses = None if args.all else (args.filter_by or ["LABELED", "REVIEWED"])
     labelset = table.resolve_labelset(args.labelset)
-    rows = table.select(labelset=labelset, statuses=statuses)
+    rows = table.select(labelset=labelset, statuses=_statuses(args))
     bitmaps = table.labels[labelset].bitmap_urls
     urls = [url for row in rows.tolist() for url in (table.image_urls[row], bitmaps[row]) if url]
     storage = Storage(
@@ -199,7 +180,7 @@ def _prefetch(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         cache_key=args.cache_key,
     )
-    progress = _Progress(len(dict.fromkeys(urls)))
+    progress = Progress(len(dict.fromkeys(urls)), label="prefetch", unit="file")
     try:
         report = prefetch(storage, urls, workers=args.workers, progress=progress)
     finally:
@@ -215,6 +196,106 @@ def _prefetch(args: argparse.Namespace) -> int:
     for url, reason in report.failed.items():
         print(f"  {url}: {reason}")
     return 1 if report.failed else 0
+
+
+def _dataset(args: argparse.Namespace, target: str, on_error: str = "raise") -> Any:
+    """The SegmentsDataset that the selection and storage options describe."""
+    from .dataset import SegmentsDataset  # deferred: torch takes a second to import
+
+    return SegmentsDataset(
+        args.release,
+        labelset=args.labelset,
+        filter_by=_statuses(args),
+        target=target,
+        asset_root=args.asset_root,
+        url_map=_url_map(args.url_map),
+        cache_dir=args.cache_dir,
+        cache_key=args.cache_key,
+        on_error=on_error,
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_dataset
+
+    dataset = _dataset(args, "instance", on_error=args.on_error)
+    path = export_dataset(dataset, args.format, args.out, num_workers=args.workers)
+    skipped = dataset.failed_samples()
+    print(f"exported {_samples(len(dataset) - len(skipped))}: {path}")
+    if skipped:
+        print(f"skipped {_samples(len(skipped))} whose assets failed (see the log above):")
+        for sample in skipped:
+            print(f"  {sample.name}")
+    return 1 if skipped else 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from .preview import render_preview
+
+    dataset = _dataset(args, "panoptic")
+    if not len(dataset):
+        raise SelectionError(f"{args.release}: no sample selected, nothing to preview")
+    count = min(args.n, len(dataset))
+    picture = render_preview(dataset, range(count), tile=args.tile, columns=args.columns)
+    picture.save(args.out)
+    print(f"preview: {args.out} ({picture.width}x{picture.height}, {_samples(count)})")
+    return 0
+
+
+def _samples(count: int) -> str:
+    return f"{count} sample{'' if count == 1 else 's'}"
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, not {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, not {text}")
+    return value
+
+
+def _add_selection_options(parser: argparse.ArgumentParser) -> None:
+    """The release and which of its samples: shared by prefetch, export and preview."""
+    parser.add_argument("release", help="release file: path, URL, .json or .json.gz")
+    parser.add_argument(
+        "--labelset", help="labelset to read (default ground-truth, or the only one)"
+    )
+    parser.add_argument(
+        "--filter-by",
+        action="append",
+        metavar="STATUS",
+        help="label status to keep (repeatable; default LABELED and REVIEWED)",
+    )
+    parser.add_argument("--all", action="store_true", help="every sample, whatever its status")
+
+
+def _add_storage_options(parser: argparse.ArgumentParser, *, cache_required: bool) -> None:
+    """Where asset bytes come from: shared by prefetch, export and preview."""
+    parser.add_argument(
+        "--cache-dir",
+        required=cache_required,
+        type=Path,
+        help="the cache folder" if cache_required else "keep downloaded assets here",
+    )
+    parser.add_argument(
+        "--url-map",
+        action="append",
+        metavar="PREFIX=REPLACEMENT",
+        help="read URLs starting with PREFIX from REPLACEMENT instead (repeatable)",
+    )
+    parser.add_argument(
+        "--cache-key",
+        choices=("path", "url"),
+        default="path",
+        help="key files by URL without query string (default) or full URL",
+    )
+    parser.add_argument("--asset-root", help="folder or URL relative asset URLs resolve against")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -251,31 +332,60 @@ def _parser() -> argparse.ArgumentParser:
         "(atomically; files already there are kept, so a second run resumes), then print "
         "what was downloaded, what was cached already and what failed.",
     )
-    fetch.add_argument("release", help="release file: path, URL, .json or .json.gz")
-    fetch.add_argument("--cache-dir", required=True, type=Path, help="the cache folder")
-    fetch.add_argument("--labelset", help="labelset whose statuses --filter-by reads")
-    fetch.add_argument(
-        "--filter-by",
-        action="append",
-        metavar="STATUS",
-        help="label status to keep (repeatable; default LABELED and REVIEWED)",
-    )
-    fetch.add_argument("--all", action="store_true", help="every sample, whatever its status")
+    _add_selection_options(fetch)
     fetch.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
-    fetch.add_argument(
-        "--url-map",
-        action="append",
-        metavar="PREFIX=REPLACEMENT",
-        help="read URLs starting with PREFIX from REPLACEMENT instead (repeatable)",
-    )
-    fetch.add_argument(
-        "--cache-key",
-        choices=("path", "url"),
-        default="path",
-        help="key files by URL without query string (default) or full URL",
-    )
-    fetch.add_argument("--asset-root", help="folder or URL relative asset URLs resolve against")
+    _add_storage_options(fetch, cache_required=True)
     fetch.set_defaults(run=_prefetch)
+
+    export = commands.add_parser(
+        "export",
+        help="export the selected samples' labels: COCO instance or panoptic, PNG label maps",
+        description="Export the labels of the selected samples to --out: coco-instance (COCO "
+        "JSON, RLE masks; needs pycocotools), coco-panoptic (JSON and RGB PNGs), semantic "
+        "(8- or 16-bit PNGs of training labels and a label table) or instance (16-bit or "
+        "RGBA PNGs of instance ids). Prints the main JSON file written.",
+    )
+    _add_selection_options(export)
+    export.add_argument(
+        "--format",
+        choices=[*FORMATS, *FORMAT_ALIASES],
+        default="coco-instance",
+        help="export format (default coco-instance; coco is its alias)",
+    )
+    export.add_argument("--out", required=True, type=Path, help="the folder to write into")
+    export.add_argument(
+        "--workers",
+        type=_count,
+        default=2,
+        help="worker processes that read and encode samples (default 2; 0: none)",
+    )
+    export.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="a sample whose image or bitmap fails: stop (default), or leave it out, "
+        "list it and exit with 1 at the end",
+    )
+    _add_storage_options(export, cache_required=False)
+    export.set_defaults(run=_export)
+
+    preview = commands.add_parser(
+        "preview",
+        help="draw the first selected samples with their masks into a PNG",
+        description="Draw the first --n selected samples in a grid, their masks filled in "
+        "category colors and outlined, above a legend of the categories.",
+    )
+    _add_selection_options(preview)
+    preview.add_argument("--n", type=_positive, default=16, help="samples to draw (default 16)")
+    preview.add_argument(
+        "--out", type=Path, default=Path("preview.png"), help="PNG to write (default preview.png)"
+    )
+    preview.add_argument("--columns", type=_positive, default=4, help="tiles per row (default 4)")
+    preview.add_argument(
+        "--tile", type=_positive, default=256, help="tile size in pixels (default 256)"
+    )
+    _add_storage_options(preview, cache_required=False)
+    preview.set_defaults(run=_preview)
     return parser
 
 

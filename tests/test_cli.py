@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -230,3 +231,128 @@ def test_prefetch_url_map_and_usage_errors(tmp_path, file_server, capsys):
     assert capsys.readouterr().err == (
         "segments-torch: error: --url-map takes PREFIX=REPLACEMENT, not 'nothing'\n"
     )
+
+
+# -- export and preview ---------------------------------------------------------------------
+
+DEMO_RELEASE = Path(__file__).parent.parent / "segments_torch" / "demo" / "release.json"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "json_name", "folder"),
+    [
+        ("coco-instance", "coco_instance.json", None),
+        ("coco", "coco_instance.json", None),
+        ("coco-panoptic", "coco_panoptic.json", "coco_panoptic"),
+        ("semantic", "semantic.json", "semantic"),
+        ("instance", "instance.json", "instance"),
+    ],
+)
+def test_export_writes_the_format(tmp_path, capsys, fmt, json_name, folder):
+    out = tmp_path / "out"
+    code = main(["export", str(DEMO_RELEASE), "--format", fmt, "--out", str(out), "--workers", "0"])
+    assert code == 0
+    assert capsys.readouterr().out == f"exported 6 samples: {out / json_name}\n"
+    document = json.loads((out / json_name).read_text())
+    assert [image["id"] for image in document["images"]] == [0, 1, 2, 3, 4, 7]
+    written = sorted(p.name for p in (out / folder).iterdir()) if folder else []
+    expected = [f"shapes-00{k}.png" for k in (0, 1, 3, 4, 7)] + ["shapes-002-exif.png"]
+    assert written == (sorted(expected) if folder else [])
+
+
+def test_export_selection_storage_and_workers(tmp_path, capsys):
+    """The selection and storage options are prefetch's: --all, --filter-by, --labelset,
+    --asset-root, --url-map; --workers spreads the samples over processes."""
+    release = tmp_path / "r" / "release.json"  # without its assets next to it
+    release.parent.mkdir()
+    shutil.copy(DEMO_RELEASE, release)
+    out = tmp_path / "out"
+    args = ["export", str(release), "--format", "semantic", "--out", str(out), "--workers", "2"]
+    assert main([*args, "--all", "--asset-root", str(DEMO_RELEASE.parent)]) == 0
+    assert capsys.readouterr().out == f"exported 8 samples: {out / 'semantic.json'}\n"
+    mirror = ["--url-map", f"{release.parent}/=file://{DEMO_RELEASE.parent}/"]
+    assert main([*args, *mirror, "--filter-by", "rejected", "--labelset", "ground-truth"]) == 0
+    document = json.loads((out / "semantic.json").read_text())
+    assert [image["segments_name"] for image in document["images"]] == ["shapes-005.jpg"]
+    assert main(args) == 1  # the assets are not where the release is: one line from a worker
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"segments-torch: error: sample 'shapes-000.jpg': {release.parent}/images/"
+        "shapes-000.jpg: not found"
+    )
+
+
+def test_export_skips_broken_samples_and_exits_1(tmp_path, capsys):
+    shutil.copytree(DEMO_RELEASE.parent, tmp_path / "demo", ignore=shutil.ignore_patterns("*.py"))
+    (tmp_path / "demo" / "images" / "shapes-003.png").write_bytes(b"broken")
+    release = str(tmp_path / "demo" / "release.json")
+    out = tmp_path / "out"
+    code = main(["export", release, "--out", str(out), "--on-error", "skip", "--workers", "0"])
+    assert code == 1
+    assert capsys.readouterr().out == (
+        f"exported 5 samples: {out / 'coco_instance.json'}\n"
+        "skipped 1 sample whose assets failed (see the log above):\n"
+        "  shapes-003.png\n"
+    )
+    # Without --on-error skip, the first failure ends the export with one line.
+    assert main(["export", release, "--out", str(out), "--workers", "0"]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("segments-torch: error: sample 'shapes-003.png': ")
+    assert err.endswith(
+        "cannot decode the image (unknown data starting b'broken'): not a format "
+        "Pillow reads either"
+    )
+
+
+def test_export_errors(tmp_path, capsys, monkeypatch):
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(DEMO_RELEASE), "--format", "yolo", "--out", str(tmp_path)])
+    assert info.value.code == 2
+    assert "argument --format: invalid choice: 'yolo'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(DEMO_RELEASE)])
+    assert info.value.code == 2
+    assert "the following arguments are required: --out" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(DEMO_RELEASE), "--out", str(tmp_path), "--workers", "-1"])
+    assert info.value.code == 2
+    assert "argument --workers: expected a number >= 0, not -1" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "pycocotools", None)
+    assert main(["export", str(DEMO_RELEASE), "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        "segments-torch: error: the coco-instance export needs pycocotools (import of "
+        "pycocotools halted; None in sys.modules): pip install 'segments-torch[coco]'\n"
+    )
+    assert main(["export", str(tmp_path / "missing.json"), "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        f"segments-torch: error: {tmp_path / 'missing.json'}: no such file\n"
+    )
+
+
+def test_preview_draws_the_first_samples(tmp_path, capsys):
+    out = tmp_path / "p.png"
+    assert main(["preview", str(DEMO_RELEASE), "--n", "4", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"preview: {out} (1044x290, 4 samples)\n"
+    with Image.open(out) as picture:
+        assert picture.size == (1044, 290)
+        # The first tile (4 px from the border, scale 0.8): the circle of shapes-000,
+        # centred at (79.5, 94.5), filled in its category's color (230, 57, 70).
+        pixel = picture.getpixel((4 + 64, 4 + 76))
+        assert max(abs(a - b) for a, b in zip(pixel, (230, 57, 70), strict=True)) <= 8
+    # --n larger than the selection draws what there is; --tile sizes the tiles (one tile:
+    # no grid border).
+    assert main(["preview", str(DEMO_RELEASE), "--out", str(out), "--columns", "3",
+                 "--tile", "64", "--filter-by", "rejected"]) == 0  # fmt: skip
+    assert capsys.readouterr().out == f"preview: {out} (64x90, 1 sample)\n"
+
+
+def test_preview_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["preview", str(DEMO_RELEASE), "--n", "0"])
+    assert info.value.code == 2
+    assert "argument --n: expected a number >= 1, not 0" in capsys.readouterr().err
+    out = tmp_path / "p.png"
+    assert main(["preview", str(DEMO_RELEASE), "--out", str(out), "--filter-by", "verified"]) == 1
+    assert capsys.readouterr().err == (
+        f"segments-torch: error: {DEMO_RELEASE}: no sample selected, nothing to preview\n"
+    )
+    assert not out.exists()
