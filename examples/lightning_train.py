@@ -13,7 +13,7 @@ point it at your own release (a path or any fsspec URL) unchanged::
     python examples/lightning_train.py flowers-v1.0.json \\
         --url-map https://bucket.s3.amazonaws.com/=/data/mirror/ --split metadata
 
-Resume with ``--resume path/to/last.ckpt``: the checkpoint holds the datamodule's split
+Resume with ``--resume path/to/checkpoint.ckpt``: the checkpoint holds the datamodule's split
 rule and filters, so the resumed run trains and validates on the same splits.
 """
 

@@ -239,6 +239,8 @@ class SegmentsDataModule(pl.LightningDataModule):
         self._datasets: dict[str, SegmentsDataset] = {}
         # Fingerprints of each stage's samples read from a checkpoint, checked on rebuild.
         self._restored: dict[str, dict[str, Any]] = {}
+        # Each built stage's fingerprint, computed once (hashing 10^6 uuids takes a second).
+        self._fingerprints: dict[str, dict[str, Any]] = {}
 
     @staticmethod
     def _stage_filters(filter_by: Statuses | Mapping[str, Statuses]) -> dict[str, list[str] | None]:
@@ -338,7 +340,7 @@ class SegmentsDataModule(pl.LightningDataModule):
             "split_names": dict(self.split_names),
             "filter_by": dict(self.filters),
             "filter_by_metadata": self.filter_by_metadata,
-            "samples": {stage: self._fingerprint(ds) for stage, ds in self._datasets.items()},
+            "samples": {stage: self._fingerprint(stage) for stage in self._datasets},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -369,6 +371,7 @@ class SegmentsDataModule(pl.LightningDataModule):
                 setattr(self, name, value)
         self._assignment = None
         self._datasets.clear()  # rebuilt on demand with the restored settings
+        self._fingerprints.clear()
         self._restored = dict(state_dict.get("samples", {}))
 
     # -- the pieces ------------------------------------------------------------------------
@@ -432,8 +435,8 @@ class SegmentsDataModule(pl.LightningDataModule):
         # SegmentsDataset selects by status and metadata; the split narrows its rows.
         ds.rows = ds.rows[np.isin(ds.rows, members)]
         logger.info("%s stage: split %r, %d samples", stage, split, len(ds))
-        self._check_restored(stage, ds)
         self._datasets[stage] = ds
+        self._check_restored(stage)
         return ds
 
     def _available(self, stages: Sequence[str]) -> list[str]:
@@ -441,16 +444,19 @@ class SegmentsDataModule(pl.LightningDataModule):
         names = self.assignment.names
         return [stage for stage in stages if self.split_names[stage] in names]
 
-    def _fingerprint(self, ds: SegmentsDataset) -> dict[str, Any]:
-        keys = sorted(sample_keys(self.release.samples, ds.rows))
-        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
-        return {"count": len(keys), "sha256": digest}
+    def _fingerprint(self, stage: str) -> dict[str, Any]:
+        """The number of ``stage``'s samples and a SHA-256 over their sorted uuids."""
+        if stage not in self._fingerprints:
+            keys = sorted(sample_keys(self.release.samples, self._datasets[stage].rows))
+            digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+            self._fingerprints[stage] = {"count": len(keys), "sha256": digest}
+        return self._fingerprints[stage]
 
-    def _check_restored(self, stage: str, ds: SegmentsDataset) -> None:
+    def _check_restored(self, stage: str) -> None:
         expected = self._restored.get(stage)
         if expected is None:
             return
-        found = self._fingerprint(ds)
+        found = self._fingerprint(stage)
         if found != expected:
             logger.warning(
                 "SegmentsDataModule: the %s stage has %d samples, the checkpoint's had %d, "

@@ -553,12 +553,16 @@ def test_example_fast_dev_run(tmp_path):
     assert not (tmp_path / "lightning_logs").exists()  # fast_dev_run writes nothing
 
 
-def test_example_under_ddp_gives_each_rank_a_disjoint_share(tmp_path):
+def test_example_under_ddp_gives_each_rank_a_disjoint_share(tmp_path, file_server: FileServer):
+    # The release and its assets over HTTP, both ranks sharing one cache folder.
+    serve_demo(tmp_path)
     script = tmp_path / "record.py"
     script.write_text(RECORDER)
     out = tmp_path / "seen"
     out.mkdir()
     args = [
+        file_server.url_for("served/release.json"),
+        *("--cache-dir", str(tmp_path / "cache"), "--prefetch"),
         *("--val-fraction", "0.5", "--seed", "0", "--max-epochs", "2", "--devices", "2"),
         *("--val-filter-by", "REVIEWED", "--val-filter-by", "REJECTED"),
     ]
@@ -583,4 +587,11 @@ def test_example_under_ddp_gives_each_rank_a_disjoint_share(tmp_path):
         assert [len(r["epochs"][epoch]["val"]) for r in ranks] == [2, 1]
     # The train shares are reshuffled between epochs (DistributedSampler.set_epoch).
     assert [r["epochs"]["0"]["train"] for r in ranks] != [r["epochs"]["1"]["train"] for r in ranks]
+    # prepare_data ran once (local rank 0) and downloaded each asset once; two epochs on
+    # two ranks then read everything from the shared cache.
+    assert asset_requests(file_server) == sorted(
+        f"served/{kind}/{DEMO.names[row].rsplit('.', 1)[0]}.{ext}"
+        for row in (0, 1, 2, 3, 4, 5, 7)
+        for kind, ext in (("images", DEMO.names[row].rsplit(".", 1)[1]), ("bitmaps", "png"))
+    )
     assert (tmp_path / "lightning_logs" / "version_0" / "checkpoints").is_dir()
