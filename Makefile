@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Azurite, the Azure Storage emulator the az:// tests start on 127.0.0.1 (npm package);
+# without npm those tests skip.
+AZURITE := .tools/azurite/node_modules/.bin/azurite-blob
 
-.PHONY: demo test lint typecheck unit bench clean-venv
+.PHONY: demo test lint typecheck unit bench clean-venv azurite
 
 $(STAMP): pyproject.toml setup.cfg requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +16,12 @@ $(STAMP): pyproject.toml setup.cfg requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
 		--no-build-isolation -e .
 	touch $(STAMP)
+
+azurite:
+	@if [ -x $(AZURITE) ]; then :; \
+	elif command -v npm >/dev/null; then \
+		npm install --prefix .tools/azurite --no-audit --no-fund --silent azurite@3.37.0; \
+	else echo "npm not found: the Azure (az://) tests will skip"; fi
 
 demo: $(STAMP)
 	$(BIN)/segments-torch demo
@@ -26,7 +35,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) azurite
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

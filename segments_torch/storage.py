@@ -394,6 +394,9 @@ class Storage:
             config.setdefault("connect_timeout", self.timeout)
             config.setdefault("read_timeout", self.timeout)
             options["config_kwargs"] = config
+        elif protocol in ("az", "abfs", "abfss"):
+            options.setdefault("connection_timeout", self.timeout)
+            options.setdefault("read_timeout", self.timeout)
         return options
 
     def _read_remote(self, location: str) -> bytes:

@@ -332,6 +332,16 @@ def test_a_pickled_storage_has_no_threads(tmp_path, file_server):
     assert list(clone.read_each([file_server.url_for("b.png")])) == [b"b.png"]
 
 
+def test_the_timeout_reaches_azure_and_explicit_options_win():
+    storage = Storage(storage_options={"az": {"account_name": "a", "read_timeout": 90}}, timeout=7)
+    assert storage._options("az") == {
+        "account_name": "a",
+        "connection_timeout": 7,
+        "read_timeout": 90,
+    }
+    assert Storage(timeout=7)._options("abfs") == {"connection_timeout": 7, "read_timeout": 7}
+
+
 def test_http_query_strings_are_ignored_by_the_server(tmp_path, file_server):
     data = serve(tmp_path, "a b/c.png", payload(10))
     storage = Storage()

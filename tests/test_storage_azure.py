@@ -1,0 +1,199 @@
+"""Releases and assets in an Azure Blob Storage container (``az://``), served by Azurite.
+
+Azurite (Microsoft's storage emulator, a Node.js program from the npm registry) runs its
+blob service in memory on 127.0.0.1 and a free port, with its well-known development
+account; adlfs reads it through a connection string whose blob endpoint is that port, so
+nothing here can reach Azure. ``make test`` installs Azurite under ``.tools/`` (git-ignored);
+the module skips when adlfs or the ``azurite-blob`` program is missing (``AZURITE_BLOB``
+names another one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from torch.utils.data import DataLoader
+
+from segments_torch import SegmentsDataset, load_release
+from segments_torch.errors import AssetError
+from segments_torch.storage import StorageError
+from tests.items import assert_same_items
+from tests.object_store import all_items, asset_files, release_document, write_files
+
+adlfs = pytest.importorskip("adlfs", reason="Azure tests need adlfs")
+
+REPO = Path(__file__).resolve().parents[1]
+AZURITE = os.environ.get("AZURITE_BLOB") or shutil.which("azurite-blob")
+if AZURITE is None and (REPO / ".tools/azurite/node_modules/.bin/azurite-blob").exists():
+    AZURITE = str(REPO / ".tools/azurite/node_modules/.bin/azurite-blob")
+if AZURITE is None:
+    pytest.skip("Azure tests need Azurite (make test installs it)", allow_module_level=True)
+
+#: Azurite's documented development account (public; it opens nothing but the emulator).
+ACCOUNT = "devstoreaccount1"
+ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+CONTAINER = "bucket"
+URL = f"az://{CONTAINER}/"
+
+
+@dataclass(frozen=True)
+class FakeAzure:
+    """The running emulator and the adlfs options (storage_options["az"]) that read it."""
+
+    endpoint: str
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "connection_string": (
+                f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+                f"BlobEndpoint={self.endpoint}/{ACCOUNT};"
+            )
+        }
+
+    def fs(self) -> Any:
+        return adlfs.AzureBlobFileSystem(**self.options())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_for(port: int, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"azurite-blob exited with {process.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"azurite-blob did not listen on 127.0.0.1:{port} in {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def fake_azure() -> Iterator[FakeAzure]:
+    """Azurite's blob service on 127.0.0.1, in memory, with an empty container."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            str(AZURITE),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(port, process)
+        azure = FakeAzure(f"http://127.0.0.1:{port}")
+        azure.fs().mkdir(CONTAINER)
+        yield azure
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class Container:
+    azure: FakeAzure
+    local: Path  # the same files on disk: release.json, images/, bitmaps/
+    release_url: str = f"az://{CONTAINER}/release.json"
+
+
+def _upload(fake_azure: FakeAzure, files: dict[str, bytes]) -> None:
+    fs = fake_azure.fs()
+    for key, data in files.items():
+        fs.pipe_file(f"{CONTAINER}/{key}", data)
+
+
+@pytest.fixture(scope="module")
+def container(fake_azure: FakeAzure, tmp_path_factory: pytest.TempPathFactory) -> Container:
+    """The container with the release and its assets, and a local copy of the same files."""
+    files = {**asset_files(), "release.json": json.dumps(release_document(URL)).encode()}
+    _upload(fake_azure, files)
+    local = tmp_path_factory.mktemp("local")
+    write_files(local, files)
+    return Container(fake_azure, local)
+
+
+def _azure_dataset(container: Container, **kwargs: Any) -> SegmentsDataset:
+    release = load_release(container.release_url, storage_options=container.azure.options())
+    return SegmentsDataset(release, storage_options={"az": container.azure.options()}, **kwargs)
+
+
+@pytest.mark.parametrize("target", ["instance", "panoptic"])
+def test_azure_items_equal_local_items(container, target):
+    ds = _azure_dataset(container, target=target)
+    assert ds.release.source == container.release_url
+    assert list(ds.release.samples.names) == ["a.jpg", "b.jpg", "c.jpg"]
+    # b.jpg's relative image URL resolves against the release file's folder in the container
+    assert ds.storage.resolve("images/b.jpg") == f"az://{CONTAINER}/images/b.jpg"
+    local = SegmentsDataset(ds.release, url_map={URL: f"{container.local}/"}, target=target)
+    items = all_items(ds)
+    assert_same_items(items, all_items(local))
+    image, first = items[0]
+    assert tuple(image.shape) == (3, 40, 56)
+    assert first["instance_ids"].tolist()[-1] == 70000  # the bitmap's ids arrived intact
+
+
+def test_missing_blob_is_not_found_after_one_attempt(container):
+    document = release_document(URL)
+    missing = f"az://{CONTAINER}/images/missing.jpg"
+    document["dataset"]["samples"][0]["attributes"]["image"]["url"] = missing
+    ds = SegmentsDataset(document, storage_options={"az": container.azure.options()})
+    with pytest.raises(AssetError) as info:
+        ds[0]
+    error = info.value
+    assert (error.sample, error.url) == ("a.jpg", missing)
+    assert str(error).startswith(f"sample 'a.jpg': {missing}: not found")
+    cause = error.__cause__
+    assert isinstance(cause, StorageError)
+    assert (cause.attempts, cause.retryable) == (1, False)
+
+
+def test_forked_workers_fill_a_cache_that_serves_once_the_blobs_are_gone(fake_azure, tmp_path):
+    folder = "cached/"  # a folder of its own: the module's blobs stay for the other tests
+    files = {folder + key: data for key, data in asset_files().items()}
+    files[folder + "release.json"] = json.dumps(release_document(URL + folder)).encode()
+    _upload(fake_azure, files)
+    release = load_release(f"{URL}{folder}release.json", storage_options=fake_azure.options())
+    options = {"az": fake_azure.options()}
+    ds = SegmentsDataset(release, storage_options=options, cache_dir=tmp_path / "cache")
+    reference = all_items(ds)  # the parent reads first: workers must not reuse its session
+    for path in (tmp_path / "cache").rglob("*"):
+        if path.is_file():
+            path.unlink()
+    loader = DataLoader(
+        ds, batch_size=2, num_workers=2, multiprocessing_context="fork", collate_fn=ds.collate_fn
+    )
+    items = [item for images, targets in loader for item in zip(images, targets, strict=True)]
+    assert_same_items(items, reference)
+    assert len([p for p in (tmp_path / "cache").rglob("*") if p.is_file()]) == 5
+
+    fs = fake_azure.fs()
+    fs.rm([f"{CONTAINER}/{key}" for key in files])
+    fs.invalidate_cache()
+    with pytest.raises(AssetError, match="not found"):  # the blobs are gone for real
+        SegmentsDataset(release, storage_options=options)[0]
+    cached = SegmentsDataset(release, storage_options=options, cache_dir=tmp_path / "cache")
+    assert_same_items(all_items(cached), reference)
