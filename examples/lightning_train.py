@@ -26,10 +26,10 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torchmetrics
+from _common import add_data_options, dataset_options, run
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 - the usual name
 
-from segments_torch.demo import RELEASE_PATH
 from segments_torch.lightning import SegmentsDataModule
 from segments_torch.splits import MetadataSplit, RatioSplit, Split
 
@@ -93,55 +93,27 @@ class TinyFCN(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
-def url_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
-    """``["PREFIX=REPLACEMENT", ...]`` (``--url-map``, as ``segments-torch prefetch``)."""
-    if not pairs:
-        return None
-    mapping = {}
-    for pair in pairs:
-        prefix, separator, replacement = pair.partition("=")
-        if not separator or not prefix:
-            raise SystemExit(f"--url-map takes PREFIX=REPLACEMENT, not {pair!r}")
-        mapping[prefix] = replacement
-    return mapping
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    p.add_argument("release", nargs="?", default=str(RELEASE_PATH), help="path or fsspec URL")
-    p.add_argument("--labelset", help="default: ground-truth, or the only labelset")
+    # The release, --labelset, --filter-by/--all (the train stage's statuses), --cache-dir,
+    # --url-map, --cache-key, --asset-root and --workers: as every example and the CLI.
+    add_data_options(p)
+    p.add_argument(
+        "--prefetch", action="store_true", help="download every asset into --cache-dir first"
+    )
     data = p.add_argument_group("splits")
     data.add_argument("--split", choices=("ratio", "metadata"), default="ratio")
     data.add_argument("--val-fraction", type=float, default=0.25, help="with --split ratio")
     data.add_argument("--seed", type=int, default=0, help="split seed (and seed_everything)")
     data.add_argument("--split-key", default="split", help="metadata key with --split metadata")
     data.add_argument(
-        "--train-filter-by",
-        action="append",
-        metavar="STATUS",
-        help="label status to train on (repeatable; default LABELED and REVIEWED)",
-    )
-    data.add_argument(
         "--val-filter-by",
         action="append",
         metavar="STATUS",
-        help="label status to validate on (repeatable; default LABELED and REVIEWED)",
-    )
-    storage = p.add_argument_group("assets")
-    storage.add_argument("--cache-dir", help="keep downloaded assets here (node-local disk)")
-    storage.add_argument(
-        "--url-map",
-        action="append",
-        metavar="PREFIX=REPLACEMENT",
-        help="read URLs starting with PREFIX from REPLACEMENT instead (repeatable)",
-    )
-    storage.add_argument("--asset-root", help="folder or URL relative asset URLs resolve against")
-    storage.add_argument(
-        "--prefetch", action="store_true", help="download every asset into --cache-dir first"
+        help="label status to validate on (repeatable; default: those of --filter-by)",
     )
     run = p.add_argument_group("training")
     run.add_argument("--batch-size", type=int, default=2)
-    run.add_argument("--workers", type=int, default=0, help="DataLoader workers per process")
     run.add_argument("--lr", type=float, default=0.01)
     run.add_argument("--max-epochs", type=int, default=1)
     run.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto, ...")
@@ -158,26 +130,21 @@ def make_datamodule(args: argparse.Namespace) -> SegmentsDataModule:
         split = RatioSplit({"train": 1 - args.val_fraction, "val": args.val_fraction}, args.seed)
     else:
         split = MetadataSplit(args.split_key)
-    default = ["LABELED", "REVIEWED"]
+    options = dataset_options(args)
+    train_statuses = options.pop("filter_by")
     return SegmentsDataModule(
         args.release,
         split=split,
         test_split=None,
         predict_split=None,
-        labelset=args.labelset,
-        filter_by={
-            "train": args.train_filter_by or default,
-            "val": args.val_filter_by or default,
-        },
+        filter_by={"train": train_statuses, "val": args.val_filter_by or train_statuses},
         target="semantic",
-        url_map=url_map(args.url_map),
-        cache_dir=args.cache_dir,
-        asset_root=args.asset_root,
         prefetch=args.prefetch,
         batch_size=args.batch_size,
         num_workers=args.workers,
         persistent_workers=args.workers > 0,
         pin_memory=args.accelerator != "cpu",
+        **options,
     )
 
 
@@ -209,4 +176,4 @@ def main(argv: Sequence[str] | None = None, callbacks: Sequence[pl.Callback] = (
 
 
 if __name__ == "__main__":
-    main()
+    run(main, None)

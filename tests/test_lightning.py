@@ -33,6 +33,8 @@ NAMES = list(DEMO.names)  # shapes-000.jpg ... shapes-007.jpg
 
 
 def load_example() -> ModuleType:
+    if str(EXAMPLE.parent) not in sys.path:  # the examples import their _common.py
+        sys.path.insert(0, str(EXAMPLE.parent))
     spec = importlib.util.spec_from_file_location("lightning_train", EXAMPLE)
     assert spec is not None
     assert spec.loader is not None
@@ -504,6 +506,7 @@ RECORDER = textwrap.dedent(
     from pathlib import Path
     import lightning.pytorch as pl
 
+    sys.path.insert(0, str(Path(sys.argv[1]).parent))  # the example imports _common.py
     spec = importlib.util.spec_from_file_location("lightning_train", sys.argv[1])
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
@@ -562,7 +565,7 @@ def test_example_under_ddp_gives_each_rank_a_disjoint_share(tmp_path, file_serve
     out.mkdir()
     args = [
         file_server.url_for("served/release.json"),
-        *("--cache-dir", str(tmp_path / "cache"), "--prefetch"),
+        *("--cache-dir", str(tmp_path / "cache"), "--prefetch", "--workers", "0"),
         *("--val-fraction", "0.5", "--seed", "0", "--max-epochs", "2", "--devices", "2"),
         *("--val-filter-by", "REVIEWED", "--val-filter-by", "REJECTED"),
     ]
@@ -595,3 +598,11 @@ def test_example_under_ddp_gives_each_rank_a_disjoint_share(tmp_path, file_serve
         for kind, ext in (("images", DEMO.names[row].rsplit(".", 1)[1]), ("bitmaps", "png"))
     )
     assert (tmp_path / "lightning_logs" / "version_0" / "checkpoints").is_dir()
+
+
+def test_example_bad_input_is_one_line(tmp_path):
+    result = run_example([str(EXAMPLE), "--url-map", "no-separator", "--fast-dev-run"], tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --url-map takes PREFIX=REPLACEMENT, not 'no-separator'"
+    )
