@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import json
+import pickle
 import shutil
 import subprocess
 import sys
@@ -32,7 +35,9 @@ from segments_torch.export import (
     read_label_png,
     resolve_format,
 )
+from segments_torch.export.base import Encoded
 from segments_torch.export.coco import rle_encode
+from segments_torch.export.core import _Samples
 from segments_torch.export.names import safe_name, unique_file_names
 from segments_torch.export.png import encode_ids
 from tests.releases import annotation, current_release, label, sample
@@ -278,11 +283,13 @@ def test_filters_and_labelset_are_respected(tmp_path):
     ]
 
 
-def test_transforms_are_not_applied(tmp_path):
-    flipped = demo(transforms=v2.RandomHorizontalFlip(p=1.0))
+def test_the_dataset_target_kind_and_transforms_do_not_matter(tmp_path):
+    flipped = demo(target="semantic", transforms=v2.RandomHorizontalFlip(p=1.0))
     a = export_dataset(flipped, "coco", out_dir=tmp_path / "a", progress=False)
     b = export_dataset(demo(), "coco", out_dir=tmp_path / "b", progress=False)
     assert a.read_text() == b.read_text()
+    assert flipped.target == "semantic"  # the dataset itself is left as it was
+    assert flipped.transforms is not None
 
 
 # -- coco-panoptic ------------------------------------------------------------------------
@@ -560,6 +567,23 @@ def test_workers_write_the_same_files(tmp_path):
     serial = folder_contents(tmp_path / "serial")
     assert len(serial) == 10  # 2 JSON files, 8 PNGs
     assert folder_contents(tmp_path / "workers") == serial
+
+
+def test_the_work_pickles_for_spawned_workers(tmp_path):
+    ds = demo()
+    samples = _Samples(ds, EXPORT_FORMATS["coco-panoptic"](ds))
+    copy = pickle.loads(pickle.dumps(samples))
+    assert len(pickle.dumps(samples)) < 100_000
+    got, expected = copy[1], samples[1]
+    assert isinstance(got, Encoded)
+    assert got == expected
+
+
+@pytest.mark.parametrize("module", ["base", "coco", "formats", "names", "png"])
+def test_docstring_examples(module):
+    result = doctest.testmod(importlib.import_module(f"segments_torch.export.{module}"))
+    assert result.failed == 0
+    assert result.attempted > 0
 
 
 @pytest.fixture

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +35,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
-from ..codecs import decode_bitmap, encode_bitmap
+from ..codecs import decode_bitmap
 from .base import Encoded, SampleRef, Writer, coco_boxes
 from .errors import ExportError
 
@@ -53,35 +55,68 @@ __all__ = [
 #: ``R + 256 G + 65536 B`` (RGB, or RGBA with alpha 255 as Segments bitmaps).
 ID_ENCODINGS = ("uint8", "uint16", "rgb", "rgba")
 _LIMITS = {"uint8": 255, "uint16": 65535, "rgb": 2**24 - 1, "rgba": 2**24 - 1}
-# Label maps are mostly long runs: zlib's fastest level is 3-4x faster than Pillow's
-# default 6 here, for files a few percent larger.
-_COMPRESS_LEVEL = 1
+#: zlib level of the label PNGs (see :func:`encode_ids`).
+COMPRESS_LEVEL = 6
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: PNG colour type and channels of each encoding (bit depth: 16 for uint16, else 8).
+_COLOR_TYPES = {"uint8": (0, 1), "uint16": (0, 2), "rgb": (2, 3), "rgba": (6, 4)}
 
 
 def encode_ids(values: torch.Tensor | npt.NDArray[Any], encoding: str) -> bytes:
     """Encode an ``(H, W)`` map of non-negative integers as a PNG, losslessly.
+
+    Written here rather than by Pillow: label maps are long runs of equal values, which
+    zlib packs as well with no PNG row filter, and Pillow's trial of filters on every row
+    costs more than it saves (1280x720, zlib level 6: RGB 15 ms against Pillow's 19,
+    RGBA 13 against 25, 16-bit grey 8 against 13, files within 10 % of Pillow's size).
 
     Args:
         values: the map (tensor or array).
         encoding: one of :data:`ID_ENCODINGS`; values must fit it.
     """
     array = values.cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
-    if array.size and (array.min() < 0 or array.max() > _LIMITS[encoding]):
+    if array.ndim != 2 or not array.size:
+        raise ValueError(f"expected a non-empty (H, W) map, found shape {array.shape}")
+    if array.min() < 0 or array.max() > _LIMITS[encoding]:
         raise ValueError(
             f"values {array.min()}..{array.max()} do not fit a {encoding} PNG "
             f"(0..{_LIMITS[encoding]})"
         )
-    if encoding == "rgba":
-        return encode_bitmap(array)
-    if encoding == "rgb":
-        # Little-endian uint32 bytes are R, G, B, 0: keep the first three.
-        packed = array.astype("<u4", order="C").view(np.uint8).reshape(*array.shape, 4)
-        image = Image.fromarray(np.ascontiguousarray(packed[..., :3]))
+    height, width = array.shape
+    color_type, channels = _COLOR_TYPES[encoding]
+    if encoding == "uint8":
+        pixels = array.astype(np.uint8, copy=False)
+    elif encoding == "uint16":
+        pixels = array.astype(">u2").view(np.uint8)  # PNG samples are big-endian
     else:
-        image = Image.fromarray(array.astype(np.uint8 if encoding == "uint8" else np.uint16))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=_COMPRESS_LEVEL)
-    return buffer.getvalue()
+        # Little-endian uint32 bytes are R, G, B and a fourth: alpha 255 for RGBA.
+        packed = array.astype("<u4")
+        if encoding == "rgba":
+            packed |= np.uint32(0xFF000000)
+        pixels = packed.view(np.uint8).reshape(height, width, 4)[..., :channels]
+    # Each row: filter type 0 (none), then the row's bytes.
+    rows = np.zeros((height, 1 + width * channels), dtype=np.uint8)
+    rows[:, 1:].reshape(height, width, channels)[...] = pixels.reshape(height, width, channels)
+    header = struct.pack(
+        ">IIBBBBB", width, height, 16 if encoding == "uint16" else 8, color_type, 0, 0, 0
+    )
+    return b"".join(
+        (
+            _SIGNATURE,
+            _chunk(b"IHDR", header),
+            _chunk(b"IDAT", zlib.compress(rows.data, COMPRESS_LEVEL)),
+            _chunk(b"IEND", b""),
+        )
+    )
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(body))
+        + kind
+        + body
+        + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
+    )
 
 
 def read_label_png(source: bytes | str | os.PathLike[str]) -> npt.NDArray[np.int64]:
@@ -183,8 +218,11 @@ class InstanceWriter(Writer):
         masks = target["masks"].as_subclass(torch.Tensor)
         instance_ids = target["instance_ids"].tolist()
         ids = torch.zeros((height, width), dtype=torch.int32)
-        for mask, instance_id in zip(masks, instance_ids, strict=True):
-            ids.masked_fill_(mask.view(torch.bool), instance_id)  # masks never overlap
+        boxes = target["boxes"].as_subclass(torch.Tensor).round().to(torch.int64).tolist()
+        for mask, instance_id, (x1, y1, x2, y2) in zip(masks, instance_ids, boxes, strict=True):
+            # Masks never overlap, and each lies inside its box: fill the box only.
+            region = mask[y1:y2, x1:x2].view(torch.bool)
+            ids[y1:y2, x1:x2].masked_fill_(region, instance_id)
         annotations = [
             {
                 "image_id": sample.row,
