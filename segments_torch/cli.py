@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SegmentsTorchError
 from .export.formats import FORMAT_ALIASES, FORMATS
@@ -24,6 +24,9 @@ from .export.progress import Progress
 from .release import Release, load_release
 from .samples import LABEL_STATUSES, SelectionError
 from .storage import Storage, prefetch, release_base_url
+
+if TYPE_CHECKING:
+    from .dataset import SegmentsDataset
 
 __all__ = ["main", "release_summary"]
 
@@ -198,7 +201,7 @@ def _prefetch(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def _dataset(args: argparse.Namespace, target: str, on_error: str = "raise") -> Any:
+def _dataset(args: argparse.Namespace, target: str, on_error: str = "raise") -> SegmentsDataset:
     """The SegmentsDataset that the selection and storage options describe."""
     from .dataset import SegmentsDataset  # deferred: torch takes a second to import
 

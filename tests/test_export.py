@@ -222,14 +222,38 @@ def test_coco_one_pixel_instance_and_url_without_query(tmp_path):
     assert "secret" not in path.read_text()
 
 
-def test_rle_encode_matches_pycocotools_on_a_fortran_copy():
-    masks = torch.zeros((3, 5, 7), dtype=torch.uint8)
+def test_rle_encode_matches_pycocotools_encode():
+    masks = torch.zeros((6, 5, 7), dtype=torch.uint8)
     masks[0, 1:3, 2:6] = 1
-    masks[1, 4, 6] = 1
-    masks[2, :, 0] = 1
-    expected = mask_api.encode(np.asfortranarray(masks.permute(1, 2, 0).numpy()))
-    assert rle_encode(masks) == [{"size": [5, 7], "counts": r["counts"].decode()} for r in expected]
+    masks[1, 4, 6] = 1  # the last pixel
+    masks[2, :, 0] = 1  # the first column, whole
+    masks[3] = 1  # everything
+    masks[4, 0, 0] = 1  # the first pixel
+    masks[4, 2, 3] = 1
+    masks[5, 0:2, 5:7] = torch.tensor([[1, 0], [1, 1]])  # ends in the last column
+    expected = [
+        {"size": [5, 7], "counts": r["counts"].decode()}
+        for r in mask_api.encode(np.asfortranarray(masks.permute(1, 2, 0).numpy()))
+    ]
+    assert rle_encode(masks) == expected
+    assert rle_encode(masks, segment_targets_boxes(masks)) == expected
     assert rle_encode(masks[:0]) == []
+    rng = np.random.default_rng(5)
+    for _ in range(50):  # random masks: both paths give pycocotools' RLE
+        height, width = rng.integers(1, 12, size=2)
+        random = torch.from_numpy(rng.random((4, height, width)) < rng.random()).to(torch.uint8)
+        random[:, rng.integers(height), rng.integers(width)] = 1  # none empty
+        reference = rle_encode(random)
+        assert rle_encode(random, segment_targets_boxes(random)) == reference
+
+
+def segment_targets_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """XYXY boxes covering each mask's pixels."""
+    boxes = []
+    for mask in masks:
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    return torch.tensor(boxes, dtype=torch.float32)
 
 
 def test_merged_categories_become_one_coco_category(tmp_path):

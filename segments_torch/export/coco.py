@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from .base import Encoded, SampleRef, Writer, coco_boxes
@@ -51,7 +52,9 @@ def rle_encode(masks: torch.Tensor, boxes: torch.Tensor | None = None) -> list[d
     Args:
         masks: the masks.
         boxes: ``(N, 4)`` XYXY boxes covering each mask's pixels (a target's ``boxes``),
-            when known: only the boxes are copied (3x faster for a few dozen instances).
+            when known: then only each box is read, and its runs are counted here and
+            compressed by pycocotools (the same RLE, 3-4x faster than ``encode``, which
+            reads every mask whole).
 
     Example:
         >>> rle_encode(torch.tensor([[[0, 1], [0, 0]]], dtype=torch.uint8))
@@ -60,18 +63,38 @@ def rle_encode(masks: torch.Tensor, boxes: torch.Tensor | None = None) -> list[d
     count, height, width = masks.shape
     if count == 0:
         return []
-    # pycocotools reads column-major (H, W, N) arrays.
     source = masks.as_subclass(torch.Tensor).numpy()
-    if boxes is None:
-        columns = np.asfortranarray(source.transpose(1, 2, 0))
+    if boxes is None:  # pycocotools reads column-major (H, W, N) arrays
+        rles = _mask_api().encode(np.asfortranarray(source.transpose(1, 2, 0)))
     else:
-        # Zeroed pages cost next to nothing; each mask's pixels lie inside its box.
-        columns = np.zeros((height, width, count), dtype=np.uint8, order="F")
         xyxy = boxes.as_subclass(torch.Tensor).round().to(torch.int64).tolist()
-        for k, (x1, y1, x2, y2) in enumerate(xyxy):
-            columns[y1:y2, x1:x2, k] = source[k, y1:y2, x1:x2]
-    rles = _mask_api().encode(columns)
+        uncompressed = [
+            {"size": [height, width], "counts": _runs(source[k], box)} for k, box in enumerate(xyxy)
+        ]
+        rles = _mask_api().frPyObjects(uncompressed, height, width)
     return [{"size": [int(n) for n in r["size"]], "counts": r["counts"].decode()} for r in rles]
+
+
+def _runs(mask: npt.NDArray[np.uint8], box: list[int]) -> list[int]:
+    """COCO's uncompressed RLE of one ``(H, W)`` 0/1 mask whose pixels lie in ``box``:
+    lengths of alternating runs of 0 and 1 in column-major order, starting with 0."""
+    height, width = mask.shape
+    x1, y1, x2, y2 = box
+    # The box's columns, full height: column-major runs cross from one column into the next.
+    columns = np.zeros((x2 - x1, height), dtype=np.uint8)
+    columns[:, y1:y2] = mask[y1:y2, x1:x2].T
+    flat = columns.reshape(-1)
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs: list[int] = np.diff(changes, prepend=0, append=flat.size).tolist()
+    if flat[0]:
+        runs.insert(0, 0)
+    runs[0] += height * x1  # the columns left of the box
+    after = height * (width - x2)  # and right of it
+    if len(runs) % 2:  # the last run is of 0s
+        runs[-1] += after
+    elif after:
+        runs.append(after)
+    return runs
 
 
 class CocoInstanceWriter(Writer):

@@ -216,9 +216,9 @@ class _RecordStream:
         self.count = 0
 
     def add(self, record: dict[str, Any]) -> None:
-        if self.count:
-            self.file.write(",")
-        json.dump(record, self.file, ensure_ascii=False, separators=(",", ":"))
+        # One write per record: json.dump would write each token on its own.
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        self.file.write("," + text if self.count else text)
         self.count += 1
 
     def chunks(self) -> Iterator[str]:
