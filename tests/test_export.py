@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from PIL import Image
@@ -636,8 +637,11 @@ def test_a_failed_export_keeps_the_previous_json(demo_copy, tmp_path, workers):
     missing = demo_copy.parent / "images" / "shapes-004.jpg"
     missing.unlink()
     export = SegmentsDataset(demo_copy)
+    children = {p.pid for p in psutil.Process().children()}
     with pytest.raises(AssetError) as info:
         export_dataset(export, "semantic", out_dir=out, num_workers=workers, progress=False)
+    # The workers are gone although the error (its traceback: the export's frame) lives.
+    assert {p.pid for p in psutil.Process().children()} == children
     # The worker's error itself: one line, no worker traceback in its message.
     assert str(info.value) == f"sample 'shapes-004.jpg': {missing}: not found"
     assert path.read_bytes() == before

@@ -134,6 +134,8 @@ def export_dataset(
     finally:
         if bar is not None:
             bar.close()
+        # Workers end with their iterator; a traceback holding this frame would keep it.
+        del results
     return path
 
 
