@@ -5,8 +5,10 @@ Example:
     >>> ds = segments_torch.SegmentsDataset("flowers.json", target="semantic")  # doctest: +SKIP
     >>> image, target = ds[0]  # doctest: +SKIP
 
-Names that need torch (the dataset, collate functions, category map) are imported on first
-use, so ``segments-torch info`` and release inspection start without loading torch.
+Names that need torch (the dataset, collate functions, category map, export) or an extra
+(``SegmentsDataModule``: lightning) are imported on first use, so ``segments-torch info``
+and release inspection start without loading torch, and the package imports without its
+extras.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from .errors import (
 )
 from .release import Category, Labelset, Layout, Release, load_release, parse_release
 from .samples import LABEL_STATUSES, SampleRecord, SampleTable, SelectionError
+from .splits import ListSplit, MetadataSplit, RatioSplit, SplitError
 
 if TYPE_CHECKING:
     from .categories import CategoryMap, CategorySelectionError
     from .collate import collate_detection, collate_semantic
     from .dataset import SegmentsDataset, UnsupportedTaskError
+    from .export import export_dataset
+    from .lightning import SegmentsDataModule
 
 __all__ = [
     "LABEL_STATUSES",
@@ -39,18 +44,24 @@ __all__ = [
     "DecodeError",
     "Labelset",
     "Layout",
+    "ListSplit",
+    "MetadataSplit",
+    "RatioSplit",
     "Release",
     "ReleaseFormatError",
     "ReleaseReadError",
     "SampleRecord",
     "SampleTable",
+    "SegmentsDataModule",
     "SegmentsDataset",
     "SegmentsTorchError",
     "SelectionError",
+    "SplitError",
     "UnknownLabelsetError",
     "UnsupportedTaskError",
     "collate_detection",
     "collate_semantic",
+    "export_dataset",
     "load_release",
     "parse_release",
 ]
@@ -64,6 +75,8 @@ _LAZY = {
     "collate_semantic": "collate",
     "SegmentsDataset": "dataset",
     "UnsupportedTaskError": "dataset",
+    "export_dataset": "export",
+    "SegmentsDataModule": "lightning",  # extra "lightning"
 }
 
 

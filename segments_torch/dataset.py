@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, SupportsIndex
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torchvision import tv_tensors
 
@@ -53,6 +54,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         task: alias of ``labelset`` for the older layouts, whose labels are keyed by task.
         filter_by: label statuses to keep, case-insensitive; ``None`` keeps every sample.
         filter_by_metadata: metadata key/value pairs a sample must all have.
+        rows: keep only these rows of ``release.samples`` (indices, e.g. a split made by
+            :mod:`~segments_torch.splits`) among those the filters keep; the table's order
+            is kept. ``None`` keeps every row the filters keep.
         target: ``"instance"``, ``"semantic"`` or ``"panoptic"`` (see
             :func:`~segments_torch.targets.build_target`).
         categories: ``None`` (all, contiguous training labels in release-id order), a list
@@ -93,6 +97,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         task: str | None = None,
         filter_by: str | Sequence[str] | None = ("LABELED", "REVIEWED"),
         filter_by_metadata: Mapping[str, Any] | None = None,
+        rows: Sequence[int] | npt.NDArray[np.integer[Any]] | None = None,
         target: str = "instance",
         categories: Sequence[str] | Mapping[str, SupportsIndex] | None = None,
         ignore_index: int = 255,
@@ -120,9 +125,19 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
                 f"{self.release.source}: labelset {self.labelset!r} has task type "
                 f"{task_type!r}; SegmentsDataset serves {', '.join(sorted(BITMAP_TASK_TYPES))}"
             )
+        #: The release rows served, in table order: ``ds[i]`` is row ``ds.rows[i]``.
         self.rows = table.select(
             labelset=self.labelset, statuses=filter_by, metadata=filter_by_metadata
         )
+        if rows is not None:
+            wanted = np.asarray(rows, dtype=np.int64).reshape(-1)
+            outside = wanted[(wanted < 0) | (wanted >= len(table))]
+            if len(outside):
+                raise IndexError(
+                    f"{self.release.source}: rows= holds {outside[:5].tolist()}, outside the "
+                    f"release's {len(table)} samples"
+                )
+            self.rows = self.rows[np.isin(self.rows, wanted)]
         self.target = target
         self.categories = CategoryMap(
             self.release.labelsets[self.labelset].categories, categories, ignore_index=ignore_index

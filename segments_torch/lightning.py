@@ -40,8 +40,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, SupportsIndex
 from urllib.parse import urlsplit
 
-import numpy as np
-
 try:
     import lightning.pytorch as pl
     from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
@@ -429,11 +427,10 @@ class SegmentsDataModule(pl.LightningDataModule):
             self.release,
             filter_by=self.filters[stage],
             filter_by_metadata=self.filter_by_metadata,
+            rows=members,  # the split narrows what the filters keep
             transforms=self.transforms[stage],
             **self.dataset_options,
         )
-        # SegmentsDataset selects by status and metadata; the split narrows its rows.
-        ds.rows = ds.rows[np.isin(ds.rows, members)]
         logger.info("%s stage: split %r, %d samples", stage, split, len(ds))
         self._datasets[stage] = ds
         self._check_restored(stage)

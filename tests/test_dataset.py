@@ -78,6 +78,22 @@ def test_seed_example_runs_as_written(tmp_path):
     assert len(SegmentsDataset(REAL / "arc_litter-v2.1.json", filter_by="SKIPPED")) == 8
 
 
+def test_rows_narrow_what_the_filters_keep():
+    every = SegmentsDataset(RELEASE_PATH, filter_by=None)
+    assert every.rows.tolist() == list(range(8))
+    labelled = SegmentsDataset(RELEASE_PATH)
+    kept = labelled.rows.tolist()
+    assert len(kept) == 6
+    # rows the filters drop stay dropped; the table's order is kept, not the given one
+    dropped = sorted(set(range(8)) - set(kept))
+    ds = SegmentsDataset(RELEASE_PATH, rows=[kept[3], dropped[0], kept[0]])
+    assert ds.rows.tolist() == [kept[0], kept[3]]
+    assert ds.sample_info(1).name == labelled.sample_info(3).name
+    assert len(SegmentsDataset(RELEASE_PATH, rows=[])) == 0
+    with pytest.raises(IndexError, match=r"rows= holds \[8, -1\], outside the release's 8 samples"):
+        SegmentsDataset(RELEASE_PATH, rows=[0, 8, -1])
+
+
 def test_filters_and_categories_on_the_demo():
     assert len(SegmentsDataset(RELEASE_PATH)) == 6
     assert len(SegmentsDataset(RELEASE_PATH, filter_by=None)) == 8

@@ -87,8 +87,9 @@ def test_without_lightning_the_error_names_the_extra():
 def test_the_datamodule_takes_every_dataset_argument():
     dataset = set(inspect.signature(SegmentsDataset).parameters)
     datamodule = set(inspect.signature(SegmentsDataModule).parameters)
-    # transforms become train_transforms / eval_transforms; filter_by is per stage too.
-    assert dataset - datamodule == {"transforms"}
+    # transforms become train_transforms / eval_transforms; filter_by is per stage too;
+    # the splits choose the rows.
+    assert dataset - datamodule == {"transforms", "rows"}
     assert {"train_transforms", "eval_transforms", "batch_size", "num_workers"} <= datamodule
 
 
