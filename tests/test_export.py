@@ -296,6 +296,10 @@ def test_filters_and_labelset_are_respected(tmp_path):
     assert [image["id"] for image in document["images"]] == [2, 7]
     assert {a["image_id"] for a in document["annotations"]} == {2, 7}
     assert document["info"]["segments_samples"] == 2
+    empty = demo(filter_by="verified")  # no sample: valid, empty files
+    document = load(export_dataset(empty, "coco", out_dir=tmp_path / "e", progress=False))
+    assert (document["images"], document["annotations"]) == ([], [])
+    assert len(document["categories"]) == 4
 
     ids = np.array([[0, 1], [1, 1]])
     specs = [Spec("a.jpg", ids, [(1, 0)]), Spec("b.jpg", ids, [(1, 1)], status="REJECTED")]
