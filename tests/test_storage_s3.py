@@ -244,7 +244,8 @@ def test_private_bucket_refuses_without_credentials(bucket, who):
         "unknown key id": s3.options(key="AKIAUNKNOWNUNKNOWN00", secret="testing"),
     }[who]
     ds = SegmentsDataset(_release(bucket), storage_options={"s3": options})
-    before = s3.count()
+    image = f"/{BUCKET}/images/a.jpg"
+    before, image_before = s3.count(), s3.count(image)
     with pytest.raises(AssetError) as info:
         ds[0]
     error = info.value
@@ -253,7 +254,10 @@ def test_private_bucket_refuses_without_credentials(bucket, who):
     cause = error.__cause__
     assert isinstance(cause, StorageError)
     assert (cause.attempts, cause.retryable) == (1, False)  # refusals are not retried
-    assert s3.count() - before == 1
+    assert s3.count(image) - image_before == 1
+    # The bitmap's download started with the image's (read_each) and may still be on its
+    # way when the image's error is raised: at most one request for it, never a retry.
+    assert s3.count() - before <= 2
 
 
 def test_missing_key_is_not_found_after_one_attempt(bucket):
