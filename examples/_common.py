@@ -166,6 +166,11 @@ def make_loader(
 ) -> tuple[DataLoader[Any], Sampler[int]]:
     """A shuffling DataLoader over ``dataset`` with its ``collate_fn``: over this rank's
     ``DistributedSampler`` share under ``torchrun``, else over all samples."""
+    if len(dataset) == 0:  # samplers refuse empty datasets with a less helpful message
+        raise SystemExit(
+            f"error: {dataset.release.source}: no sample selected; see --labelset, "
+            "--filter-by and --all"
+        )
     sampler: Sampler[int]
     if where.world_size > 1:
         sampler = DistributedSampler(
@@ -186,8 +191,9 @@ def make_loader(
     if len(loader) == 0:
         share = len(sampler) if isinstance(sampler, DistributedSampler) else len(dataset)
         raise SystemExit(
-            f"error: {share} samples per process make no batch of {args.batch_size}; "
-            "select more samples or pass a smaller --batch-size"
+            f"error: no batch of {args.batch_size} from {share} sample"
+            f"{'' if share == 1 else 's'} per process; select more samples or pass a "
+            "smaller --batch-size"
         )
     return loader, sampler
 

@@ -262,8 +262,14 @@ def torchmetrics_scores(
     ignore = semantics.ignore_index
     missed = num_labels if ignore != num_labels else num_labels + 1
     average_precision = MeanAveragePrecision(iou_type="segm")
+    # Labels are in range by construction: skip the per-update validation (a torch.unique
+    # of every image, which would take most of the time).
     jaccard = JaccardIndex(
-        task="multiclass", num_classes=missed + 1, ignore_index=ignore, average="none"
+        task="multiclass",
+        num_classes=missed + 1,
+        ignore_index=ignore,
+        average="none",
+        validate_args=False,
     )
     present = torch.zeros(missed + 1, dtype=torch.bool)
     pairs = zip(_items(instances, workers), _items(semantics, workers), strict=True)
