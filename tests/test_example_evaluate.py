@@ -4,7 +4,6 @@ demo release, with expected values worked out by hand for perturbed predictions.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,29 +16,17 @@ import pytest
 from segments_torch import SegmentsDataset
 from segments_torch.demo import RELEASE_PATH
 from segments_torch.export import export_dataset
+from tests.test_examples_training import EXAMPLES, load_example
 
 pytest.importorskip("pycocotools")
 pytest.importorskip("torchmetrics")
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
 CIRCLE, SQUARE = 0, 1  # the demo's category ids (and training labels by default)
 
 
 @pytest.fixture(scope="module")
 def evaluate() -> Any:
-    """examples/evaluate.py as a module (it imports _common from its folder, as a script)."""
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        spec = importlib.util.spec_from_file_location("example_evaluate", EXAMPLES / "evaluate.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up there
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(EXAMPLES))
-        sys.modules.pop("example_evaluate", None)
+    return load_example("evaluate")
 
 
 class Demo:
