@@ -76,7 +76,9 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--all", action="store_true", help="every sample, whatever its status")
     _add_storage_options(parser, cache_required=False)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="DataLoader workers per process (default 2)"
+    )
 
 
 def add_training_options(

@@ -68,7 +68,7 @@ def build_model(num_classes: int, size: int) -> MaskRCNN:
     included: ``ds.num_classes``), resizing images to a short side of ``size``.
 
     Fewer sampled proposals than torchvision's defaults (64 instead of 512 per image for
-    the box and mask heads) keep a CPU step short; for real training pass more.
+    the box and mask heads) keep a CPU step short; for real training, raise them here.
 
     Example:
         >>> build_model(num_classes=5, size=128).roi_heads.box_predictor.cls_score.out_features
