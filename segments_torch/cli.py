@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import SegmentsTorchError
 from .export.formats import FORMAT_ALIASES, FORMATS
-from .export.progress import Progress
+from .progress import Progress
 from .release import Release, load_release
 from .samples import LABEL_STATUSES, SelectionError
 from .storage import Storage, prefetch, release_base_url

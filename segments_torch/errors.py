@@ -7,6 +7,8 @@ from __future__ import annotations
 __all__ = [
     "AssetError",
     "DecodeError",
+    "ExportError",
+    "MissingExtraError",
     "ReleaseFormatError",
     "ReleaseReadError",
     "SegmentsTorchError",
@@ -84,3 +86,12 @@ class AssetError(SegmentsTorchError):
         if not self.url:
             return (type(self), (str(self),))
         return (type(self), (self.sample, self.url, self.reason))
+
+
+class ExportError(SegmentsTorchError, ValueError):
+    """An export that cannot be done as asked (unknown format, labels a PNG cannot hold)."""
+
+
+class MissingExtraError(SegmentsTorchError, ImportError):
+    """An optional package that a feature needs is not installed; the message names the
+    extra to install (``pip install 'segments-torch[coco]'``)."""

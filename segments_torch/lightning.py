@@ -40,18 +40,19 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, SupportsIndex
 from urllib.parse import urlsplit
 
+from .errors import MissingExtraError, SegmentsTorchError
+
 try:
     import lightning.pytorch as pl
     from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 except ImportError as exc:  # the extra is optional: say which one to install
-    raise ImportError(
+    raise MissingExtraError(
         "segments_torch.lightning needs Lightning, which is not installed: "
         "pip install 'segments-torch[lightning]'"
     ) from exc
 from torch.utils.data import DataLoader, Sampler
 
 from .dataset import SegmentsDataset
-from .errors import SegmentsTorchError
 from .release import Release, ReleaseSource, load_release
 from .splits import Split, SplitAssignment, SplitError, sample_keys, split_from_dict
 from .storage import RetryPolicy, UrlMap, prefetch

@@ -73,13 +73,13 @@ def test_without_lightning_the_error_names_the_extra():
         "try:\n"
         "    import segments_torch.lightning\n"
         "except ImportError as exc:\n"
-        "    print(exc)\n"
+        "    print(type(exc).__name__, exc)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == (
-        "segments_torch.lightning needs Lightning, which is not installed: "
+        "MissingExtraError segments_torch.lightning needs Lightning, which is not installed: "
         "pip install 'segments-torch[lightning]'"
     )
 

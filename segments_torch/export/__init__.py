@@ -24,9 +24,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..errors import ExportError, MissingExtraError
     from .base import category_ids_by_label, label_table
     from .core import EXPORT_FORMATS, export_dataset
-    from .errors import ExportError, MissingExtraError
     from .formats import FORMAT_ALIASES, FORMATS, resolve_format
     from .names import unique_file_names
     from .png import read_label_png
@@ -49,8 +49,6 @@ _LAZY = {
     "EXPORT_FORMATS": "core",
     "FORMATS": "formats",
     "FORMAT_ALIASES": "formats",
-    "ExportError": "errors",
-    "MissingExtraError": "errors",
     "category_ids_by_label": "base",
     "export_dataset": "core",
     "label_table": "base",
@@ -61,6 +59,8 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("ExportError", "MissingExtraError"):  # the package's error hierarchy
+        return getattr(importlib.import_module("..errors", __name__), name)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'segments_torch.export' has no attribute {name!r}")

@@ -25,8 +25,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ..errors import MissingExtraError
 from .base import Encoded, SampleRef, Writer, coco_boxes
-from .errors import MissingExtraError
 
 if TYPE_CHECKING:
     from ..dataset import SegmentsDataset

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from ..dataset import SegmentsDataset
 from ..errors import SegmentsTorchError
+from ..progress import Progress
 from ..samples import StringColumn
 from ..storage import display_url
 from .base import Encoded, SampleRef, Writer
@@ -38,7 +39,6 @@ from .formats import resolve_format
 from .names import unique_file_names
 from .panoptic import CocoPanopticWriter
 from .png import InstanceWriter, SemanticWriter
-from .progress import Progress
 
 __all__ = ["EXPORT_FORMATS", "export_dataset"]
 

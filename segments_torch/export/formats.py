@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from .errors import ExportError
+from ..errors import ExportError
 
 __all__ = ["FORMATS", "FORMAT_ALIASES", "resolve_format"]
 

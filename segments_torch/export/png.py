@@ -36,8 +36,8 @@ import torch
 from PIL import Image
 
 from ..codecs import decode_bitmap
+from ..errors import ExportError
 from .base import Encoded, SampleRef, Writer, coco_boxes
-from .errors import ExportError
 
 if TYPE_CHECKING:
     from ..dataset import SegmentsDataset
