@@ -283,3 +283,14 @@ def test_command_line_scores_ground_truth_then_a_predictions_file(demo, tmp_path
         result.stdout
     )
     assert f"torchmetrics MeanAveragePrecision (segm): map {ap:.4f}" in result.stdout
+
+
+@pytest.mark.parametrize("extra", ["pycocotools", "torchmetrics"])
+def test_a_missing_extra_is_named(extra, monkeypatch):
+    monkeypatch.setitem(sys.modules, extra, None)  # what an absent package imports as
+    monkeypatch.setitem(sys.modules, "example_evaluate", sys.modules.get("example_evaluate"))
+    with pytest.raises(SystemExit) as caught:
+        load_example("evaluate")
+    assert str(caught.value).startswith("evaluate.py needs pycocotools and torchmetrics (")
+    assert str(caught.value).endswith("): pip install 'segments-torch[coco]' torchmetrics")
+    assert extra in str(caught.value)
