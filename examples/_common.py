@@ -39,7 +39,12 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Samp
 from segments_torch import SegmentsDataset, SegmentsTorchError
 
 # The command line's own parsing of the asset options: one definition of --url-map & co.
-from segments_torch.cli import _add_storage_options, _statuses, _url_map
+from segments_torch.cli import (
+    add_selection_options,
+    add_storage_options,
+    parse_url_map,
+    selected_statuses,
+)
 from segments_torch.demo import RELEASE_PATH
 
 __all__ = [
@@ -59,23 +64,8 @@ __all__ = [
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     """The release, which of its samples, where their assets come from, and DataLoader
     workers."""
-    parser.add_argument(
-        "release",
-        nargs="?",
-        default=str(RELEASE_PATH),
-        help="release file: path or fsspec URL, .json or .json.gz (default: the demo release)",
-    )
-    parser.add_argument(
-        "--labelset", help="labelset to read (default ground-truth, or the only one)"
-    )
-    parser.add_argument(
-        "--filter-by",
-        action="append",
-        metavar="STATUS",
-        help="label status to keep (repeatable; default LABELED and REVIEWED)",
-    )
-    parser.add_argument("--all", action="store_true", help="every sample, whatever its status")
-    _add_storage_options(parser, cache_required=False)
+    add_selection_options(parser, default_release=str(RELEASE_PATH))
+    add_storage_options(parser, cache_required=False)
     parser.add_argument(
         "--workers", type=int, default=2, help="DataLoader workers per process (default 2)"
     )
@@ -106,9 +96,9 @@ def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
     """``SegmentsDataset`` keyword arguments from :func:`add_data_options`' options."""
     return {
         "labelset": args.labelset,
-        "filter_by": _statuses(args),
+        "filter_by": selected_statuses(args),
         "asset_root": args.asset_root,
-        "url_map": _url_map(args.url_map),
+        "url_map": parse_url_map(args.url_map),
         "cache_dir": args.cache_dir,
         "cache_key": args.cache_key,
     }

@@ -53,7 +53,7 @@ try:
 except ImportError as missing:
     raise SystemExit(
         f"evaluate.py needs pycocotools and torchmetrics ({missing}): "
-        "pip install 'segments-torch[coco]' torchmetrics"
+        "pip install 'segments-torch[eval]'"
     ) from None
 
 #: Names of ``COCOeval.stats``, in order.

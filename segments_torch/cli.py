@@ -28,7 +28,14 @@ from .storage import Storage, prefetch, release_base_url
 if TYPE_CHECKING:
     from .dataset import SegmentsDataset
 
-__all__ = ["main", "release_summary"]
+__all__ = [
+    "add_selection_options",
+    "add_storage_options",
+    "main",
+    "parse_url_map",
+    "release_summary",
+    "selected_statuses",
+]
 
 
 def release_summary(release: Release, labelsets: Sequence[str] | None = None) -> dict[str, Any]:
@@ -153,7 +160,13 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _url_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
+def parse_url_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
+    """The ``url_map`` of repeated ``--url-map PREFIX=REPLACEMENT`` options.
+
+    Example:
+        >>> parse_url_map(["https://bucket.s3.amazonaws.com/=/data/mirror/"])
+        {'https://bucket.s3.amazonaws.com/': '/data/mirror/'}
+    """
     if not pairs:
         return None
     mapping = {}
@@ -165,7 +178,7 @@ def _url_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
     return mapping
 
 
-def _statuses(args: argparse.Namespace) -> list[str] | None:
+def selected_statuses(args: argparse.Namespace) -> list[str] | None:
     """The label statuses that ``--filter-by`` / ``--all`` select (``None``: all)."""
     return None if args.all else (args.filter_by or ["LABELED", "REVIEWED"])
 
@@ -174,12 +187,12 @@ def _prefetch(args: argparse.Namespace) -> int:
     release = load_release(args.release)
     table = release.samples
     labelset = table.resolve_labelset(args.labelset)
-    rows = table.select(labelset=labelset, statuses=_statuses(args))
+    rows = table.select(labelset=labelset, statuses=selected_statuses(args))
     bitmaps = table.labels[labelset].bitmap_urls
     urls = [url for row in rows.tolist() for url in (table.image_urls[row], bitmaps[row]) if url]
     storage = Storage(
         args.asset_root or release_base_url(release.source),
-        url_map=_url_map(args.url_map),
+        url_map=parse_url_map(args.url_map),
         cache_dir=args.cache_dir,
         cache_key=args.cache_key,
     )
@@ -208,10 +221,10 @@ def _dataset(args: argparse.Namespace, target: str, on_error: str = "raise") -> 
     return SegmentsDataset(
         args.release,
         labelset=args.labelset,
-        filter_by=_statuses(args),
+        filter_by=selected_statuses(args),
         target=target,
         asset_root=args.asset_root,
-        url_map=_url_map(args.url_map),
+        url_map=parse_url_map(args.url_map),
         cache_dir=args.cache_dir,
         cache_key=args.cache_key,
         on_error=on_error,
@@ -263,9 +276,20 @@ def _positive(text: str) -> int:
     return value
 
 
-def _add_selection_options(parser: argparse.ArgumentParser) -> None:
-    """The release and which of its samples: shared by prefetch, export and preview."""
-    parser.add_argument("release", help="release file: path, URL, .json or .json.gz")
+def add_selection_options(
+    parser: argparse.ArgumentParser, *, default_release: str | None = None
+) -> None:
+    """The release and which of its samples: shared by prefetch, export, preview and the
+    examples (which default to the demo release: ``default_release``)."""
+    if default_release is None:
+        parser.add_argument("release", help="release file: path, URL, .json or .json.gz")
+    else:
+        parser.add_argument(
+            "release",
+            nargs="?",
+            default=default_release,
+            help=f"release file: path, URL, .json or .json.gz (default: {default_release})",
+        )
     parser.add_argument(
         "--labelset", help="labelset to read (default ground-truth, or the only one)"
     )
@@ -278,8 +302,8 @@ def _add_selection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="every sample, whatever its status")
 
 
-def _add_storage_options(parser: argparse.ArgumentParser, *, cache_required: bool) -> None:
-    """Where asset bytes come from: shared by prefetch, export and preview."""
+def add_storage_options(parser: argparse.ArgumentParser, *, cache_required: bool) -> None:
+    """Where asset bytes come from: shared by prefetch, export, preview and the examples."""
     parser.add_argument(
         "--cache-dir",
         required=cache_required,
@@ -335,9 +359,9 @@ def _parser() -> argparse.ArgumentParser:
         "(atomically; files already there are kept, so a second run resumes), then print "
         "what was downloaded, what was cached already and what failed.",
     )
-    _add_selection_options(fetch)
+    add_selection_options(fetch)
     fetch.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
-    _add_storage_options(fetch, cache_required=True)
+    add_storage_options(fetch, cache_required=True)
     fetch.set_defaults(run=_prefetch)
 
     export = commands.add_parser(
@@ -348,7 +372,7 @@ def _parser() -> argparse.ArgumentParser:
         "(8- or 16-bit PNGs of training labels and a label table) or instance (16-bit or "
         "RGBA PNGs of instance ids). Prints the main JSON file written.",
     )
-    _add_selection_options(export)
+    add_selection_options(export)
     export.add_argument(
         "--format",
         choices=[*FORMATS, *FORMAT_ALIASES],
@@ -369,7 +393,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a sample whose image or bitmap fails: stop (default), or leave it out, "
         "list it and exit with 1 at the end",
     )
-    _add_storage_options(export, cache_required=False)
+    add_storage_options(export, cache_required=False)
     export.set_defaults(run=_export)
 
     preview = commands.add_parser(
@@ -378,7 +402,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Draw the first --n selected samples in a grid, their masks filled in "
         "category colors and outlined, above a legend of the categories.",
     )
-    _add_selection_options(preview)
+    add_selection_options(preview)
     preview.add_argument("--n", type=_positive, default=16, help="samples to draw (default 16)")
     preview.add_argument(
         "--out", type=Path, default=Path("preview.png"), help="PNG to write (default preview.png)"
@@ -387,7 +411,7 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument(
         "--tile", type=_positive, default=256, help="tile size in pixels (default 256)"
     )
-    _add_storage_options(preview, cache_required=False)
+    add_storage_options(preview, cache_required=False)
     preview.set_defaults(run=_preview)
     return parser
 

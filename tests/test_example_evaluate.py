@@ -294,5 +294,5 @@ def test_a_missing_extra_is_named(extra, monkeypatch):
     with pytest.raises(SystemExit) as caught:
         load_example("evaluate")
     assert str(caught.value).startswith("evaluate.py needs pycocotools and torchmetrics (")
-    assert str(caught.value).endswith("): pip install 'segments-torch[coco]' torchmetrics")
+    assert str(caught.value).endswith("): pip install 'segments-torch[eval]'")
     assert extra in str(caught.value)
