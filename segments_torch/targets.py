@@ -1,7 +1,8 @@
 """Training targets from an instance-id map: pure tensor code, CPU or CUDA alike.
 
-Every function takes tensors and returns tensors on the same device, so the dataset
-(CPU workers) and :mod:`segments_torch.device` (GPU) build identical targets.
+Every function takes tensors and returns tensors on the same device, so targets built in
+CPU workers and on a GPU (``SegmentsDataset.target_for`` given an id map on CUDA) are
+identical.
 
 Per sample the work is a few passes over the pixels and one over the masks:
 
