@@ -14,8 +14,8 @@ Per sample the work is a few passes over the pixels and one over the masks:
    one ``index_select`` of a small table over those slots.
 2. masks by one broadcast comparison of the one-byte segment map with the segment
    numbers, which writes each byte of the ``(N, H, W)`` output once (as a zero-fill
-   would); areas by one count of the segment map; boxes from the rows each mask touches
-   (one reduction over the masks), then the columns within each mask's rows only. On
+   would); the rows each mask touches and its area from one read of the masks
+   (:func:`_ones_per_row`), then the columns within each mask's rows only. On
    CPU this is 2-3x faster than scattering pixels into a zeroed buffer and reducing
    their coordinates with ``scatter_reduce`` (``benchmarks/bench_dataset.py``).
 
