@@ -403,6 +403,32 @@ def test_dataloader_semantic_batches_pad_with_ignore_index():
     assert torch.all(images[1, :, 180:, :] == 0)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("target", ["instance", "semantic"])
+def test_pin_memory_keeps_tv_tensors_and_values(target):
+    ds = SegmentsDataset(RELEASE_PATH, target=target)
+    loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=ds.collate_fn, pin_memory=True)
+    plain = DataLoader(ds, batch_size=3, num_workers=0, collate_fn=ds.collate_fn)
+    for (images, targets), (want_images, want_targets) in zip(loader, plain, strict=True):
+        if target == "instance":
+            for got, want in zip(targets, want_targets, strict=True):
+                assert got["masks"].is_pinned()
+                assert isinstance(got["boxes"], tv_tensors.BoundingBoxes)
+                assert got["boxes"].canvas_size == want["boxes"].canvas_size
+                assert isinstance(got["masks"], tv_tensors.Mask)
+                moved = got["masks"].to("cuda", non_blocking=True)
+                assert torch.equal(moved.cpu(), want["masks"])
+            for image, want_image in zip(images, want_images, strict=True):
+                assert image.is_pinned()
+                assert torch.equal(image, want_image)
+        else:
+            assert images.is_pinned()
+            assert targets["semantic"].is_pinned()
+            assert torch.equal(images, want_images)
+            assert torch.equal(targets["semantic"].to("cuda").cpu(), want_targets["semantic"])
+
+
 def test_dataset_pickles_small():
     ds = SegmentsDataset(RELEASE_PATH)
     copy = pickle.loads(pickle.dumps(ds))
