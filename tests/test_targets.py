@@ -288,10 +288,8 @@ def test_ones_per_row_of_no_masks():
     assert _ones_per_row(torch.zeros((0, 5, 9), dtype=torch.uint8)).shape == (0, 5)
 
 
-@settings(max_examples=150, deadline=None)
-@given(segment_maps())
-def test_segment_targets_matches_a_naive_computation(case):
-    segment_map, num_segments = case
+def assert_naive_segment_targets(segment_map: np.ndarray, num_segments: int) -> None:
+    """segment_targets against one numpy comparison per segment."""
     height, width = segment_map.shape
     masks: list[list[list[int]]] = []
     boxes: list[list[float]] = []
@@ -317,6 +315,24 @@ def test_segment_targets_matches_a_naive_computation(case):
     assert result.area.tolist() == area
     assert result.segments.tolist() == segments
     assert result.segment_map.tolist() == renumbered.tolist()
+
+
+@settings(max_examples=150, deadline=None)
+@given(segment_maps())
+def test_segment_targets_matches_a_naive_computation(case):
+    assert_naive_segment_targets(*case)
+
+
+@pytest.mark.parametrize("num_segments", [254, 255, 256, 510, 700])
+def test_segment_targets_past_one_byte_codes(num_segments):
+    # Masks are compared in groups of 255 segments, each with a one-byte code of its own:
+    # every group boundary, segments absent from the map and unassigned pixels included.
+    rng = np.random.default_rng(num_segments)
+    segment_map = rng.integers(-1, num_segments, size=(24, 50))
+    segment_map[segment_map == 3] = -1  # segment 3 has no pixel
+    last = num_segments - 1
+    segment_map[0, :4] = [last, min(254, last), min(255, last), 0]  # around the first boundary
+    assert_naive_segment_targets(segment_map, num_segments)
 
 
 # ----------------------------------------------------------------------- build_target
