@@ -161,7 +161,7 @@ def segment_targets(segment_map: torch.Tensor, num_segments: int) -> SegmentTarg
     )
 
 
-#: Segments per one-byte code map in :func:`_segment_masks` (code 0 is "none").
+#: Codes per one-byte code map in :func:`_compare` (code 0 is "none").
 _GROUP = 255
 
 
@@ -182,30 +182,20 @@ def _segment_masks(
     """
     height, width = code.shape
     device = code.device
-    # Masks by one broadcast comparison that writes every byte once (no zero-fill, no
-    # scatter), always of a one-byte code with a one-byte output: torch compares on its
-    # vectorised path only when both have one dtype (an int32 code into uint8 masks was
-    # 20x slower). Past 254 segments, each group of 255 gets a one-byte code of its own.
-    masks = torch.empty((num_segments, height, width), dtype=torch.uint8, device=device)
-    for start in range(0, num_segments, _GROUP):
-        stop = min(start + _GROUP, num_segments)
-        group_code = code
-        if code.dtype != torch.uint8:
-            local = code - start  # the group's segments are 1 .. stop - start
-            group_code = torch.where((local > 0) & (local <= _GROUP), local, 0).to(torch.uint8)
-        numbers = torch.arange(1, stop - start + 1, device=device, dtype=torch.uint8)
-        torch.eq(
-            group_code.view(1, height, width),
-            numbers.view(stop - start, 1, 1),
-            out=masks[start:stop],
-        )
+    masks = _compare(code, num_segments)
     # One read of the masks gives the rows each segment touches and its area.
     row_counts = _ones_per_row(masks)
     area = row_counts.sum(dim=1)
     present = torch.nonzero(area).squeeze(1)
     count = len(present)
-    if count < num_segments:  # annotations absent from the bitmap: rare, so copy then
-        masks, row_counts, area = masks[present], row_counts[present], area[present]
+    if count < num_segments:  # annotations absent from the bitmap (rare): move the masks
+        # kept to the front, one memcpy each (indexing hundreds of MB of masks into a new
+        # tensor was 10x slower); the absent ones' bytes stay unused at the storage's end.
+        for row, segment in enumerate(present.tolist()):
+            if row != segment:
+                masks[row] = masks[segment]
+        masks = masks[:count]
+        row_counts, area = row_counts[present], area[present]
     boxes = torch.empty((count, 4), dtype=torch.int64, device=device)
     rows = row_counts > 0
     position = torch.arange(height, device=device)
@@ -222,6 +212,36 @@ def _segment_masks(
     boxes[:, 0] = torch.where(hit, position, width).amin(dim=1)
     boxes[:, 2] = torch.where(hit, position, -1).amax(dim=1) + 1
     return masks, boxes.to(torch.float32), area, present
+
+
+def _compare(code: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """``(num_segments, H, W)`` uint8 masks, 1 where ``code`` is the segment's number + 1.
+
+    One broadcast comparison that writes every byte once (no zero-fill, no scatter), always
+    of a one-byte code into one-byte masks: torch compares on its vectorised path only when
+    both have one dtype (an int32 code into uint8 masks was 20x slower). A wider code is
+    compared 255 segments at a time, each group against a one-byte code of its own.
+
+    Args:
+        code: ``(H, W)`` segment + 1 (0 = none), in :func:`_code_dtype`.
+        num_segments: segments ``0 .. num_segments - 1``.
+    """
+    height, width = code.shape
+    device = code.device
+    masks = torch.empty((num_segments, height, width), dtype=torch.uint8, device=device)
+    for start in range(0, num_segments, _GROUP):
+        stop = min(start + _GROUP, num_segments)
+        group_code = code
+        if code.dtype != torch.uint8:
+            local = code - start  # the group's segments become 1 .. stop - start
+            group_code = torch.where((local > 0) & (local <= _GROUP), local, 0).to(torch.uint8)
+        numbers = torch.arange(1, stop - start + 1, device=device, dtype=torch.uint8)
+        torch.eq(
+            group_code.view(1, height, width),
+            numbers.view(stop - start, 1, 1),
+            out=masks[start:stop],
+        )
+    return masks
 
 
 #: Words of 8 mask bytes summed per step of :func:`_ones_per_row`: each byte of the sum

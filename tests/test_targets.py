@@ -335,6 +335,17 @@ def test_segment_targets_past_one_byte_codes(num_segments):
     assert_naive_segment_targets(segment_map, num_segments)
 
 
+def test_segment_targets_with_gaps_wider_than_one_byte():
+    # Present segments 0, 1, 300 and 699 of 700: the masks kept are compared in groups
+    # whose codes span at most 255 values, here three groups.
+    segment_map = np.full((6, 7), -1)
+    segment_map[0, 0] = 0
+    segment_map[1:3, 1:4] = 1
+    segment_map[5, 6] = 300
+    segment_map[3:, :2] = 699
+    assert_naive_segment_targets(segment_map, 700)
+
+
 # ----------------------------------------------------------------------- build_target
 
 # 4 x 5; 300 (label 0), 70000 (label 2), 16777000 (label 1) are drawn; 42 (label 1) is
