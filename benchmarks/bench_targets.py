@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -79,10 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         labels = annotation_ids % 8
         is_thing = torch.ones(count, dtype=torch.bool)
         for kind in ("instance", "panoptic"):
-
-            def build(kind: str = kind) -> dict[str, torch.Tensor]:
-                return build_target(kind, ids, annotation_ids, labels, is_thing)
-
+            build = partial(build_target, kind, ids, annotation_ids, labels, is_thing)
             target = build()
             fill = zero_fill(target)
             built, filled = [], []
