@@ -139,6 +139,21 @@ def setup_distributed(device: str | None = None) -> Distributed:
     return Distributed(dist.get_rank(), dist.get_world_size(), chosen)
 
 
+def training_dataset(
+    args: argparse.Namespace, where: Distributed, *, target: str, transforms: Any
+) -> SegmentsDataset:
+    """The dataset the options select, with ``target`` and ``transforms``; the main
+    process prints it, its categories and where it trains."""
+    dataset = SegmentsDataset(
+        args.release, target=target, transforms=transforms, **dataset_options(args)
+    )
+    if where.is_main:
+        print(dataset)
+        print(dataset.categories)
+        print(f"processes {where.world_size}, device {where.device}")
+    return dataset
+
+
 def wrap_model(model: nn.Module, where: Distributed) -> nn.Module:
     """The model on its device; under ``torchrun``, inside ``DistributedDataParallel``
     (which also makes every rank start from rank 0's weights)."""

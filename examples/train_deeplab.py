@@ -25,18 +25,16 @@ import torch
 from _common import (
     add_data_options,
     add_training_options,
-    dataset_options,
     make_loader,
     run,
     setup_distributed,
     train,
+    training_dataset,
     wrap_model,
 )
 from torch import nn
 from torchvision.models.segmentation import DeepLabV3, deeplabv3_mobilenet_v3_large
 from torchvision.transforms import v2
-
-from segments_torch import SegmentsDataset
 
 #: ImageNet statistics, which torchvision's pretrained backbones expect.
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -115,16 +113,9 @@ def main(argv: Sequence[str] | None = None) -> list[float]:
         )
     where = setup_distributed(args.device)
     torch.manual_seed(args.seed)
-    dataset = SegmentsDataset(
-        args.release,
-        target="semantic",
-        transforms=train_transforms(args.size),
-        **dataset_options(args),
+    dataset = training_dataset(
+        args, where, target="semantic", transforms=train_transforms(args.size)
     )
-    if where.is_main:
-        print(dataset)
-        print(dataset.categories)
-        print(f"processes {where.world_size}, device {where.device}")
     model = wrap_model(build_model(dataset.num_classes), where)
     # Whole batches only: a last batch of one would fail in the ASPP's BatchNorm.
     loader, sampler = make_loader(dataset, args, where, drop_last=True)

@@ -28,18 +28,17 @@ import torch
 from _common import (
     add_data_options,
     add_training_options,
-    dataset_options,
     make_loader,
     run,
     setup_distributed,
     train,
+    training_dataset,
     wrap_model,
 )
 from torch import nn
 from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
 from torchvision.transforms import v2
 
-from segments_torch import SegmentsDataset
 from segments_torch.targets import instance_fields
 
 
@@ -101,16 +100,9 @@ def main(argv: Sequence[str] | None = None) -> list[float]:
     args = parser.parse_args(argv)
     where = setup_distributed(args.device)
     torch.manual_seed(args.seed)
-    dataset = SegmentsDataset(
-        args.release,
-        target="instance",
-        transforms=train_transforms(args.size),
-        **dataset_options(args),
+    dataset = training_dataset(
+        args, where, target="instance", transforms=train_transforms(args.size)
     )
-    if where.is_main:
-        print(dataset)
-        print(dataset.categories)
-        print(f"processes {where.world_size}, device {where.device}")
     model = wrap_model(build_model(dataset.num_classes, args.size), where)
     loader, sampler = make_loader(dataset, args, where)
     return train(model, loss_of, loader, sampler, args, where)
