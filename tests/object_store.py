@@ -1,4 +1,4 @@
-"""What the object-store tests (S3, GCS) put in their bucket: a small release in the
+"""What the object-store tests (S3, GCS, Azure) put in their bucket: a small release in the
 current layout, its images and bitmaps, and the same files on local disk to compare with.
 
 Bitmaps are written with numpy and Pillow, not with the library's own encoder, so the
@@ -8,6 +8,8 @@ tests check the library against an independent encoding.
 from __future__ import annotations
 
 import io
+import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +99,23 @@ def write_files(folder: Path, files: dict[str, bytes]) -> None:
 
 def all_items(ds: SegmentsDataset) -> list[Any]:
     return [ds[i] for i in range(len(ds))]
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on now, for an emulator to bind."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def upload(fs: Any, root: str, files: dict[str, bytes]) -> None:
+    """Put ``files`` (name -> bytes) under ``root`` (a bucket or container, and a folder)
+    with an fsspec filesystem."""
+    for key, data in files.items():
+        fs.pipe_file(f"{root}/{key}", data)
+
+
+def store_files(url: str) -> dict[str, bytes]:
+    """The assets and ``release.json`` naming them under ``url`` (a folder ending in "/")."""
+    return {**asset_files(), "release.json": json.dumps(release_document(url)).encode()}

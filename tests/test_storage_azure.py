@@ -10,7 +10,6 @@ names another one).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -28,7 +27,14 @@ from segments_torch import SegmentsDataset, load_release
 from segments_torch.errors import AssetError
 from segments_torch.storage import StorageError
 from tests.items import assert_same_items
-from tests.object_store import all_items, asset_files, release_document, write_files
+from tests.object_store import (
+    all_items,
+    free_port,
+    release_document,
+    store_files,
+    upload,
+    write_files,
+)
 
 adlfs = pytest.importorskip("adlfs", reason="Azure tests need adlfs")
 
@@ -66,13 +72,6 @@ class FakeAzure:
         return adlfs.AzureBlobFileSystem(**self.options())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _wait_for(port: int, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -88,7 +87,7 @@ def _wait_for(port: int, process: subprocess.Popen[bytes], seconds: float = 60) 
 @pytest.fixture(scope="module")
 def fake_azure() -> Iterator[FakeAzure]:
     """Azurite's blob service on 127.0.0.1, in memory, with an empty container."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             str(AZURITE),
@@ -120,17 +119,11 @@ class Container:
     release_url: str = f"az://{CONTAINER}/release.json"
 
 
-def _upload(fake_azure: FakeAzure, files: dict[str, bytes]) -> None:
-    fs = fake_azure.fs()
-    for key, data in files.items():
-        fs.pipe_file(f"{CONTAINER}/{key}", data)
-
-
 @pytest.fixture(scope="module")
 def container(fake_azure: FakeAzure, tmp_path_factory: pytest.TempPathFactory) -> Container:
     """The container with the release and its assets, and a local copy of the same files."""
-    files = {**asset_files(), "release.json": json.dumps(release_document(URL)).encode()}
-    _upload(fake_azure, files)
+    files = store_files(URL)
+    upload(fake_azure.fs(), CONTAINER, files)
     local = tmp_path_factory.mktemp("local")
     write_files(local, files)
     return Container(fake_azure, local)
@@ -173,9 +166,8 @@ def test_missing_blob_is_not_found_after_one_attempt(container):
 
 def test_forked_workers_fill_a_cache_that_serves_once_the_blobs_are_gone(fake_azure, tmp_path):
     folder = "cached/"  # a folder of its own: the module's blobs stay for the other tests
-    files = {folder + key: data for key, data in asset_files().items()}
-    files[folder + "release.json"] = json.dumps(release_document(URL + folder)).encode()
-    _upload(fake_azure, files)
+    files = store_files(URL + folder)
+    upload(fake_azure.fs(), CONTAINER + "/" + folder.rstrip("/"), files)
     release = load_release(f"{URL}{folder}release.json", storage_options=fake_azure.options())
     options = {"az": fake_azure.options()}
     ds = SegmentsDataset(release, storage_options=options, cache_dir=tmp_path / "cache")
@@ -191,7 +183,7 @@ def test_forked_workers_fill_a_cache_that_serves_once_the_blobs_are_gone(fake_az
     assert len([p for p in (tmp_path / "cache").rglob("*") if p.is_file()]) == 5
 
     fs = fake_azure.fs()
-    fs.rm([f"{CONTAINER}/{key}" for key in files])
+    fs.rm([f"{CONTAINER}/{folder}{key}" for key in files])
     fs.invalidate_cache()
     with pytest.raises(AssetError, match="not found"):  # the blobs are gone for real
         SegmentsDataset(release, storage_options=options)[0]

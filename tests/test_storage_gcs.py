@@ -14,8 +14,6 @@ module skips when gcsfs or gcp-storage-emulator is not installed.
 from __future__ import annotations
 
 import importlib
-import json
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,14 @@ from segments_torch.errors import AssetError
 from segments_torch.release import Release
 from segments_torch.storage import StorageError
 from tests.items import assert_same_items
-from tests.object_store import all_items, asset_files, release_document, write_files
+from tests.object_store import (
+    all_items,
+    free_port,
+    release_document,
+    store_files,
+    upload,
+    write_files,
+)
 
 gcsfs_core = pytest.importorskip("gcsfs.core", reason="GCS tests need gcsfs")
 emulator_server = pytest.importorskip(
@@ -53,17 +58,10 @@ class FakeGcs:
         return gcsfs_core.GCSFileSystem(**self.options())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def fake_gcs() -> Iterator[FakeGcs]:
     """gcp-storage-emulator on 127.0.0.1, in memory, with an empty ``bucket``."""
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     with pytest.MonkeyPatch.context() as env:
         # No credentials, no metadata server, no Google endpoint.
@@ -101,17 +99,11 @@ class Bucket:
     release_url: str = f"gs://{BUCKET}/release.json"
 
 
-def _upload(fake_gcs: FakeGcs, files: dict[str, bytes]) -> None:
-    fs = fake_gcs.fs()
-    for key, data in files.items():
-        fs.pipe_file(f"{BUCKET}/{key}", data)
-
-
 @pytest.fixture(scope="module")
 def bucket(fake_gcs: FakeGcs, tmp_path_factory: pytest.TempPathFactory) -> Bucket:
     """The bucket with the release and its assets, and a local copy of the same files."""
-    files = {**asset_files(), "release.json": json.dumps(release_document(URL)).encode()}
-    _upload(fake_gcs, files)
+    files = store_files(URL)
+    upload(fake_gcs.fs(), BUCKET, files)
     local = tmp_path_factory.mktemp("local")
     write_files(local, files)
     return Bucket(fake_gcs, local)
@@ -187,9 +179,8 @@ def test_dataloader_fork_workers_read_gcs(bucket):
 def test_cache_serves_the_second_epoch_after_the_objects_are_gone(fake_gcs, tmp_path):
     # A folder of its own: the module's objects stay for the other tests.
     folder = "cached/"
-    files = {folder + key: data for key, data in asset_files().items()}
-    files[folder + "release.json"] = json.dumps(release_document(URL + folder)).encode()
-    _upload(fake_gcs, files)
+    files = store_files(URL + folder)
+    upload(fake_gcs.fs(), BUCKET + "/" + folder.rstrip("/"), files)
     release_url = f"gs://{BUCKET}/{folder}release.json"
     release = load_release(release_url, storage_options=fake_gcs.options())
     storage_options = {"gs": fake_gcs.options()}
@@ -198,7 +189,7 @@ def test_cache_serves_the_second_epoch_after_the_objects_are_gone(fake_gcs, tmp_
     assert len(list((tmp_path / "cache").rglob("*.*"))) == 5  # no partial files left
 
     fs = fake_gcs.fs()
-    fs.rm([f"{BUCKET}/{key}" for key in files])
+    fs.rm([f"{BUCKET}/{folder}{key}" for key in files])
     fs.invalidate_cache()
     assert not fs.exists(f"{BUCKET}/{folder}images/a.jpg")
     with pytest.raises(AssetError, match="not found"):  # the objects are gone for real
