@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segments_torch import targets
 from segments_torch.targets import (
     _WORDS_PER_SUM,
     INSTANCE_FIELDS,
@@ -189,6 +191,23 @@ def test_map_ids_dense_and_sparse_paths_agree(case, extra_value):
     assert dense.tolist() == sparse.tolist() == naive_map_ids(ids, ann, val, fill)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64])
+def test_map_ids_where_each_value_is_its_id(dtype):
+    ids = i32([[0, 1, 2], [3, 3, 0]])
+    mapped = map_ids(ids, i64([1, 2, 3]), torch.tensor([1, 2, 3], dtype=dtype), fill=0)
+    assert mapped.dtype == dtype
+    assert mapped.tolist() == [[0, 1, 2], [3, 3, 0]]
+    mapped[0, 0] = 7  # a map of its own, never the ids
+    assert ids[0, 0] == 0
+    # Not each value its id: another fill, an id without annotation, values in another order.
+    assert map_ids(ids, i64([1, 2, 3]), i64([1, 2, 3]), fill=9).tolist() == [
+        [9, 1, 2],
+        [3, 3, 9],
+    ]
+    assert map_ids(ids, i64([1, 3]), i64([1, 3]), fill=0).tolist() == [[0, 1, 0], [3, 3, 0]]
+    assert map_ids(ids, i64([1, 2, 3]), i64([2, 1, 3]), fill=0).tolist() == [[0, 2, 1], [3, 3, 0]]
+
+
 # -------------------------------------------------------------------- segment_targets
 
 
@@ -256,6 +275,22 @@ def segment_maps(draw: st.DrawFn) -> tuple[np.ndarray, int]:
     return np.array(pixels, dtype=np.int64).reshape(height, width), num_segments
 
 
+def test_run_extents_only_where_runs_are_few():
+    # Regions (what labels are): a few runs a row, measured from the runs.
+    regions = torch.zeros((64, 1000), dtype=torch.uint8)
+    regions[10:30, 5:400] = 1
+    regions[20:60, 300:700] = 2  # over a part of 1
+    extents = targets._run_extents(regions, 2)
+    assert extents is not None
+    area, boxes = extents
+    assert area.tolist() == [20 * 395 - 10 * 100, 40 * 400]
+    assert boxes.tolist() == [[5, 10, 400, 30], [300, 20, 700, 60]]
+    # Every pixel its own run: cheaper from the masks, so no answer.
+    noise = (torch.arange(64 * 80) % 3).to(torch.uint8).view(64, 80)
+    assert targets._run_extents(noise, 2) is None
+    assert targets._run_extents(torch.zeros((0, 5), dtype=torch.uint8), 2) is None
+
+
 def test_ones_per_row_docstring_example():
     masks = torch.tensor([[[1, 0, 1], [0, 0, 0]]], dtype=torch.uint8)
     assert _ones_per_row(masks).tolist() == [[2, 0]]
@@ -288,8 +323,15 @@ def test_ones_per_row_of_no_masks():
     assert _ones_per_row(torch.zeros((0, 5, 9), dtype=torch.uint8)).shape == (0, 5)
 
 
-def assert_naive_segment_targets(segment_map: np.ndarray, num_segments: int) -> None:
-    """segment_targets against one numpy comparison per segment."""
+#: ``_MASK_BYTES_PER_RUN`` values that make every map take one way to the boxes and areas.
+EXTENTS_FROM = {"runs": 0, "masks": 1 << 62}
+
+
+def assert_naive_segment_targets(
+    segment_map: np.ndarray, num_segments: int, extents_from: str = "runs"
+) -> None:
+    """segment_targets against one numpy comparison per segment, with boxes and areas
+    measured from the runs of the code map or from the masks."""
     height, width = segment_map.shape
     masks: list[list[list[int]]] = []
     boxes: list[list[float]] = []
@@ -307,7 +349,8 @@ def assert_naive_segment_targets(segment_map: np.ndarray, num_segments: int) -> 
         area.append(int(mask.sum()))
         segments.append(k)
 
-    result = segment_targets(torch.from_numpy(segment_map.copy()), num_segments)
+    with mock.patch.object(targets, "_MASK_BYTES_PER_RUN", EXTENTS_FROM[extents_from]):
+        result = segment_targets(torch.from_numpy(segment_map.copy()), num_segments)
     assert result.masks.shape == (len(segments), height, width)
     assert result.masks.tolist() == masks
     assert result.boxes.shape == (len(segments), 4)
@@ -318,13 +361,15 @@ def assert_naive_segment_targets(segment_map: np.ndarray, num_segments: int) -> 
 
 
 @settings(max_examples=150, deadline=None)
-@given(segment_maps())
-def test_segment_targets_matches_a_naive_computation(case):
-    assert_naive_segment_targets(*case)
+@given(segment_maps(), st.sampled_from(sorted(EXTENTS_FROM)))
+def test_segment_targets_matches_a_naive_computation(case, extents_from):
+    segment_map, num_segments = case
+    assert_naive_segment_targets(segment_map, num_segments, extents_from)
 
 
+@pytest.mark.parametrize("extents_from", sorted(EXTENTS_FROM))
 @pytest.mark.parametrize("num_segments", [254, 255, 256, 510, 700])
-def test_segment_targets_past_one_byte_codes(num_segments):
+def test_segment_targets_past_one_byte_codes(num_segments, extents_from):
     # Masks are compared in groups of 255 segments, each with a one-byte code of its own:
     # every group boundary, segments absent from the map and unassigned pixels included.
     rng = np.random.default_rng(num_segments)
@@ -332,10 +377,11 @@ def test_segment_targets_past_one_byte_codes(num_segments):
     segment_map[segment_map == 3] = -1  # segment 3 has no pixel
     last = num_segments - 1
     segment_map[0, :4] = [last, min(254, last), min(255, last), 0]  # around the first boundary
-    assert_naive_segment_targets(segment_map, num_segments)
+    assert_naive_segment_targets(segment_map, num_segments, extents_from)
 
 
-def test_segment_targets_with_gaps_wider_than_one_byte():
+@pytest.mark.parametrize("extents_from", sorted(EXTENTS_FROM))
+def test_segment_targets_with_gaps_wider_than_one_byte(extents_from):
     # Present segments 0, 1, 300 and 699 of 700: the masks kept are compared in groups
     # whose codes span at most 255 values, here three groups.
     segment_map = np.full((6, 7), -1)
@@ -343,7 +389,7 @@ def test_segment_targets_with_gaps_wider_than_one_byte():
     segment_map[1:3, 1:4] = 1
     segment_map[5, 6] = 300
     segment_map[3:, :2] = 699
-    assert_naive_segment_targets(segment_map, 700)
+    assert_naive_segment_targets(segment_map, 700, extents_from)
 
 
 # ----------------------------------------------------------------------- build_target
