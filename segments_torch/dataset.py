@@ -226,12 +226,16 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         table = self.release.samples
         name = table.names[row]
         image_url, bitmap_url = table.image_urls[row], self._labels.bitmap_urls[row]
-        # Both downloads start at once; the image decodes while the bitmap arrives.
-        reads = self.storage.read_each([image_url, bitmap_url] if bitmap_url else [image_url])
-        image = self._read(name, image_url, decode_image, reads)
+        # Remote assets download and decode at once, the image in a thread of the storage.
+        assets = (
+            self.storage.read_each([image_url, bitmap_url], [decode_image, decode_bitmap])
+            if bitmap_url
+            else self.storage.read_each([image_url], [decode_image])
+        )
+        image = self._read(name, image_url, assets)
         height, width = image.shape[-2:]
         if bitmap_url:
-            ids = self._read(name, bitmap_url, decode_bitmap, reads)
+            ids = self._read(name, bitmap_url, assets)
             if tuple(ids.shape) != (height, width):
                 raise AssetError(
                     name,
@@ -262,16 +266,10 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         target["image_id"] = torch.tensor(row, device=ids.device)
         return target
 
-    def _read(
-        self,
-        name: str,
-        url: str,
-        decode: Callable[[bytes], torch.Tensor],
-        reads: Iterator[bytes],
-    ) -> torch.Tensor:
-        """Decode the next of ``reads``, the bytes of ``url``."""
+    def _read(self, name: str, url: str, assets: Iterator[torch.Tensor]) -> torch.Tensor:
+        """The next of ``assets``, the decoded asset of ``url``."""
         try:
-            return decode(next(reads))
+            return next(assets)
         except StorageError as exc:
             raise AssetError(name, exc.url, str(exc)) from exc
         except DecodeError as exc:

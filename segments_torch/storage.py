@@ -43,6 +43,7 @@ import posixpath
 import random
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -294,24 +295,50 @@ class Storage:
                 logger.warning("cannot write the cache file %s: %s", cached, exc)
         return data
 
-    def read_each(self, urls: Sequence[str]) -> Iterator[bytes]:
-        """The bytes of each of ``urls``, in order, as :meth:`read` gives them; the
-        downloads start together, so the caller can decode the first asset while the
-        others arrive.
+    def read_each(
+        self, urls: Sequence[str], decoders: Sequence[Callable[[bytes], Any]] | None = None
+    ) -> Iterator[Any]:
+        """The bytes of each of ``urls``, in order, as :meth:`read` gives them, or with
+        ``decoders`` (one callable per URL) what each decoder makes of its asset's bytes.
 
-        Local files and cached assets are read in the caller's thread when their turn
-        comes; every remote asset after the first is read by a thread of this process.
+        Remote assets download together: every one but the first is read, and decoded,
+        by a thread of this process while the caller reads and decodes the first, so a
+        sample's bitmap downloads and decodes while its image does. The threads decode
+        once the caller's first asset has arrived: a decoder that holds the GIL (pyspng)
+        would otherwise hold up the caller's download. Local files and cached assets are
+        read in the caller's thread when their turn comes. Errors come in the order of
+        ``urls``: the first asset's, then the second's.
 
         Example:
             >>> image_bytes, bitmap_bytes = storage.read_each([image_url, bitmap_url])
+            >>> urls, decoders = [image_url, bitmap_url], [decode_image, decode_bitmap]
+            >>> image, ids = storage.read_each(urls, decoders)
         """
+
+        def decode(index: int, data: bytes) -> Any:
+            return decoders[index](data) if decoders is not None else data
+
         remote = [i for i, url in enumerate(urls) if self._downloads(url)]
-        started: dict[int, Future[bytes]] = {}
+        arrived = threading.Event()  # the caller's first asset is in hand
+
+        def load_in_thread(index: int) -> Any:
+            data = self.read(urls[index])
+            arrived.wait()
+            return decode(index, data)
+
+        started: dict[int, Future[Any]] = {}
         if len(remote) > 1:
             threads = self._thread_pool()
-            started = {i: threads.submit(self.read, urls[i]) for i in remote[1:]}
+            started = {i: threads.submit(load_in_thread, i) for i in remote[1:]}
         for i, url in enumerate(urls):
-            yield started[i].result() if i in started else self.read(url)
+            if i in started:
+                yield started[i].result()
+                continue
+            try:  # asset 0 is always the caller's: its read, or its error, frees the threads
+                data = self.read(url)
+            finally:
+                arrived.set()
+            yield decode(i, data)
 
     def _downloads(self, url: str) -> bool:
         """Whether reading ``url`` now means a download (not a local file, not cached)."""

@@ -321,6 +321,69 @@ def test_read_each_raises_the_failing_assets_error_in_turn(tmp_path, file_server
     assert caught.value.url == file_server.url_for("gone.png")
 
 
+def test_read_each_decodes_each_asset_where_it_was_read(tmp_path, file_server):
+    for name in ("a.jpg", "b.png", "c.png"):
+        serve(tmp_path, name, name.encode())
+    serve(tmp_path, "local/d.png", b"d.png")
+    storage = Storage(base_url=str(tmp_path))
+    urls = [file_server.url_for(name) for name in ("a.jpg", "b.png", "c.png")] + ["local/d.png"]
+    decoded_by: dict[bytes, str] = {}
+
+    def decode(data: bytes) -> str:
+        decoded_by[data] = threading.current_thread().name
+        return data.decode().upper()
+
+    assert list(storage.read_each(urls, [decode] * 4)) == ["A.JPG", "B.PNG", "C.PNG", "D.PNG"]
+    caller = threading.current_thread().name
+    assert decoded_by[b"a.jpg"] == decoded_by[b"d.png"] == caller
+    assert decoded_by[b"b.png"].startswith("segments-torch-read")
+    assert decoded_by[b"c.png"].startswith("segments-torch-read")
+
+
+def test_read_each_threads_decode_after_the_callers_download(tmp_path, file_server, monkeypatch):
+    # A decoder may hold the GIL (pyspng does): the threads' decoding waits until the
+    # caller's own download is in hand, however late it comes.
+    serve(tmp_path, "a.jpg", b"a")
+    serve(tmp_path, "b.png", b"b")
+    urls = [file_server.url_for("a.jpg"), file_server.url_for("b.png")]
+    events: list[str] = []
+    read = Storage.read
+
+    def slow_first(self: Storage, url: str) -> bytes:
+        if url == urls[0]:
+            time.sleep(0.3)
+        data = read(self, url)
+        events.append(f"read {data.decode()}")
+        return data
+
+    def decode(data: bytes) -> bytes:
+        events.append(f"decode {data.decode()}")
+        return data
+
+    monkeypatch.setattr(Storage, "read", slow_first)
+    assert list(Storage().read_each(urls, [decode, decode])) == [b"a", b"b"]
+    assert events.index("read b") < events.index("read a")  # downloads run together
+    assert events.index("read a") < events.index("decode b")
+
+
+def test_read_each_releases_the_threads_when_the_caller_stops(tmp_path, file_server):
+    serve(tmp_path, "b.png", b"b")
+    storage = Storage(retry=FAST)
+    decoded = threading.Event()
+
+    def decode(data: bytes) -> bytes:
+        decoded.set()
+        return data
+
+    assets = storage.read_each(
+        [file_server.url_for("gone.jpg"), file_server.url_for("b.png")], [decode, decode]
+    )
+    with pytest.raises(StorageError, match=r"^not found \(HTTP 404\)$"):
+        next(assets)
+    del assets
+    assert decoded.wait(timeout=10)  # the bitmap's thread was not left waiting
+
+
 def test_a_pickled_storage_has_no_threads(tmp_path, file_server):
     for name in ("a.jpg", "b.png"):
         serve(tmp_path, name, name.encode())
