@@ -11,7 +11,7 @@ random, overlapping; ids 1..N, one category each of 8; a fixed seed), the time o
 each returns (what any implementation must at least write), in one process with
 ``torch.set_num_threads(1)``, as DataLoader workers run. Medians of ``--repeat`` interleaved
 calls; the ratio divides numbers of the same run. Past 254 segments the masks are compared
-in groups of 255 (see ``targets._segment_masks``); the sizes straddle that boundary.
+in groups of 255 (see ``targets._compare``); the sizes straddle that boundary.
 """
 
 from __future__ import annotations

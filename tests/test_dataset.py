@@ -403,6 +403,32 @@ def test_dataloader_semantic_batches_pad_with_ignore_index():
     assert torch.all(images[1, :, 180:, :] == 0)
 
 
+@pytest.mark.filterwarnings("ignore:.*pin_memory.*:UserWarning")
+@pytest.mark.parametrize("target", ["instance", "panoptic", "semantic"])
+def test_pin_memory_true_gives_the_same_batches(target):
+    # On a machine without an accelerator DataLoader warns and pins nothing (CI); with
+    # CUDA it pins (see the test below). Either way the batches are the plain loader's.
+    ds = SegmentsDataset(RELEASE_PATH, target=target)
+    pinned = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=ds.collate_fn, pin_memory=True)
+    plain = DataLoader(ds, batch_size=3, num_workers=0, collate_fn=ds.collate_fn)
+    for (images, targets), (want_images, want_targets) in zip(pinned, plain, strict=True):
+        if target == "semantic":
+            assert torch.equal(images, want_images)
+            assert isinstance(targets["semantic"], tv_tensors.Mask)
+            assert torch.equal(targets["semantic"], want_targets["semantic"])
+            continue
+        for image, want_image in zip(images, want_images, strict=True):
+            assert isinstance(image, tv_tensors.Image)
+            assert torch.equal(image, want_image)
+        for got, want in zip(targets, want_targets, strict=True):
+            assert got.keys() == want.keys()
+            assert isinstance(got["boxes"], tv_tensors.BoundingBoxes)
+            assert got["boxes"].canvas_size == want["boxes"].canvas_size
+            assert isinstance(got["masks"], tv_tensors.Mask)
+            for key in got:
+                assert torch.equal(got[key], want[key]), key
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("target", ["instance", "semantic"])
