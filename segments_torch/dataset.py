@@ -226,7 +226,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         table = self.release.samples
         name = table.names[row]
         image_url, bitmap_url = table.image_urls[row], self._labels.bitmap_urls[row]
-        # Remote assets download and decode at once, the image in a thread of the storage.
+        # Remote assets download and decode at once: the bitmap in a storage thread.
         assets = (
             self.storage.read_each([image_url, bitmap_url], [decode_image, decode_bitmap])
             if bitmap_url
