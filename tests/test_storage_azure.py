@@ -21,19 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from torch.utils.data import DataLoader
 
-from segments_torch import SegmentsDataset, load_release
 from segments_torch.errors import AssetError
-from segments_torch.storage import StorageError
 from tests.items import assert_same_items
 from tests.object_store import (
+    Store,
     all_items,
+    empty,
+    fill,
+    forked_items,
     free_port,
-    release_document,
-    store_files,
-    upload,
-    write_files,
+    missing_image_dataset,
+    not_found,
 )
 
 adlfs = pytest.importorskip("adlfs", reason="Azure tests need adlfs")
@@ -51,7 +50,6 @@ ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 CONTAINER = "bucket"
-URL = f"az://{CONTAINER}/"
 
 
 @dataclass(frozen=True)
@@ -112,36 +110,22 @@ def fake_azure() -> Iterator[FakeAzure]:
         process.wait(timeout=30)
 
 
-@dataclass(frozen=True)
-class Container:
-    azure: FakeAzure
-    local: Path  # the same files on disk: release.json, images/, bitmaps/
-    release_url: str = f"az://{CONTAINER}/release.json"
-
-
 @pytest.fixture(scope="module")
-def container(fake_azure: FakeAzure, tmp_path_factory: pytest.TempPathFactory) -> Container:
+def container(fake_azure: FakeAzure, tmp_path_factory: pytest.TempPathFactory) -> Store:
     """The container with the release and its assets, and a local copy of the same files."""
-    files = store_files(URL)
-    upload(fake_azure.fs(), CONTAINER, files)
-    local = tmp_path_factory.mktemp("local")
-    write_files(local, files)
-    return Container(fake_azure, local)
-
-
-def _azure_dataset(container: Container, **kwargs: Any) -> SegmentsDataset:
-    release = load_release(container.release_url, storage_options=container.azure.options())
-    return SegmentsDataset(release, storage_options={"az": container.azure.options()}, **kwargs)
+    store = Store("az", CONTAINER, fake_azure.options(), tmp_path_factory.mktemp("local"))
+    fill(fake_azure.fs(), store)
+    return store
 
 
 @pytest.mark.parametrize("target", ["instance", "panoptic"])
 def test_azure_items_equal_local_items(container, target):
-    ds = _azure_dataset(container, target=target)
+    ds = container.dataset(target=target)
     assert ds.release.source == container.release_url
     assert list(ds.release.samples.names) == ["a.jpg", "b.jpg", "c.jpg"]
     # b.jpg's relative image URL resolves against the release file's folder in the container
     assert ds.storage.resolve("images/b.jpg") == f"az://{CONTAINER}/images/b.jpg"
-    local = SegmentsDataset(ds.release, url_map={URL: f"{container.local}/"}, target=target)
+    local = container.local_dataset(ds.release, target=target)
     items = all_items(ds)
     assert_same_items(items, all_items(local))
     image, first = items[0]
@@ -150,42 +134,28 @@ def test_azure_items_equal_local_items(container, target):
 
 
 def test_missing_blob_is_not_found_after_one_attempt(container):
-    document = release_document(URL)
-    missing = f"az://{CONTAINER}/images/missing.jpg"
-    document["dataset"]["samples"][0]["attributes"]["image"]["url"] = missing
-    ds = SegmentsDataset(document, storage_options={"az": container.azure.options()})
-    with pytest.raises(AssetError) as info:
-        ds[0]
-    error = info.value
-    assert (error.sample, error.url) == ("a.jpg", missing)
-    assert str(error).startswith(f"sample 'a.jpg': {missing}: not found")
-    cause = error.__cause__
-    assert isinstance(cause, StorageError)
+    ds, missing = missing_image_dataset(container)
+    assert missing == f"az://{CONTAINER}/images/missing.jpg"
+    cause = not_found(ds, missing)
     assert (cause.attempts, cause.retryable) == (1, False)
 
 
 def test_forked_workers_fill_a_cache_that_serves_once_the_blobs_are_gone(fake_azure, tmp_path):
-    folder = "cached/"  # a folder of its own: the module's blobs stay for the other tests
-    files = store_files(URL + folder)
-    upload(fake_azure.fs(), CONTAINER + "/" + folder.rstrip("/"), files)
-    release = load_release(f"{URL}{folder}release.json", storage_options=fake_azure.options())
-    options = {"az": fake_azure.options()}
-    ds = SegmentsDataset(release, storage_options=options, cache_dir=tmp_path / "cache")
+    # A folder of its own: the module's blobs stay for the other tests.
+    store = Store("az", CONTAINER, fake_azure.options(), tmp_path / "local", folder="cached/")
+    files = fill(fake_azure.fs(), store)
+    release = store.release()
+    ds = store.dataset(release, cache_dir=tmp_path / "cache")
     reference = all_items(ds)  # the parent reads first: workers must not reuse its session
     for path in (tmp_path / "cache").rglob("*"):
         if path.is_file():
             path.unlink()
-    loader = DataLoader(
-        ds, batch_size=2, num_workers=2, multiprocessing_context="fork", collate_fn=ds.collate_fn
-    )
-    items = [item for images, targets in loader for item in zip(images, targets, strict=True)]
+    items = forked_items(ds)
     assert_same_items(items, reference)
     assert len([p for p in (tmp_path / "cache").rglob("*") if p.is_file()]) == 5
 
-    fs = fake_azure.fs()
-    fs.rm([f"{CONTAINER}/{folder}{key}" for key in files])
-    fs.invalidate_cache()
+    empty(fake_azure.fs(), store, files)
     with pytest.raises(AssetError, match="not found"):  # the blobs are gone for real
-        SegmentsDataset(release, storage_options=options)[0]
-    cached = SegmentsDataset(release, storage_options=options, cache_dir=tmp_path / "cache")
+        store.dataset(release)[0]
+    cached = store.dataset(release, cache_dir=tmp_path / "cache")
     assert_same_items(all_items(cached), reference)

@@ -16,24 +16,22 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from torch.utils.data import DataLoader
 
-from segments_torch import SegmentsDataset, load_release
 from segments_torch.errors import AssetError
-from segments_torch.release import Release
-from segments_torch.storage import StorageError
 from tests.items import assert_same_items
 from tests.object_store import (
+    Store,
     all_items,
+    assert_instance_targets,
+    empty,
+    fill,
+    forked_items,
     free_port,
-    release_document,
-    store_files,
-    upload,
-    write_files,
+    missing_image_dataset,
+    not_found,
 )
 
 gcsfs_core = pytest.importorskip("gcsfs.core", reason="GCS tests need gcsfs")
@@ -42,7 +40,6 @@ emulator_server = pytest.importorskip(
 )
 
 BUCKET = "bucket"
-URL = f"gs://{BUCKET}/"
 
 
 @dataclass(frozen=True)
@@ -92,40 +89,19 @@ def fake_gcs() -> Iterator[FakeGcs]:
 # -- the bucket's contents -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Bucket:
-    gcs: FakeGcs
-    local: Path  # the same files on disk: release.json, images/, bitmaps/
-    release_url: str = f"gs://{BUCKET}/release.json"
-
-
 @pytest.fixture(scope="module")
-def bucket(fake_gcs: FakeGcs, tmp_path_factory: pytest.TempPathFactory) -> Bucket:
+def bucket(fake_gcs: FakeGcs, tmp_path_factory: pytest.TempPathFactory) -> Store:
     """The bucket with the release and its assets, and a local copy of the same files."""
-    files = store_files(URL)
-    upload(fake_gcs.fs(), BUCKET, files)
-    local = tmp_path_factory.mktemp("local")
-    write_files(local, files)
-    return Bucket(fake_gcs, local)
-
-
-def _release(bucket: Bucket) -> Release:
-    return load_release(bucket.release_url, storage_options=bucket.gcs.options())
-
-
-def _gcs_dataset(bucket: Bucket, **kwargs: Any) -> SegmentsDataset:
-    return SegmentsDataset(_release(bucket), storage_options={"gs": bucket.gcs.options()}, **kwargs)
-
-
-def _local_dataset(bucket: Bucket, release: Release, **kwargs: Any) -> SegmentsDataset:
-    return SegmentsDataset(release, url_map={f"gs://{BUCKET}/": f"{bucket.local}/"}, **kwargs)
+    store = Store("gs", BUCKET, fake_gcs.options(), tmp_path_factory.mktemp("local"))
+    fill(fake_gcs.fs(), store)
+    return store
 
 
 # -- tests ------------------------------------------------------------------------------
 
 
 def test_load_release_from_bucket(bucket):
-    release = _release(bucket)
+    release = bucket.release()
     assert release.source == bucket.release_url
     assert list(release.samples.names) == ["a.jpg", "b.jpg", "c.jpg"]
     assert [c.id for c in release.categories] == [0, 1, 5]
@@ -133,69 +109,46 @@ def test_load_release_from_bucket(bucket):
 
 @pytest.mark.parametrize("target", ["instance", "semantic", "panoptic"])
 def test_gcs_items_equal_local_items(bucket, target):
-    ds = _gcs_dataset(bucket, target=target)
+    ds = bucket.dataset(target=target)
     assert len(ds) == 3
     # b.jpg's relative image URL resolves against the release file's folder in the bucket
     assert ds.storage.resolve("images/b.jpg") == f"gs://{BUCKET}/images/b.jpg"
     items = all_items(ds)
-    assert_same_items(items, all_items(_local_dataset(bucket, ds.release, target=target)))
-    if target == "instance":  # the bitmap's ids arrived intact, 70000 included
-        image, first = items[0]
-        assert tuple(image.shape) == (3, 40, 56)
-        assert first["labels"].tolist() == [1, 2, 2]  # person, donut, donut (+1 offset)
-        assert first["masks"].sum(dim=(1, 2)).tolist() == [18 * 27, 16 * 15, 30 * 19]
-        assert items[2][1]["masks"].shape[0] == 0  # c.jpg: no bitmap, empty targets
+    assert_same_items(items, all_items(bucket.local_dataset(ds.release, target=target)))
+    if target == "instance":
+        assert_instance_targets(items)
 
 
 def test_missing_object_is_not_found_after_one_attempt(bucket):
-    document = release_document(URL)
-    missing = f"gs://{BUCKET}/images/missing.jpg"
-    document["dataset"]["samples"][0]["attributes"]["image"]["url"] = missing
-    ds = SegmentsDataset(document, storage_options={"gs": bucket.gcs.options()})
-    with pytest.raises(AssetError) as info:
-        ds[0]
-    error = info.value
-    assert (error.sample, error.url) == ("a.jpg", missing)
-    assert str(error).startswith(f"sample 'a.jpg': {missing}: not found")
-    cause = error.__cause__
-    assert isinstance(cause, StorageError)
+    ds, missing = missing_image_dataset(bucket)
+    assert missing == f"gs://{BUCKET}/images/missing.jpg"
+    cause = not_found(ds, missing)
     assert (cause.attempts, cause.status, cause.retryable) == (1, 404, False)
 
 
 def test_dataloader_fork_workers_read_gcs(bucket):
-    ds = _gcs_dataset(bucket, target="panoptic")
+    ds = bucket.dataset(target="panoptic")
     reference = all_items(ds)  # the parent reads first: workers must not reuse its session
-    loader = DataLoader(
-        ds,
-        batch_size=2,
-        num_workers=2,
-        multiprocessing_context="fork",
-        collate_fn=ds.collate_fn,
-    )
-    items = [item for images, targets in loader for item in zip(images, targets, strict=True)]
+    items = forked_items(ds)
     assert_same_items(items, reference)
 
 
 def test_cache_serves_the_second_epoch_after_the_objects_are_gone(fake_gcs, tmp_path):
     # A folder of its own: the module's objects stay for the other tests.
-    folder = "cached/"
-    files = store_files(URL + folder)
-    upload(fake_gcs.fs(), BUCKET + "/" + folder.rstrip("/"), files)
-    release_url = f"gs://{BUCKET}/{folder}release.json"
-    release = load_release(release_url, storage_options=fake_gcs.options())
-    storage_options = {"gs": fake_gcs.options()}
-    ds = SegmentsDataset(release, storage_options=storage_options, cache_dir=tmp_path / "cache")
+    store = Store("gs", BUCKET, fake_gcs.options(), tmp_path / "local", folder="cached/")
+    files = fill(fake_gcs.fs(), store)
+    release = store.release()
+    ds = store.dataset(release, cache_dir=tmp_path / "cache")
     first = all_items(ds)
     assert len(list((tmp_path / "cache").rglob("*.*"))) == 5  # no partial files left
 
     fs = fake_gcs.fs()
-    fs.rm([f"{BUCKET}/{folder}{key}" for key in files])
-    fs.invalidate_cache()
-    assert not fs.exists(f"{BUCKET}/{folder}images/a.jpg")
+    empty(fs, store, files)
+    assert not fs.exists(store.path("images/a.jpg"))
     with pytest.raises(AssetError, match="not found"):  # the objects are gone for real
-        SegmentsDataset(release, storage_options=storage_options)[0]
+        store.dataset(release)[0]
 
     assert_same_items(all_items(ds), first)
     # a fresh dataset (a new process, another DataLoader) over the same cache, too
-    fresh = SegmentsDataset(release, storage_options=storage_options, cache_dir=tmp_path / "cache")
+    fresh = store.dataset(release, cache_dir=tmp_path / "cache")
     assert_same_items(all_items(fresh), first)

@@ -18,18 +18,24 @@ import re
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-from torch.utils.data import DataLoader
 
 from segments_torch import SegmentsDataset, load_release
 from segments_torch.errors import AssetError, ReleaseReadError
-from segments_torch.release import Release
 from segments_torch.storage import StorageError
 from tests.items import assert_same_items
-from tests.object_store import all_items, asset_files, release_document, write_files
+from tests.object_store import (
+    Store,
+    all_items,
+    assert_instance_targets,
+    asset_files,
+    forked_items,
+    missing_image_dataset,
+    release_document,
+    write_files,
+)
 
 pytest.importorskip("s3fs", reason="S3 tests need s3fs")
 moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto[server]")
@@ -156,15 +162,8 @@ def moto_s3() -> Iterator[MotoS3]:
 # -- the bucket's contents -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Bucket:
-    s3: MotoS3
-    local: Path  # the same files on disk: release.json, images/, bitmaps/
-    release_url: str = f"s3://{BUCKET}/release.json"
-
-
 @pytest.fixture(scope="module")
-def bucket(moto_s3: MotoS3, tmp_path_factory: pytest.TempPathFactory) -> Bucket:
+def bucket(moto_s3: MotoS3, tmp_path_factory: pytest.TempPathFactory) -> Store:
     """A private bucket with the release (``.json`` and ``.json.gz``) and its assets, and
     a local copy of the same files."""
     document = json.dumps(release_document(URL, unlabelled=True)).encode()
@@ -181,71 +180,54 @@ def bucket(moto_s3: MotoS3, tmp_path_factory: pytest.TempPathFactory) -> Bucket:
         aws_secret_access_key=moto_s3.secret,
     )
     client.create_bucket(Bucket=BUCKET, ACL="private")
-    local = tmp_path_factory.mktemp("local")
     for key, data in files.items():
         client.put_object(Bucket=BUCKET, Key=key, Body=data)
-    write_files(local, files)
-    return Bucket(moto_s3, local)
-
-
-def _release(bucket: Bucket) -> Release:
-    return load_release(bucket.release_url, storage_options=bucket.s3.options())
-
-
-def _s3_dataset(bucket: Bucket, **kwargs: Any) -> SegmentsDataset:
-    return SegmentsDataset(_release(bucket), storage_options={"s3": bucket.s3.options()}, **kwargs)
-
-
-def _local_dataset(bucket: Bucket, release: Release, **kwargs: Any) -> SegmentsDataset:
-    return SegmentsDataset(release, url_map={f"s3://{BUCKET}/": f"{bucket.local}/"}, **kwargs)
+    store = Store("s3", BUCKET, moto_s3.options(), tmp_path_factory.mktemp("local"))
+    write_files(store.local, files)
+    return store
 
 
 # -- tests ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["release.json", "release.json.gz"])
-def test_load_release_from_private_bucket(bucket, name):
+def test_load_release_from_private_bucket(bucket, moto_s3, name):
     url = f"s3://{BUCKET}/{name}"
-    release = load_release(url, storage_options=bucket.s3.options())
+    release = load_release(url, storage_options=bucket.options)
     assert release.source == url
     assert len(release.samples) == 4
     assert [c.id for c in release.categories] == [0, 1, 5]
 
     with pytest.raises(ReleaseReadError, match=re.escape(url)):
-        load_release(url, storage_options=bucket.s3.anonymous())
+        load_release(url, storage_options=moto_s3.anonymous())
 
 
 @pytest.mark.parametrize("target", ["instance", "semantic", "panoptic"])
-def test_s3_items_equal_local_items(bucket, target):
-    ds = _s3_dataset(bucket, target=target)
+def test_s3_items_equal_local_items(bucket, moto_s3, target):
+    ds = bucket.dataset(target=target)
     assert len(ds) == 3  # d.jpg has no label
     # b.jpg's relative image URL resolves against the release file's folder in the bucket
     assert ds.storage.resolve("images/b.jpg") == f"s3://{BUCKET}/images/b.jpg"
-    local = _local_dataset(bucket, ds.release, target=target)
+    local = bucket.local_dataset(ds.release, target=target)
     assert local.storage.resolve(f"s3://{BUCKET}/images/a.jpg") == f"{bucket.local}/images/a.jpg"
-    before = bucket.s3.count(method="GET")
+    before = moto_s3.count(method="GET")
     items = all_items(ds)
-    assert bucket.s3.count(method="GET") - before == 5  # 3 images + 2 bitmaps, once each
+    assert moto_s3.count(method="GET") - before == 5  # 3 images + 2 bitmaps, once each
     assert_same_items(items, all_items(local))
-    if target == "instance":  # the bitmap's ids arrived intact, 70000 included
-        image, first = items[0]
-        assert tuple(image.shape) == (3, 40, 56)
-        assert first["labels"].tolist() == [1, 2, 2]  # person, donut, donut (+1 offset)
-        assert first["masks"].sum(dim=(1, 2)).tolist() == [18 * 27, 16 * 15, 30 * 19]
-        assert items[2][1]["masks"].shape[0] == 0  # c.jpg: no bitmap, empty targets
+    if target == "instance":
+        assert_instance_targets(items)
 
 
 @pytest.mark.parametrize("who", ["anonymous", "wrong secret", "unknown key id"])
-def test_private_bucket_refuses_without_credentials(bucket, who):
-    s3 = bucket.s3
+def test_private_bucket_refuses_without_credentials(bucket, moto_s3, who):
     options = {
-        "anonymous": s3.anonymous(),
-        "wrong secret": s3.options(secret="not-the-secret"),
-        "unknown key id": s3.options(key="AKIAUNKNOWNUNKNOWN00", secret="testing"),
+        "anonymous": moto_s3.anonymous(),
+        "wrong secret": moto_s3.options(secret="not-the-secret"),
+        "unknown key id": moto_s3.options(key="AKIAUNKNOWNUNKNOWN00", secret="testing"),
     }[who]
-    ds = SegmentsDataset(_release(bucket), storage_options={"s3": options})
+    ds = SegmentsDataset(bucket.release(), storage_options={"s3": options})
     image = f"/{BUCKET}/images/a.jpg"
-    before, image_before = s3.count(), s3.count(image)
+    before, image_before = moto_s3.count(), moto_s3.count(image)
     with pytest.raises(AssetError) as info:
         ds[0]
     error = info.value
@@ -254,19 +236,15 @@ def test_private_bucket_refuses_without_credentials(bucket, who):
     cause = error.__cause__
     assert isinstance(cause, StorageError)
     assert (cause.attempts, cause.retryable) == (1, False)  # refusals are not retried
-    assert s3.count(image) - image_before == 1
+    assert moto_s3.count(image) - image_before == 1
     # The bitmap's download started with the image's (read_each) and may still be on its
     # way when the image's error is raised: at most one request for it, never a retry.
-    assert s3.count() - before <= 2
+    assert moto_s3.count() - before <= 2
 
 
-def test_missing_key_is_not_found_after_one_attempt(bucket):
-    document = release_document(URL, unlabelled=True)
-    document["dataset"]["samples"][0]["attributes"]["image"]["url"] = (
-        f"s3://{BUCKET}/images/missing.jpg"
-    )
-    ds = SegmentsDataset(document, storage_options={"s3": bucket.s3.options()})
-    before = bucket.s3.count("/bucket/images/missing.jpg")
+def test_missing_key_is_not_found_after_one_attempt(bucket, moto_s3):
+    ds, _ = missing_image_dataset(bucket, unlabelled=True)
+    before = moto_s3.count("/bucket/images/missing.jpg")
     with pytest.raises(AssetError) as info:
         ds[0]
     assert str(info.value).startswith(
@@ -275,36 +253,28 @@ def test_missing_key_is_not_found_after_one_attempt(bucket):
     cause = info.value.__cause__
     assert isinstance(cause, StorageError)
     assert (cause.attempts, cause.status, cause.retryable) == (1, 404, False)
-    assert bucket.s3.count("/bucket/images/missing.jpg") - before == 1
+    assert moto_s3.count("/bucket/images/missing.jpg") - before == 1
 
 
-def test_cache_serves_the_second_epoch_without_requests(bucket, tmp_path):
-    s3 = bucket.s3
-    ds = _s3_dataset(bucket, cache_dir=tmp_path / "cache")
-    before = s3.count(method="GET")
+def test_cache_serves_the_second_epoch_without_requests(bucket, moto_s3, tmp_path):
+    ds = bucket.dataset(cache_dir=tmp_path / "cache")
+    before = moto_s3.count(method="GET")
     first = all_items(ds)
-    assert s3.count(method="GET") - before == 5
+    assert moto_s3.count(method="GET") - before == 5
     assert len(list((tmp_path / "cache").rglob("*.*"))) == 5  # no partial files left
 
-    fresh = _s3_dataset(bucket, cache_dir=tmp_path / "cache")  # reads the release file
-    before = s3.count()
+    fresh = bucket.dataset(cache_dir=tmp_path / "cache")  # reads the release file
+    before = moto_s3.count()
     assert_same_items(all_items(ds), first)
     # a fresh dataset (a new process, another DataLoader) over the same cache, too
     assert_same_items(all_items(fresh), first)
-    assert s3.count() - before == 0  # no GET, no HEAD
+    assert moto_s3.count() - before == 0  # no GET, no HEAD
 
 
-def test_dataloader_fork_workers_read_s3(bucket):
-    ds = _s3_dataset(bucket, target="panoptic")
+def test_dataloader_fork_workers_read_s3(bucket, moto_s3):
+    ds = bucket.dataset(target="panoptic")
     reference = all_items(ds)  # the parent reads first: workers must not reuse its session
-    loader = DataLoader(
-        ds,
-        batch_size=2,
-        num_workers=2,
-        multiprocessing_context="fork",
-        collate_fn=ds.collate_fn,
-    )
-    before = bucket.s3.count(method="GET")
-    items = [item for images, targets in loader for item in zip(images, targets, strict=True)]
-    assert bucket.s3.count(method="GET") - before == 5
+    before = moto_s3.count(method="GET")
+    items = forked_items(ds)
+    assert moto_s3.count(method="GET") - before == 5
     assert_same_items(items, reference)
