@@ -64,6 +64,14 @@ def serve(root: Path, relative: str, data: bytes) -> bytes:
     return data
 
 
+def read_error(url: str, attempts: int, **storage: Any) -> StorageError:
+    """The StorageError that reading ``url`` raises with ``attempts`` attempts 10 ms apart
+    (``storage``: Storage's other keywords)."""
+    with pytest.raises(StorageError) as info:
+        Storage(retry=RetryPolicy(attempts=attempts, base_delay=0.01), **storage).read(url)
+    return info.value
+
+
 def files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
@@ -563,11 +571,7 @@ def test_dropped_connections_are_retried(tmp_path, file_server, sleeps):
 def test_dropped_connections_every_time(tmp_path, file_server, sleeps):
     serve(tmp_path, "a.jpg", payload(10))
     file_server.drop("a.jpg", times=100)
-    with pytest.raises(StorageError) as info:
-        Storage(retry=RetryPolicy(attempts=3, base_delay=0.01)).read(
-            file_server.url_for("a.jpg", query=SECRET)
-        )
-    error = info.value
+    error = read_error(file_server.url_for("a.jpg", query=SECRET), attempts=3)
     assert str(error) == "ServerDisconnectedError: Server disconnected after 3 attempts"
     assert (error.status, error.attempts, error.retryable) == (None, 3, True)
     assert file_server.count("a.jpg") == 6  # two requests an attempt (aiohttp resends once)
@@ -587,11 +591,7 @@ def test_stall_past_the_timeout_is_retried(tmp_path, file_server, sleeps):
 def test_stall_every_time_times_out(tmp_path, file_server, sleeps):
     serve(tmp_path, "a.jpg", payload(10))
     file_server.stall("a.jpg", 2.0, times=10)
-    with pytest.raises(StorageError) as info:
-        Storage(timeout=0.3, retry=RetryPolicy(attempts=2, base_delay=0.01)).read(
-            file_server.url_for("a.jpg", query=SECRET)
-        )
-    error = info.value
+    error = read_error(file_server.url_for("a.jpg", query=SECRET), attempts=2, timeout=0.3)
     assert str(error) == "timed out after 2 attempts"
     assert (error.status, error.attempts, error.retryable) == (None, 2, True)
     assert isinstance(error.__cause__ or error.__context__, TimeoutError)
@@ -620,11 +620,7 @@ def test_truncated_body_is_retried(tmp_path, file_server, sleeps):
 def test_truncated_body_every_time(tmp_path, file_server, sleeps):
     serve(tmp_path, "a.jpg", payload(10_000))
     file_server.truncate("a.jpg", times=10)
-    with pytest.raises(StorageError) as info:
-        Storage(retry=RetryPolicy(attempts=2, base_delay=0.01)).read(
-            file_server.url_for("a.jpg", query=SECRET)
-        )
-    error = info.value
+    error = read_error(file_server.url_for("a.jpg", query=SECRET), attempts=2)
     assert str(error).startswith("ClientPayloadError: Response payload is not completed")
     assert "received 5000 of 10000 bytes" in str(error)  # says what happened
     assert str(error).endswith(" after 2 attempts")
@@ -636,11 +632,7 @@ def test_connection_refused_is_retried_then_reported(sleeps):
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(StorageError) as info:
-        Storage(retry=RetryPolicy(attempts=2, base_delay=0.01)).read(
-            f"http://127.0.0.1:{port}/a.jpg?{SECRET}"
-        )
-    error = info.value
+    error = read_error(f"http://127.0.0.1:{port}/a.jpg?{SECRET}", attempts=2)
     assert str(error).startswith(f"ClientConnectorError: Cannot connect to host 127.0.0.1:{port}")
     assert str(error).endswith(" after 2 attempts")
     assert (error.attempts, error.retryable, error.url) == (
@@ -663,11 +655,7 @@ def test_no_error_or_log_shows_the_query_string(tmp_path, file_server, caplog, m
     else:
         file_server.fail("a.jpg", int(mode), times=10)
     caplog.set_level(logging.DEBUG, logger="segments_torch.storage")
-    with pytest.raises(StorageError) as info:
-        Storage(timeout=0.3, retry=RetryPolicy(attempts=2, base_delay=0.01)).read(
-            file_server.url_for("a.jpg", query=SECRET)
-        )
-    error = info.value
+    error = read_error(file_server.url_for("a.jpg", query=SECRET), attempts=2, timeout=0.3)
     assert "secret" not in str(error)
     assert "secret" not in repr(error)
     assert "secret" not in error.url
@@ -884,17 +872,25 @@ def wait_for(condition: Any, what: str, child: subprocess.Popen[str]) -> None:
         time.sleep(0.01)
 
 
-def test_sigkill_mid_download_leaves_no_partial_file(tmp_path, file_server):
-    size = 16 << 20
-    data = serve(tmp_path, "srv/big.png", payload(size, seed=7))
-    cache = tmp_path / "cache"
-    url = file_server.url_for("srv/big.png", query=SECRET)
+def served_for_cache(
+    root: Path, file_server: Any, name: str, size: int, seed: int
+) -> tuple[bytes, Path, str, Path]:
+    """Serves ``size`` random bytes as ``name``; returns them, a cache folder under
+    ``root``, their URL (with the secret query) and the file of the cache they end in."""
+    data = serve(root, name, payload(size, seed=seed))
+    cache = root / "cache"
+    url = file_server.url_for(name, query=SECRET)
     final = Storage(cache_dir=cache).cache_path(url)
     assert final is not None
-    file_server.bytes_per_second = 4 << 20  # four seconds for the whole file
-    child = start_child(CHILD, cache, url)
+    return data, cache, url, final
+
+
+def kill_child_when(condition: Any, what: str, script: str, cache: Path, url: str) -> None:
+    """Runs ``script`` on ``cache`` and ``url`` in a child, SIGKILLs it once ``condition``
+    holds (while it still runs), and reaps it whatever happens."""
+    child = start_child(script, cache, url)
     try:
-        wait_for(lambda: file_server.bytes_sent("srv/big.png") > (1 << 20), "the download", child)
+        wait_for(condition, what, child)
         assert child.poll() is None, child.communicate()
         child.send_signal(signal.SIGKILL)
         assert child.wait(timeout=10) == -signal.SIGKILL
@@ -902,6 +898,15 @@ def test_sigkill_mid_download_leaves_no_partial_file(tmp_path, file_server):
         if child.poll() is None:
             child.kill()
         child.communicate()
+
+
+def test_sigkill_mid_download_leaves_no_partial_file(tmp_path, file_server):
+    size = 16 << 20
+    data, cache, url, final = served_for_cache(tmp_path, file_server, "srv/big.png", size, seed=7)
+    file_server.bytes_per_second = 4 << 20  # four seconds for the whole file
+    kill_child_when(
+        lambda: file_server.bytes_sent("srv/big.png") > (1 << 20), "the download", CHILD, cache, url
+    )
     assert file_server.bytes_sent("srv/big.png") < size
     assert not final.exists()
     assert all(p.name.startswith(".partial-") for p in files_under(cache))
@@ -913,11 +918,7 @@ def test_sigkill_mid_download_leaves_no_partial_file(tmp_path, file_server):
 
 def test_sigkill_mid_cache_write_leaves_only_a_temporary(tmp_path, file_server):
     size = 4 << 20
-    data = serve(tmp_path, "srv/big.png", payload(size, seed=8))
-    cache = tmp_path / "cache"
-    url = file_server.url_for("srv/big.png", query=SECRET)
-    final = Storage(cache_dir=cache).cache_path(url)
-    assert final is not None
+    data, cache, url, final = served_for_cache(tmp_path, file_server, "srv/big.png", size, seed=8)
 
     def half_written() -> bool:
         try:
@@ -925,16 +926,7 @@ def test_sigkill_mid_cache_write_leaves_only_a_temporary(tmp_path, file_server):
         except FileNotFoundError:  # renamed in between: too late, reported below
             return True
 
-    child = start_child(SLOW_WRITER, cache, url)
-    try:
-        wait_for(half_written, "the cache write", child)
-        assert child.poll() is None, child.communicate()
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.communicate()
+    kill_child_when(half_written, "the cache write", SLOW_WRITER, cache, url)
     leftovers = files_under(cache)
     assert not final.exists()
     assert len(leftovers) == 1
@@ -949,11 +941,7 @@ def test_sigkill_mid_cache_write_leaves_only_a_temporary(tmp_path, file_server):
 
 def test_concurrent_threads_reading_one_uncached_url(tmp_path, file_server):
     size = 1 << 20
-    data = serve(tmp_path, "srv/a.png", payload(size, seed=3))
-    cache = tmp_path / "cache"
-    url = file_server.url_for("srv/a.png", query=SECRET)
-    final = Storage(cache_dir=cache).cache_path(url)
-    assert final is not None
+    data, cache, url, final = served_for_cache(tmp_path, file_server, "srv/a.png", size, seed=3)
     file_server.bytes_per_second = 4 << 20
     readers = 6
     barrier = threading.Barrier(readers + 1)
@@ -996,16 +984,12 @@ def test_concurrent_threads_reading_one_uncached_url(tmp_path, file_server):
 
 def test_concurrent_processes_reading_one_uncached_url(tmp_path, file_server):
     size = 2 << 20
-    data = serve(tmp_path, "srv/a.png", payload(size, seed=4))
-    cache = tmp_path / "cache"
-    url = file_server.url_for("srv/a.png", query=SECRET)
+    data, cache, url, final = served_for_cache(tmp_path, file_server, "srv/a.png", size, seed=4)
     file_server.bytes_per_second = 8 << 20
     children = [start_child(CHILD, cache, url) for _ in range(3)]
     outputs = [child.communicate(timeout=60) for child in children]
     assert [child.returncode for child in children] == [0, 0, 0], outputs
     assert [out.strip() for out, _ in outputs] == [hashlib.sha256(data).hexdigest()] * 3
-    final = Storage(cache_dir=cache).cache_path(url)
-    assert final is not None
     assert final.read_bytes() == data
     assert files_under(cache) == [final]
 
