@@ -78,6 +78,13 @@ def encode(image: Image.Image, fmt: str, **options: Any) -> bytes:
     return buffer.getvalue()
 
 
+def decode_error(decode: Callable[[bytes], Any], data: bytes) -> str:
+    """The message of the DecodeError that ``decode(data)`` raises."""
+    with pytest.raises(DecodeError) as info:
+        decode(data)
+    return str(info.value)
+
+
 def exif(orientation: int) -> Image.Exif:
     tags = Image.Exif()
     tags[EXIF_ORIENTATION] = orientation
@@ -167,30 +174,31 @@ def blocks(rows: int = 2, cols: int = 3, size: int = 8) -> U8:
     return np.repeat(np.repeat(grid, size, axis=0), size, axis=1)
 
 
+def optional_package(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, attribute: str
+) -> str:
+    """The fixtures' param: the package's name (the test skips when it is not installed)
+    or "without-" and the name (``codecs.<attribute>`` set to None, as if not installed)."""
+    name: str = request.param
+    if name.startswith("without-"):
+        monkeypatch.setattr(codecs, attribute, None)
+    elif getattr(codecs, attribute) is None:
+        pytest.skip(f"{name} is not installed")
+    return name
+
+
 @pytest.fixture(params=["pyspng", "without-pyspng"])
 def bitmap_decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test once with pyspng decoding bitmaps (when installed), once as if pyspng
     were not installed (the fallback decoder)."""
-    name: str = request.param
-    if name == "pyspng":
-        if codecs._PYSPNG is None:
-            pytest.skip("pyspng is not installed")
-    else:
-        monkeypatch.setattr(codecs, "_PYSPNG", None)
-    return name
+    return optional_package(request, monkeypatch, "_PYSPNG")
 
 
 @pytest.fixture(params=["torchcodec", "without-torchcodec"])
 def image_decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test once with torchcodec (when installed), once as if it were not
     installed (torchvision.io and Pillow)."""
-    name: str = request.param
-    if name == "torchcodec":
-        if codecs._TORCHCODEC is None:
-            pytest.skip("torchcodec is not installed")
-    else:
-        monkeypatch.setattr(codecs, "_TORCHCODEC", None)
-    return name
+    return optional_package(request, monkeypatch, "_TORCHCODEC")
 
 
 @pytest.fixture
@@ -468,9 +476,7 @@ def refused_pngs() -> list[tuple[str, bytes, str]]:
 )
 def test_decode_bitmap_refuses_other_pngs(bitmap_decoder, data, mode):
     assert png_header(data).mode == mode
-    with pytest.raises(DecodeError) as info:
-        decode_bitmap(data)
-    assert str(info.value) == BITMAP_EXPECTED + mode
+    assert decode_error(decode_bitmap, data) == BITMAP_EXPECTED + mode
 
 
 def test_decode_error_is_a_segments_torch_error_and_a_value_error():
@@ -510,17 +516,13 @@ def non_png_files() -> list[tuple[str, bytes, str]]:
     ids=[n for n, _, _ in non_png_files()],
 )
 def test_decode_bitmap_refuses_what_is_not_a_png(bitmap_decoder, data, message):
-    with pytest.raises(DecodeError) as info:
-        decode_bitmap(data)
-    assert str(info.value) == message
+    assert decode_error(decode_bitmap, data) == message
 
 
 def test_decode_bitmap_without_ihdr():
     valid = encode_bitmap(np.zeros((3, 3), dtype=np.int64))
     for data in (valid[:8], valid[:32], valid[:8] + valid[33:]):
-        with pytest.raises(DecodeError) as info:
-            decode_bitmap(data)
-        assert str(info.value) == "a PNG without its IHDR header (truncated?)"
+        assert decode_error(decode_bitmap, data) == "a PNG without its IHDR header (truncated?)"
 
 
 @pytest.mark.parametrize("keep", [33, 40, 60])
@@ -528,16 +530,16 @@ def test_decode_bitmap_of_a_truncated_png(bitmap_decoder, keep):
     rgba = random_u8((12, 16, 4), seed=16)
     data = encode(Image.fromarray(rgba, mode="RGBA"), "PNG")
     assert len(data) > keep
-    with pytest.raises(DecodeError) as info:
-        decode_bitmap(data[:keep])
-    assert str(info.value).startswith("cannot decode the 8-bit RGBA PNG bitmap: ")
+    assert decode_error(decode_bitmap, data[:keep]).startswith(
+        "cannot decode the 8-bit RGBA PNG bitmap: "
+    )
 
 
 def test_decode_bitmap_of_a_truncated_rgb_png(bitmap_decoder):
     data = encode(Image.fromarray(random_u8((12, 16, 3), seed=17)), "PNG")
-    with pytest.raises(DecodeError) as info:
-        decode_bitmap(data[:50])
-    assert str(info.value).startswith("cannot decode the 8-bit RGB PNG bitmap: ")
+    assert decode_error(decode_bitmap, data[:50]).startswith(
+        "cannot decode the 8-bit RGB PNG bitmap: "
+    )
 
 
 def test_corrupted_png_fixture_is_what_it_claims():
@@ -819,29 +821,28 @@ GARBAGE_PREFIX = "cannot decode the image (unknown data starting b'hello wo'): "
 
 
 def test_decode_image_of_garbage():
-    with pytest.raises(DecodeError) as info:
-        decode_image(b"hello world, not an image")
-    assert str(info.value) == GARBAGE_PREFIX + "not a format Pillow reads either"
+    assert (
+        decode_error(decode_image, b"hello world, not an image")
+        == GARBAGE_PREFIX + "not a format Pillow reads either"
+    )
 
 
 def test_decode_image_of_nothing():
-    with pytest.raises(DecodeError) as info:
-        decode_image(b"")
-    assert str(info.value).startswith("cannot decode the image (no data (0 bytes)): ")
+    assert decode_error(decode_image, b"").startswith(
+        "cannot decode the image (no data (0 bytes)): "
+    )
 
 
 def test_decode_image_of_a_truncated_png(image_decoder):
     data = encode(Image.fromarray(random_u8((12, 16, 3), seed=44)), "PNG")
-    with pytest.raises(DecodeError) as info:
-        decode_image(data[:40])
-    assert str(info.value).startswith("cannot decode the image (PNG data): ")
+    assert decode_error(decode_image, data[:40]).startswith("cannot decode the image (PNG data): ")
 
 
 def test_decode_image_of_a_truncated_jpeg(image_decoder):
     data = encode(Image.fromarray(random_u8((32, 48, 3), seed=45)), "JPEG", quality=90)
-    with pytest.raises(DecodeError) as info:
-        decode_image(data[: len(data) // 2])
-    assert str(info.value).startswith("cannot decode the image (JPEG data): ")
+    assert decode_error(decode_image, data[: len(data) // 2]).startswith(
+        "cannot decode the image (JPEG data): "
+    )
 
 
 @needs_fork
@@ -1001,16 +1002,16 @@ def test_png_header_of_pillow_files():
 
 
 def test_png_header_refuses():
-    with pytest.raises(DecodeError) as info:
-        png_header(encode(Image.fromarray(random_u8((2, 2, 3))), "JPEG"))
-    assert str(info.value) == "expected a PNG, found JPEG data"
-    with pytest.raises(DecodeError) as info:
-        png_header(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR")
-    assert str(info.value) == "a PNG without its IHDR header (truncated?)"
+    assert (
+        decode_error(png_header, encode(Image.fromarray(random_u8((2, 2, 3))), "JPEG"))
+        == "expected a PNG, found JPEG data"
+    )
+    assert (
+        decode_error(png_header, b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR")
+        == "a PNG without its IHDR header (truncated?)"
+    )
     not_ihdr_first = b"\x89PNG\r\n\x1a\n" + png_chunk(b"tEXt", b"comment\x00hello world")
-    with pytest.raises(DecodeError) as info:
-        png_header(not_ihdr_first)
-    assert str(info.value) == "a PNG without its IHDR header (truncated?)"
+    assert decode_error(png_header, not_ihdr_first) == "a PNG without its IHDR header (truncated?)"
 
 
 def test_png_header_is_frozen():
