@@ -16,6 +16,7 @@ from segments_torch.targets import (
     _WORDS_PER_SUM,
     INSTANCE_FIELDS,
     _ones_per_row,
+    allocate,
     build_target,
     instance_fields,
     map_ids,
@@ -838,6 +839,60 @@ def test_sanitize_keeps_panoptic_maps_when_height_equals_segment_count():
     assert out["semantic"].tolist() == [[0, 1, 2]] * 3
 
 
+# ---------------------------------------------------------------------- shared memory
+
+
+def in_shared_memory(tensor: torch.Tensor) -> bool:
+    return bool(tensor.is_shared())  # type: ignore[no-untyped-call]
+
+
+def test_allocate_in_shared_memory_or_not():
+    shared = allocate((2, 3, 4), torch.int64, shared=True)
+    assert in_shared_memory(shared)
+    assert (tuple(shared.shape), shared.dtype, shared.is_contiguous()) == (
+        (2, 3, 4),
+        torch.int64,
+        True,
+    )
+    assert shared.untyped_storage().nbytes() == 2 * 3 * 4 * 8
+    assert allocate((0, 5, 5), torch.uint8, shared=True).shape == (0, 5, 5)
+    plain = allocate([2, 3], torch.uint8, "cpu")
+    assert not in_shared_memory(plain)
+    assert (tuple(plain.shape), plain.dtype) == ((2, 3), torch.uint8)
+
+
+MAPS = ("masks", "semantic", "instance_map")  # what shared=True puts in shared memory
+
+
+@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@pytest.mark.parametrize(
+    "example",
+    [
+        # annotation 9 has no pixel; 16777000 takes the sparse lookup
+        (EXAMPLE_IDS, EXAMPLE_ANNOTATIONS, EXAMPLE_LABELS, [True, True, False, True, False]),
+        # annotation 7 has no pixel: masks of the present segments, a renumbered map
+        (PANOPTIC_IDS, PANOPTIC_ANNOTATIONS, PANOPTIC_LABELS, PANOPTIC_THINGS),
+        # ids 1 .. N in order: maps converted, not gathered
+        ([[1, 1, 2], [0, 3, 3]], [1, 2, 3], [0, 1, 1], [True, True, True]),
+        # no annotation: the maps are all fill
+        ([[5, 0]], [], [], []),
+    ],
+    ids=["sparse", "absent", "identity", "empty"],
+)
+def test_build_target_shared_puts_the_maps_in_shared_memory(kind, example):
+    ids, annotation_ids, labels, things = example
+    args = (kind, i32(ids), i64(annotation_ids), i64(labels), bools(things))
+    plain = build_target(*args)
+    shared = build_target(*args, shared=True)
+    assert shared.keys() == plain.keys()
+    for key, value in plain.items():
+        assert type(shared[key]) is type(value), key
+        assert shared[key].dtype == value.dtype, key
+        assert torch.equal(shared[key], value), key
+        assert in_shared_memory(shared[key]) == (key in MAPS), key
+        assert not in_shared_memory(value), key
+
+
 # ---------------------------------------------------------------------------- devices
 
 
@@ -866,6 +921,18 @@ def test_build_target_same_on_cuda(kind):
             assert type(cuda[key]) is type(cpu[key])
             assert cuda[key].dtype == cpu[key].dtype
             assert torch.equal(cuda[key].cpu(), cpu[key]), key
+        # Shared memory is a CPU matter: on CUDA the flag changes nothing.
+        shared = build_target(
+            kind,
+            i32(ids, "cuda"),
+            i64(annotation_ids, "cuda"),
+            i64(labels, "cuda"),
+            bools(things, "cuda"),
+            shared=True,
+        )
+        for key in cpu:
+            assert shared[key].device.type == "cuda"
+            assert torch.equal(shared[key].cpu(), cpu[key]), key
 
 
 @pytest.mark.gpu
