@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils.data import get_worker_info
 from torchvision import tv_tensors
+
+from .targets import allocate
 
 __all__ = ["collate_detection", "collate_semantic"]
 
@@ -29,15 +32,15 @@ def collate_detection(batch: Sequence[tuple[Any, Any]]) -> tuple[tuple[Any, ...]
 
 
 def _pad_stack(tensors: Sequence[torch.Tensor], fill: int) -> torch.Tensor:
+    """``tensors`` stacked, padded with ``fill`` at the bottom and right; in a DataLoader
+    worker, in the shared memory the batch is sent through (as ``default_collate`` does)."""
     height = max(t.shape[-2] for t in tensors)
     width = max(t.shape[-1] for t in tensors)
     first = tensors[0]
-    out = torch.full(
-        (len(tensors), *first.shape[:-2], height, width),
-        fill,
-        dtype=first.dtype,
-        device=first.device,
-    )
+    shape = (len(tensors), *first.shape[:-2], height, width)
+    out = allocate(shape, first.dtype, first.device, shared=get_worker_info() is not None)
+    if any(t.shape[-2:] != (height, width) for t in tensors):
+        out.fill_(fill)
     for i, t in enumerate(tensors):
         out[i, ..., : t.shape[-2], : t.shape[-1]] = t
     return out

@@ -21,6 +21,7 @@ from typing import Any, SupportsIndex
 import numpy as np
 import numpy.typing as npt
 import torch
+from torch.utils.data import get_worker_info
 from torchvision import tv_tensors
 
 from .categories import CategoryMap
@@ -66,6 +67,10 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
             background, as torchvision detection models expect).
         transforms: called as ``transforms(image, target)``, e.g. a
             ``torchvision.transforms.v2`` joint transform.
+        shared_memory: in DataLoader workers, make the masks and per-pixel maps of
+            ``"instance"`` and ``"panoptic"`` targets in the shared memory through which the
+            worker sends them, instead of copying them there (not when ``transforms``
+            replace them). ``False`` where items are used inside the worker.
         asset_root: folder or URL that relative asset URLs are resolved against; default
             the release file's folder.
         storage_options: fsspec options per protocol, ``{"s3": {...}}``.
@@ -103,6 +108,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         ignore_index: int = 255,
         label_offset: int = 1,
         transforms: Callable[[Any, Any], Any] | None = None,
+        shared_memory: bool = True,
         asset_root: str | None = None,
         storage_options: Mapping[str, Mapping[str, Any]] | None = None,
         url_map: UrlMap | None = None,
@@ -145,6 +151,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         self.ignore_index = ignore_index
         self.label_offset = label_offset
         self.transforms = transforms
+        self.shared_memory = shared_memory
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
         self.on_error = on_error
@@ -245,14 +252,24 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
                 )
         else:  # a selected sample without a bitmap: empty targets
             ids = torch.zeros((height, width), dtype=torch.int32)
-        item: Item = (tv_tensors.Image(image), self.target_for(row, ids))
+        # In a DataLoader worker, masks and maps are made in the shared memory they are
+        # sent through; not where transforms replace them, nor semantic maps, which any
+        # collate stacks into a batch of its own (wasted, they cost 7% of throughput).
+        shared = (
+            self.shared_memory
+            and self.target != "semantic"
+            and self.transforms is None
+            and get_worker_info() is not None
+        )
+        item: Item = (tv_tensors.Image(image), self.target_for(row, ids, shared=shared))
         if self.transforms is not None:
             item = self.transforms(*item)
         return item
 
-    def target_for(self, row: int, ids: torch.Tensor) -> dict[str, Any]:
+    def target_for(self, row: int, ids: torch.Tensor, *, shared: bool = False) -> dict[str, Any]:
         """The target of release row ``row`` from its ``(H, W)`` int32 id map, on the id
-        map's device (CPU or CUDA): what ``ds[i]`` returns for ``row = ds.rows[i]``."""
+        map's device (CPU or CUDA): what ``ds[i]`` returns for ``row = ds.rows[i]``.
+        ``shared``: masks and per-pixel maps in shared memory (``targets.allocate``)."""
         annotation_ids, category_ids = self._labels.annotations(row)
         target: dict[str, Any] = build_target(
             self.target,
@@ -262,6 +279,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
             torch.from_numpy(self.categories.things_for(category_ids)),
             ignore_index=self.ignore_index,
             label_offset=self.label_offset,
+            shared=shared,
         )
         target["image_id"] = torch.tensor(row, device=ids.device)
         return target

@@ -120,8 +120,9 @@ class SegmentsDataModule(pl.LightningDataModule):
             steps must not call collectives per step); ``False`` keeps Lightning's padding
             ``DistributedSampler``.
         labelset, task, filter_by_metadata, target, categories, ignore_index,
-            label_offset, asset_root, storage_options, url_map, cache_dir, cache_key,
-            timeout, retry, on_error: as :class:`~segments_torch.dataset.SegmentsDataset`;
+            label_offset, shared_memory, asset_root, storage_options, url_map, cache_dir,
+            cache_key, timeout, retry, on_error: as
+            :class:`~segments_torch.dataset.SegmentsDataset`;
             ``storage_options`` also serve to read a remote release file.
 
     Example:
@@ -151,6 +152,7 @@ class SegmentsDataModule(pl.LightningDataModule):
         label_offset: int = 1,
         train_transforms: Callable[[Any, Any], Any] | None = None,
         eval_transforms: Callable[[Any, Any], Any] | None = None,
+        shared_memory: bool = True,
         asset_root: str | None = None,
         storage_options: Mapping[str, Mapping[str, Any]] | None = None,
         url_map: UrlMap | None = None,
@@ -210,6 +212,7 @@ class SegmentsDataModule(pl.LightningDataModule):
             "categories": categories,
             "ignore_index": ignore_index,
             "label_offset": label_offset,
+            "shared_memory": shared_memory,
             "asset_root": asset_root,
             "storage_options": self.storage_options,
             "url_map": url_map,

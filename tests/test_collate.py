@@ -3,6 +3,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+import pytest
 import torch
 from torchvision import tv_tensors
 
@@ -50,3 +51,28 @@ def test_semantic_collate_without_image_ids_and_pickling():
     assert set(targets) == {"semantic"}
     assert tuple(images.shape) == (1, 3, 2, 2)
     assert collate == collate_semantic(ignore_index=7)
+
+
+@pytest.mark.parametrize("in_worker", [False, True])
+def test_semantic_collate_stacks_into_shared_memory_in_a_worker(monkeypatch, in_worker):
+    # In a DataLoader worker the batch is made where it is sent through, as default_collate
+    # makes it; in the main process, in ordinary memory.
+    worker = object() if in_worker else None
+    monkeypatch.setattr("segments_torch.collate.get_worker_info", lambda: worker)
+    equal = [item(2, 3, 1, 0), item(2, 3, 2, 1)]  # no padding: a plain stack
+    images, targets = collate_semantic(ignore_index=9)(equal)
+    assert images.is_shared() == in_worker
+    assert targets["semantic"].is_shared() == in_worker
+    assert images[:, 0].tolist() == [[[1, 1, 1]] * 2, [[2, 2, 2]] * 2]
+    assert targets["semantic"].tolist() == [[[1, 1, 1]] * 2, [[2, 2, 2]] * 2]
+    images, targets = collate_semantic(ignore_index=9)([item(2, 3, 1, 0), item(3, 2, 2, 1)])
+    assert images.is_shared() == in_worker
+    assert targets["semantic"].is_shared() == in_worker
+    assert images[:, 0].tolist() == [
+        [[1, 1, 1], [1, 1, 1], [0, 0, 0]],
+        [[2, 2, 0], [2, 2, 0], [2, 2, 0]],
+    ]
+    assert targets["semantic"].tolist() == [
+        [[1, 1, 1], [1, 1, 1], [9, 9, 9]],
+        [[2, 2, 9], [2, 2, 9], [2, 2, 9]],
+    ]

@@ -381,6 +381,45 @@ def test_dataloader_workers(context):
         assert_same_items(unbatch(list(loader)), reference)
 
 
+PANOPTIC_MAPS = ("masks", "semantic", "instance_map")  # what shared memory may hold
+
+
+class SharedMaps(torch.utils.data.Dataset[dict[str, bool]]):
+    """Which of an item's masks and maps are in shared memory, seen where it is made."""
+
+    def __init__(self, ds: SegmentsDataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, index: int) -> dict[str, bool]:
+        _, target = self.ds[index]
+        return {key: target[key].is_shared() for key in PANOPTIC_MAPS if key in target}
+
+
+@pytest.mark.parametrize(
+    ("target", "workers", "options", "expected"),
+    [
+        # Made in a worker, the masks and maps cross to the main process uncopied.
+        ("instance", 1, {}, {"masks": True}),
+        ("panoptic", 1, {}, dict.fromkeys(PANOPTIC_MAPS, True)),
+        # Any collate stacks semantic maps into a batch of its own.
+        ("semantic", 1, {}, {"semantic": False}),
+        # Transforms make tensors of their own.
+        ("instance", 1, {"transforms": v2.RandomHorizontalFlip(p=0.0)}, {"masks": False}),
+        # Items used in the worker.
+        ("panoptic", 1, {"shared_memory": False}, dict.fromkeys(PANOPTIC_MAPS, False)),
+        # Nothing crosses.
+        ("panoptic", 0, {}, dict.fromkeys(PANOPTIC_MAPS, False)),
+    ],
+)
+def test_worker_targets_are_made_in_shared_memory(target, workers, options, expected):
+    ds = SegmentsDataset(RELEASE_PATH, target=target, **options)
+    loader = DataLoader(SharedMaps(ds), batch_size=None, num_workers=workers)
+    assert list(loader) == [expected] * len(ds)
+
+
 def test_dataloader_semantic_batches_pad_with_ignore_index():
     ds = SegmentsDataset(RELEASE_PATH, target="semantic", ignore_index=250)
     loader = DataLoader(

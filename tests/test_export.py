@@ -608,6 +608,13 @@ def test_the_work_pickles_for_spawned_workers(tmp_path):
     assert got == expected
 
 
+def test_workers_encode_targets_made_in_private_memory():
+    # Targets are encoded where they are made: shared memory would be spent for nothing.
+    ds = demo(target="panoptic")
+    samples = _Samples(ds, EXPORT_FORMATS["coco-panoptic"](ds))
+    assert (samples.dataset.shared_memory, ds.shared_memory) == (False, True)
+
+
 @pytest.mark.parametrize("module", ["base", "coco", "formats", "names", "png"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(f"segments_torch.export.{module}"))

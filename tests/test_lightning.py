@@ -196,10 +196,12 @@ def test_dataset_arguments_reach_every_stage():
         target="semantic",
         categories=["circle", "square"],
         ignore_index=100,
+        shared_memory=False,
     )
     for stage in ("train", "val"):
         ds = dm.dataset(stage)
         assert (ds.target, ds.ignore_index, ds.num_classes) == ("semantic", 100, 2)
+        assert ds.shared_memory is False
         assert ds.categories.label_names == ["circle", "square"]
 
 

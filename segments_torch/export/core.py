@@ -157,11 +157,13 @@ class _Samples(torch.utils.data.Dataset[Encoded | _Failure | None]):
     some; ``None`` for a sample ``on_error="skip"`` replaced by another."""
 
     def __init__(self, dataset: SegmentsDataset, writer: Writer) -> None:
-        # A shallow copy that serves the target kind the writer reads, untransformed; it
-        # shares the dataset's failure counts (ds.failures sees the export's skips).
+        # A shallow copy that serves the target kind the writer reads, untransformed, in
+        # private memory (targets are encoded in the worker, not sent); it shares the
+        # dataset's failure counts (ds.failures sees the export's skips).
         self.dataset = copy.copy(dataset)
         self.dataset.target = writer.target
         self.dataset.transforms = None
+        self.dataset.shared_memory = False
         self.writer = writer
         table = dataset.release.samples
         rows = dataset.rows.tolist()
