@@ -26,10 +26,20 @@ def test_detection_collate_keeps_items_apart():
     assert collate_detection([]) == ((), ())
 
 
-def test_semantic_collate_pads_images_with_zero_and_maps_with_ignore():
+@pytest.fixture(params=[False, True], ids=["main", "worker"])
+def in_worker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether collate runs as in a DataLoader worker, where a batch is made in the shared
+    memory it is sent through (as default_collate makes it), or in the main process."""
+    worker = object() if request.param else None
+    monkeypatch.setattr("segments_torch.collate.get_worker_info", lambda: worker)
+    return bool(request.param)
+
+
+def test_semantic_collate_pads_images_with_zero_and_maps_with_ignore(in_worker):
     images, targets = collate_semantic(ignore_index=99)([item(2, 3, 1, 7), item(3, 2, 2, 9)])
     assert isinstance(images, tv_tensors.Image)
     assert isinstance(targets["semantic"], tv_tensors.Mask)
+    assert (images.is_shared(), targets["semantic"].is_shared()) == (in_worker, in_worker)
     assert images.dtype == torch.uint8
     assert targets["semantic"].dtype == torch.int64
     assert images[:, 0].tolist() == [
@@ -43,6 +53,13 @@ def test_semantic_collate_pads_images_with_zero_and_maps_with_ignore():
     assert targets["image_id"].tolist() == [7, 9]
 
 
+def test_semantic_collate_of_equal_sizes_pads_nothing(in_worker):
+    images, targets = collate_semantic(ignore_index=9)([item(2, 3, 1, 0), item(2, 3, 2, 1)])
+    assert (images.is_shared(), targets["semantic"].is_shared()) == (in_worker, in_worker)
+    assert images[:, 0].tolist() == [[[1, 1, 1]] * 2, [[2, 2, 2]] * 2]
+    assert targets["semantic"].tolist() == [[[1, 1, 1]] * 2, [[2, 2, 2]] * 2]
+
+
 def test_semantic_collate_without_image_ids_and_pickling():
     image, target = item(2, 2, 5, 0)
     del target["image_id"]
@@ -51,28 +68,3 @@ def test_semantic_collate_without_image_ids_and_pickling():
     assert set(targets) == {"semantic"}
     assert tuple(images.shape) == (1, 3, 2, 2)
     assert collate == collate_semantic(ignore_index=7)
-
-
-@pytest.mark.parametrize("in_worker", [False, True])
-def test_semantic_collate_stacks_into_shared_memory_in_a_worker(monkeypatch, in_worker):
-    # In a DataLoader worker the batch is made where it is sent through, as default_collate
-    # makes it; in the main process, in ordinary memory.
-    worker = object() if in_worker else None
-    monkeypatch.setattr("segments_torch.collate.get_worker_info", lambda: worker)
-    equal = [item(2, 3, 1, 0), item(2, 3, 2, 1)]  # no padding: a plain stack
-    images, targets = collate_semantic(ignore_index=9)(equal)
-    assert images.is_shared() == in_worker
-    assert targets["semantic"].is_shared() == in_worker
-    assert images[:, 0].tolist() == [[[1, 1, 1]] * 2, [[2, 2, 2]] * 2]
-    assert targets["semantic"].tolist() == [[[1, 1, 1]] * 2, [[2, 2, 2]] * 2]
-    images, targets = collate_semantic(ignore_index=9)([item(2, 3, 1, 0), item(3, 2, 2, 1)])
-    assert images.is_shared() == in_worker
-    assert targets["semantic"].is_shared() == in_worker
-    assert images[:, 0].tolist() == [
-        [[1, 1, 1], [1, 1, 1], [0, 0, 0]],
-        [[2, 2, 0], [2, 2, 0], [2, 2, 0]],
-    ]
-    assert targets["semantic"].tolist() == [
-        [[1, 1, 1], [1, 1, 1], [9, 9, 9]],
-        [[2, 2, 9], [2, 2, 9], [2, 2, 9]],
-    ]
