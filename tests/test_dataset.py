@@ -4,6 +4,7 @@ import io
 import json
 import pickle
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -442,15 +443,21 @@ def test_dataloader_semantic_batches_pad_with_ignore_index():
     assert torch.all(images[1, :, 180:, :] == 0)
 
 
+def pinned_beside_plain(target: str) -> Iterator[tuple[Any, Any]]:
+    """The demo's batches from 2 workers with ``pin_memory=True``, each beside the batch of
+    a plain loader in the main process."""
+    ds = SegmentsDataset(RELEASE_PATH, target=target)
+    pinned = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=ds.collate_fn, pin_memory=True)
+    plain = DataLoader(ds, batch_size=3, num_workers=0, collate_fn=ds.collate_fn)
+    return zip(pinned, plain, strict=True)
+
+
 @pytest.mark.filterwarnings("ignore:.*pin_memory.*:UserWarning")
 @pytest.mark.parametrize("target", ["instance", "panoptic", "semantic"])
 def test_pin_memory_true_gives_the_same_batches(target):
     # On a machine without an accelerator DataLoader warns and pins nothing (CI); with
     # CUDA it pins (see the test below). Either way the batches are the plain loader's.
-    ds = SegmentsDataset(RELEASE_PATH, target=target)
-    pinned = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=ds.collate_fn, pin_memory=True)
-    plain = DataLoader(ds, batch_size=3, num_workers=0, collate_fn=ds.collate_fn)
-    for (images, targets), (want_images, want_targets) in zip(pinned, plain, strict=True):
+    for (images, targets), (want_images, want_targets) in pinned_beside_plain(target):
         if target == "semantic":
             assert torch.equal(images, want_images)
             assert isinstance(targets["semantic"], tv_tensors.Mask)
@@ -472,10 +479,7 @@ def test_pin_memory_true_gives_the_same_batches(target):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("target", ["instance", "semantic"])
 def test_pin_memory_keeps_tv_tensors_and_values(target):
-    ds = SegmentsDataset(RELEASE_PATH, target=target)
-    loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=ds.collate_fn, pin_memory=True)
-    plain = DataLoader(ds, batch_size=3, num_workers=0, collate_fn=ds.collate_fn)
-    for (images, targets), (want_images, want_targets) in zip(loader, plain, strict=True):
+    for (images, targets), (want_images, want_targets) in pinned_beside_plain(target):
         if target == "instance":
             for got, want in zip(targets, want_targets, strict=True):
                 assert got["masks"].is_pinned()
