@@ -82,6 +82,7 @@ from torchvision.transforms.v2.functional import to_image
 
 import segments_torch
 from segments_torch import SegmentsDataset, codecs
+from segments_torch.targets import allocate
 
 #: Bumped whenever the generated files change, so old ones are not reused.
 GENERATOR_VERSION = 1
@@ -610,6 +611,28 @@ def measure_loader(
     )
 
 
+def measure_fresh_pages(shape: tuple[int, ...], calls: int) -> dict[str, float]:
+    """Median ms to make and fill a uint8 tensor of ``shape``, in private memory (reused by
+    the allocator) and in fresh shared memory, as a worker makes what it sends."""
+
+    def fill(shared: bool) -> torch.Tensor:
+        return allocate(shape, torch.uint8, shared=shared).fill_(1)
+
+    timings = Timings()
+    for _ in range(calls):
+        timings.time("private", functools.partial(fill, False))
+        timings.time("shared", functools.partial(fill, True))
+    return {memory: timings.median(memory) for memory in ("private", "shared")}
+
+
+def fill_line(shape: tuple[int, ...], fill: dict[str, float]) -> str:
+    return (
+        f"Making and filling a {' x '.join(map(str, shape))} uint8 tensor (the masks of one "
+        f"item): {fill['private']:.2f} ms in private memory, {fill['shared']:.2f} ms in fresh "
+        "shared memory (medians)."
+    )
+
+
 def loader_table(results: list[LoaderResult]) -> list[str]:
     lines = [
         "| target | workers | transforms | items/s | first batch s (start-up included) |",
@@ -665,6 +688,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sdk: SdkResult | None = None
     loaders: list[LoaderResult] = []
+    fresh_pages = ""
     if SDK_SIZE in args.sizes:
         total = args.items + BATCH
         sdk = measure_sdk(args.data_dir, total, args.repeat * 4)
@@ -679,6 +703,10 @@ def main(argv: list[str] | None = None) -> int:
         for kind, workers, transforms in runs:
             loaders.append(measure_loader(release, kind, workers, args.passes, transforms))
             print(loader_table(loaders[-1:])[-1])
+        width, height, _ = SIZES[SDK_SIZE]
+        masks = (INSTANCES, height, width)
+        fresh_pages = fill_line(masks, measure_fresh_pages(masks, args.repeat))
+        print(fresh_pages)
 
     options = " --quick" if args.quick else ""
     if args.sizes != list(SIZES):
@@ -710,6 +738,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{loaders[0].items} items after a warm-up batch, median of {args.passes} passes:\n"
         )
         print("\n".join(loader_table(loaders)))
+        print(f"\n{fresh_pages}")
     return 0
 
 
