@@ -274,9 +274,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         target: dict[str, Any] = build_target(
             self.target,
             ids,
-            torch.from_numpy(annotation_ids.astype(np.int64)),
-            torch.from_numpy(self.categories.labels_for(category_ids)),
-            torch.from_numpy(self.categories.things_for(category_ids)),
+            annotation_ids,
+            self.categories.labels_for(category_ids),
+            self.categories.things_for(category_ids),
             ignore_index=self.ignore_index,
             label_offset=self.label_offset,
             shared=shared,

@@ -77,6 +77,13 @@ def test_map_ids_docstring_example():
     assert map_ids(ids, i64([7, 300]), i64([1, 2]), fill=255).tolist() == [[255, 1], [1, 2]]
 
 
+def test_map_ids_takes_numpy_annotations_and_values():
+    ids = i32([[0, 7], [7, 300]])
+    out = map_ids(ids, np.array([7, 300]), np.array([1.5, 2.5], dtype=np.float32), fill=-1)
+    assert out.dtype == torch.float32
+    assert out.tolist() == [[-1.0, 1.5], [1.5, 2.5]]
+
+
 def test_map_ids_unannotated_and_larger_ids_get_fill():
     ids = i32([[0, 3, 4, 5], [6, 1000, 65535, BIG]])
     out = map_ids(ids, i64([5, 3]), i64([10, 20]), fill=-7)
@@ -862,10 +869,8 @@ def test_allocate_in_shared_memory_or_not():
 
 
 MAPS = ("masks", "semantic", "instance_map")  # what shared=True puts in shared memory
-
-
-@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
-@pytest.mark.parametrize(
+#: (ids, annotation ids, labels, things) for each path of build_target.
+TARGET_EXAMPLES = pytest.mark.parametrize(
     "example",
     [
         # annotation 9 has no pixel; 16777000 takes the sparse lookup
@@ -879,6 +884,29 @@ MAPS = ("masks", "semantic", "instance_map")  # what shared=True puts in shared 
     ],
     ids=["sparse", "absent", "identity", "empty"],
 )
+
+
+@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@TARGET_EXAMPLES
+def test_build_target_takes_numpy_annotations(kind, example):
+    ids, annotation_ids, labels, things = example
+    from_tensors = build_target(kind, i32(ids), i64(annotation_ids), i64(labels), bools(things))
+    from_numpy = build_target(
+        kind,
+        i32(ids),
+        np.array(annotation_ids, dtype=np.uint32),  # any integer dtype
+        np.array(labels, dtype=np.int64),
+        np.array(things, dtype=bool),
+    )
+    assert from_numpy.keys() == from_tensors.keys()
+    for key, value in from_tensors.items():
+        assert type(from_numpy[key]) is type(value), key
+        assert from_numpy[key].dtype == value.dtype, key
+        assert torch.equal(from_numpy[key], value), key
+
+
+@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@TARGET_EXAMPLES
 def test_build_target_shared_puts_the_maps_in_shared_memory(kind, example):
     ids, annotation_ids, labels, things = example
     args = (kind, i32(ids), i64(annotation_ids), i64(labels), bools(things))
