@@ -4,6 +4,7 @@ import io
 import json
 import pickle
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,42 @@ def test_bitmap_of_another_mode_is_named(demo_copy):
         f"sample 'shapes-000.jpg': {demo_copy.parent / 'bitmaps' / 'shapes-000.png'}: expected "
         "an 8-bit RGBA or RGB PNG bitmap, found 8-bit grayscale"
     )
+
+
+def test_remote_bitmap_of_another_size_is_named(demo_copy, file_server):
+    # Over HTTP the bitmap's target is made in a storage thread before the sizes are
+    # compared: the mismatch is still refused, with the same message.
+    bitmap = demo_copy.parent / "bitmaps" / "shapes-000.png"
+    bitmap.write_bytes(encode_bitmap(np.zeros((10, 12), dtype=np.uint32)))
+    ds = SegmentsDataset(demo_copy, asset_root=f"{file_server.url}/demo")
+    with pytest.raises(AssetError) as info:
+        ds[0]
+    assert str(info.value) == (
+        "sample 'shapes-000.jpg': bitmaps/shapes-000.png: the bitmap is 12x10 (width x height) "
+        "but the oriented image is 320x240"
+    )
+
+
+@pytest.mark.parametrize("target", ["instance", "semantic", "panoptic"])
+def test_remote_targets_are_made_in_the_storage_thread(demo_copy, file_server, monkeypatch, target):
+    # Over HTTP a storage thread downloads, decodes and builds the bitmap's target while
+    # the caller's thread downloads and decodes the image; the items are the local ones.
+    local = SegmentsDataset(demo_copy, target=target)
+    remote = SegmentsDataset(demo_copy, target=target, asset_root=f"{file_server.url}/demo")
+    built_in: list[str] = []
+    target_for = SegmentsDataset.target_for
+
+    def spy(self: SegmentsDataset, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        built_in.append(threading.current_thread().name)
+        return target_for(self, *args, **kwargs)
+
+    monkeypatch.setattr(SegmentsDataset, "target_for", spy)
+    assert_same_items(
+        [remote[i] for i in range(len(remote))], [local[i] for i in range(len(local))]
+    )
+    count = len(local)
+    assert all(name.startswith("segments-torch-read") for name in built_in[:count])
+    assert built_in[count:] == [threading.current_thread().name] * count  # local files
 
 
 def test_missing_image_is_named(demo_copy):
