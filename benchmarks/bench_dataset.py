@@ -33,8 +33,9 @@ two files of a sample. What is measured, in one run:
    an SDK user writes for Mask R-CNN targets (a mask per annotation by ``ids == id``,
    boxes from ``np.nonzero``, labels) or for a semantic map (``get_semantic_bitmap``),
    against ours reading the same server through fsspec (aiohttp), where the bitmap
-   downloads and decodes in a thread of the storage while the image does in the caller
-   (``Storage.read_each``; the SDK does one after the other). Targets: ours at least 2x
+   downloads, decodes and becomes the target in a thread of the storage while the image
+   downloads and decodes in the caller (``Storage.read_each``; the SDK does one after the
+   other). Targets: ours at least 2x
    faster for instance targets and 2.5x for semantic. Both give the same masks, boxes,
    labels and semantic labels (checked first). The server sets ``TCP_NODELAY``, as real
    ones do (without it, small files wait 40 ms on delayed ACKs). Also construction times:
