@@ -176,16 +176,17 @@ class _IdLookup:
         :func:`allocate`)."""
         table = np.full(self.size, fill, dtype=values.dtype)
         table[self.slots] = values
-        device_table = _to_device(table, self.device)
-        out = allocate(self.shape, device_table.dtype, self.device, shared=shared)
+        host_table = torch.from_numpy(table)
+        out = allocate(self.shape, host_table.dtype, self.device, shared=shared)
         if self.index is None:
             return out.fill_(fill)
         if self._is_identity(table):
             # Each pixel's value is its id (annotations 1 .. N numbered in order, the way
             # Segments.ai numbers them): a conversion is 3x faster than a gather on CPU.
             return out.copy_(self.index.view(self.shape))
-        # index_select, not table[index]: advanced indexing is 2-3x slower on CPU.
-        torch.index_select(device_table, 0, self.index, out=out.view(-1))
+        # index_select, not table[index]: advanced indexing is 2-3x slower on CPU. The
+        # table goes to the pixels' device only here, where it is read.
+        torch.index_select(host_table.to(self.device), 0, self.index, out=out.view(-1))
         return out
 
     def _is_identity(self, table: npt.NDArray[Any]) -> bool:
