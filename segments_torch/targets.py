@@ -147,19 +147,21 @@ class _IdLookup:
         #: ``(N,)`` slot of each annotation (host).
         self.slots = annotation_ids
         self.size = 0
+        #: Whether every pixel's slot is known to be in the table (see :meth:`_fit`).
+        self.fitted = True
         if count == 0:
             return
         largest = int(annotation_ids.max())
-        limit = max(1 << 16, ids.numel())
-        if largest < limit:
-            # Ids above the largest annotation id must land on a fill slot. Sizing the table
-            # by the largest pixel id reads the ids once; clamping them writes a copy (4-5x
-            # slower at 10 MP), so clamp only when that id is too large for a table.
-            top = int(flat.max()) if flat.numel() else 0
-            if top < limit:
-                self.index, self.size = flat, max(largest, top) + 1
-            else:
-                self.index, self.size = flat.clamp(max=largest + 1), largest + 2
+        self.limit = max(1 << 16, ids.numel())
+        if largest < self.limit:
+            self.index, self.size = flat, largest + 1
+            # A pixel id above every annotation id is rare (it has no annotation: the
+            # fill). On CPU a gather checks its indices and finds one, so the ids are read
+            # for their largest only then (0.3 ms at 1280 x 720): see :meth:`map`. Other
+            # devices do not raise on a bad index: read it now.
+            self.fitted = False
+            if ids.device.type != "cpu":
+                self._fit()
             return
         order = np.argsort(annotation_ids, kind="stable")
         ordered = _to_device(annotation_ids[order], ids.device).to(ids.dtype)
@@ -170,33 +172,68 @@ class _IdLookup:
         self.slots[order] = np.arange(count)
         self.size = count + 1
 
+    def _fit(self) -> None:
+        """Make the dense table hold every pixel id, the ids above the largest annotation
+        id on fill slots: sized by the largest pixel id (one read of the ids) where that
+        is small enough for a table, else with the ids clamped (a copy: 4-5x slower at 10
+        MP, so only then)."""
+        if self.fitted:
+            return
+        self.fitted = True
+        top = int(self.flat_ids.max()) if self.flat_ids.numel() else 0
+        if top < self.limit:
+            self.size = max(self.size, top + 1)
+        else:
+            self.index = self.flat_ids.clamp(max=self.size)
+            self.size += 1
+
     def map(self, values: npt.NDArray[Any], fill: int, *, shared: bool = False) -> torch.Tensor:
         """``(H, W)`` of the dtype of ``values`` (one per annotation): each pixel's
         annotation value, else ``fill``; in shared memory with ``shared`` (see
         :func:`allocate`)."""
-        table = np.full(self.size, fill, dtype=values.dtype)
-        table[self.slots] = values
-        host_table = torch.from_numpy(table)
-        out = allocate(self.shape, host_table.dtype, self.device, shared=shared)
+        table = self._table(values, fill)
+        out = allocate(self.shape, torch.from_numpy(table).dtype, self.device, shared=shared)
         if self.index is None:
             return out.fill_(fill)
         if self._is_identity(table):
             # Each pixel's value is its id (annotations 1 .. N numbered in order, the way
             # Segments.ai numbers them): a conversion is 3x faster than a gather on CPU.
             return out.copy_(self.index.view(self.shape))
-        # index_select, not table[index]: advanced indexing is 2-3x slower on CPU. The
-        # table goes to the pixels' device only here, where it is read.
-        torch.index_select(host_table.to(self.device), 0, self.index, out=out.view(-1))
+        if len(table) != self.size:  # the identity check fitted the table
+            table = self._table(values, fill)
+        try:
+            self._gather(table, out)
+        except IndexError:  # a pixel id above the table's end (CPU): fit it, once
+            if self.fitted:
+                raise
+            self._fit()
+            self._gather(self._table(values, fill), out)
         return out
 
+    def _table(self, values: npt.NDArray[Any], fill: int) -> npt.NDArray[Any]:
+        """The host table of ``values`` by slot, ``fill`` in the other slots."""
+        table = np.full(self.size, fill, dtype=values.dtype)
+        table[self.slots] = values
+        return table
+
+    def _gather(self, table: npt.NDArray[Any], out: torch.Tensor) -> None:
+        # index_select, not table[index]: advanced indexing is 2-3x slower on CPU. The
+        # table goes to the pixels' device only here, where it is read.
+        assert self.index is not None
+        torch.index_select(torch.from_numpy(table).to(self.device), 0, self.index, out=out.view(-1))
+
     def _is_identity(self, table: npt.NDArray[Any]) -> bool:
-        """Whether every pixel's value is its own id: the slots are the ids and
-        ``table[k] == k`` for each of them."""
+        """Whether every pixel's value is its own id: the slots are the ids,
+        ``table[k] == k`` for each of them and no pixel id lies past the table."""
         if self.index is not self.flat_ids or table.dtype.kind not in "iu":
             return False
         if self.size - 1 > np.iinfo(table.dtype).max:
             return False
-        return bool(np.array_equal(table, np.arange(self.size)))
+        if not np.array_equal(table, np.arange(self.size)):
+            return False
+        size = self.size
+        self._fit()  # the ids past the largest annotation id must be none
+        return self.index is self.flat_ids and self.size == size
 
 
 @dataclass(frozen=True)

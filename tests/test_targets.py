@@ -15,6 +15,7 @@ from segments_torch import targets
 from segments_torch.targets import (
     _WORDS_PER_SUM,
     INSTANCE_FIELDS,
+    _IdLookup,
     _ones_per_row,
     allocate,
     build_target,
@@ -213,7 +214,19 @@ def test_map_ids_where_each_value_is_its_id(dtype):
         [3, 3, 9],
     ]
     assert map_ids(ids, i64([1, 3]), i64([1, 3]), fill=0).tolist() == [[0, 1, 0], [3, 3, 0]]
+    # Each annotation's value its id, but a pixel id above them all has no annotation.
+    assert map_ids(ids, i64([1, 2]), i64([1, 2]), fill=0).tolist() == [[0, 1, 2], [0, 0, 0]]
     assert map_ids(ids, i64([1, 2, 3]), i64([2, 1, 3]), fill=0).tolist() == [[0, 2, 1], [3, 3, 0]]
+
+
+def test_id_lookup_reads_the_largest_pixel_id_only_when_a_pixel_is_past_the_table():
+    lookup = _IdLookup(i32([[0, 1, 2], [3, 3, 0]]), np.array([3, 1, 2]))
+    assert lookup.map(np.array([5, 6, 7]), 0).tolist() == [[0, 6, 7], [5, 5, 0]]
+    assert not lookup.fitted  # every pixel id had a slot: the gather said so
+    lookup = _IdLookup(i32([[4, 1], [0, 2]]), np.array([1, 2]))
+    assert lookup.map(np.array([5, 6]), -1).tolist() == [[-1, 5], [-1, 6]]
+    assert lookup.fitted
+    assert lookup.map(np.array([7, 8]), 0).tolist() == [[0, 7], [0, 8]]
 
 
 # -------------------------------------------------------------------- segment_targets
