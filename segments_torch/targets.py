@@ -157,8 +157,8 @@ class _IdLookup:
             self.index, self.size = flat, largest + 1
             # A pixel id above every annotation id is rare (it has no annotation: the
             # fill). On CPU a gather checks its indices and finds one, so the ids are read
-            # for their largest only then (0.3 ms at 1280 x 720): see :meth:`map`. Other
-            # devices do not raise on a bad index: read it now.
+            # for their largest only then (0.3 ms at 1280 x 720): see :meth:`map`. On CUDA
+            # a bad index is a device-side assert that leaves the context unusable: read it now.
             self.fitted = False
             if ids.device.type != "cpu":
                 self._fit()
