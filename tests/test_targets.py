@@ -216,6 +216,9 @@ def test_map_ids_where_each_value_is_its_id(dtype):
     assert map_ids(ids, i64([1, 3]), i64([1, 3]), fill=0).tolist() == [[0, 1, 0], [3, 3, 0]]
     # Each annotation's value its id, but a pixel id above them all has no annotation.
     assert map_ids(ids, i64([1, 2]), i64([1, 2]), fill=0).tolist() == [[0, 1, 2], [0, 0, 0]]
+    # ... or one too large for a table.
+    big = i32([[1, 2], [BIG, 0]])
+    assert map_ids(big, i64([1, 2]), i64([1, 2]), fill=0).tolist() == [[1, 2], [0, 0]]
     assert map_ids(ids, i64([1, 2, 3]), i64([2, 1, 3]), fill=0).tolist() == [[0, 2, 1], [3, 3, 0]]
 
 
