@@ -203,9 +203,7 @@ class _IdLookup:
             table = self._table(values, fill)
         try:
             self._gather(table, out)
-        except IndexError:  # a pixel id above the table's end (CPU): fit it, once
-            if self.fitted:
-                raise
+        except IndexError:  # a pixel id past the table's end (CPU): fit the table to it
             self._fit()
             self._gather(self._table(values, fill), out)
         return out
