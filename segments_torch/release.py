@@ -28,6 +28,8 @@ import gc
 import gzip
 import json
 import os
+import re
+import sys
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -241,6 +243,131 @@ def _decode_json(data: bytes, name: str) -> Any:
         raise ReleaseFormatError(
             name, "", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
         ) from None
+    except RecursionError:
+        raise _nesting_error(data, name) from None
+    except ValueError as exc:  # an integer longer than Python reads from text
+        raise _long_number_error(data, name, exc) from None
+
+
+def _text(data: bytes | str) -> str:
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+
+
+#: A JSON string (escapes included) or a bracket: what the nesting scan steps over.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _nesting_error(data: bytes, name: str) -> ReleaseFormatError:
+    """What json's RecursionError was about: how deep the document nests, and where it
+    first gets that deep (found only after the failure: a scan of the whole text)."""
+    text = _text(data)
+    depth = deepest = where = 0
+    for token in _TOKEN.finditer(text):
+        bracket = token.group()
+        if bracket in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, token.start()
+        elif bracket in "]}":
+            depth -= 1
+    line = text.count("\n", 0, where) + 1
+    column = where - (text.rfind("\n", 0, where) + 1) + 1
+    return ReleaseFormatError(
+        name,
+        "",
+        f"not valid JSON for Python: lists and objects nested {deepest} deep at line {line} "
+        f"column {column}; Python's json module reads about {sys.getrecursionlimit()}",
+    )
+
+
+@dataclass(frozen=True)
+class _LongNumber:
+    """Stands in for an integer longer than Python reads from text (a second parse)."""
+
+    digits: int
+
+
+def _long_number_error(data: bytes, name: str, exc: ValueError) -> ReleaseFormatError:
+    """The JSON path of the first integer too long for Python, found by parsing again
+    with such integers left as :class:`_LongNumber` (only after the first parse failed)."""
+    limit = sys.get_int_max_str_digits()
+
+    def parse_int(digits: str) -> int | _LongNumber:
+        length = len(digits.lstrip("-"))
+        return _LongNumber(length) if limit and length > limit else int(digits)
+
+    try:
+        found = _find(json.loads(data, parse_int=parse_int), "", _is_long_number)
+    except (ValueError, RecursionError):  # the number was not what failed, or more fails
+        found = None
+    if found is None:
+        return ReleaseFormatError(name, "", f"not valid JSON for Python: {exc}")
+    path, number = found
+    return ReleaseFormatError(
+        name,
+        path,
+        f"expected a number Python can read (at most {limit} digits), "
+        f"found a number of {number.digits} digits",
+    )
+
+
+def _is_long_number(value: Any) -> bool:
+    return isinstance(value, _LongNumber)
+
+
+def _has_decimal(value: int) -> bool:
+    """Whether Python converts ``value`` to decimal digits (sys.get_int_max_str_digits)."""
+    try:
+        str(value)
+    except ValueError:
+        return False
+    return True
+
+
+#: What json.dumps writes (tuples as lists).
+_JSON_TYPES = (dict, list, tuple, str, int, float, bool, type(None))
+
+
+def _find(value: Any, path: str, match: Callable[[Any], bool]) -> tuple[str, Any] | None:
+    """The JSON path and value of the first item in ``value`` (document order) that
+    ``match`` accepts, or ``None``. Iterative, so the depth of the document does not
+    matter; containers seen once are not entered again (a dict given to parse_release can
+    hold itself)."""
+    pending: list[tuple[str, Any]] = [(path, value)]
+    seen: set[int] = set()
+    while pending:
+        where, item = pending.pop()
+        if match(item):
+            return where, item
+        if id(item) in seen:
+            continue
+        if isinstance(item, dict):
+            children = [(_join(where, _printable(str(k))), v) for k, v in item.items()]
+        elif isinstance(item, list):
+            children = [(_join(where, i), v) for i, v in enumerate(item)]
+        else:
+            continue
+        seen.add(id(item))
+        pending.extend(reversed(children))
+    return None
+
+
+def _printable(text: str) -> str:
+    """``text`` with any lone surrogate escaped (``\\ud800``), so that a message naming it
+    can itself be printed and written anywhere."""
+    return text if _encodes(text) else text.encode("utf-8", "backslashreplace").decode()
+
+
+def _encodes(text: str) -> bool:
+    """Whether UTF-8 can encode ``text``: JSON can spell a lone surrogate (``"\\ud800"``),
+    which is no character, and no file or terminal can hold it."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _MISSING: Any = object()
@@ -254,7 +381,12 @@ def _describe(value: Any) -> str:
         return "an object"
     if isinstance(value, list):
         return f"a list of {len(value)} items"
-    text = json.dumps(value)
+    try:
+        text = json.dumps(value)
+    except ValueError:  # an int of more digits than Python converts (a dict's, not a file's)
+        return f"an integer of {value.bit_length()} bits"
+    except TypeError:  # not a JSON value at all (a dict's, not a file's)
+        return f"a Python {type(value).__name__}"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -297,14 +429,39 @@ class _Parser:
         return value
 
     def string(self, obj: Mapping[str, Any], path: str, key: str, default: Any = _MISSING) -> Any:
-        return self.get(obj, path, key, "a string", lambda v: isinstance(v, str), default)
+        value = self.get(obj, path, key, "a string", lambda v: isinstance(v, str), default)
+        return self.text(value, _join(path, key))
 
     def optional_text(self, obj: Mapping[str, Any], path: str, key: str) -> str:
         """A descriptive string field that may be absent or null."""
         value = self.get(
             obj, path, key, "a string or null", lambda v: v is None or isinstance(v, str), None
         )
-        return value or ""
+        return self.text(value, _join(path, key)) or ""
+
+    def text(self, value: Any, path: str) -> Any:
+        """``value``, unless it is a string that UTF-8 cannot encode (the library writes
+        these strings: to the terminal, to exports)."""
+        if isinstance(value, str) and not _encodes(value):
+            raise self.text_error(path, value)
+        return value
+
+    def text_error(self, path: str, value: str) -> ReleaseFormatError:
+        return ReleaseFormatError(
+            self.source,
+            path,
+            f"expected text, found {_describe(value)}: a lone surrogate (\\ud800 to \\udfff) "
+            "is no Unicode character, and no file or terminal can hold it",
+        )
+
+    def column(self, strings: list[str], path_of: Callable[[int], str]) -> StringColumn:
+        """``strings`` as a :class:`StringColumn`; ``path_of(row)`` names the field of a
+        string that UTF-8 cannot encode, looked for only once encoding them all failed."""
+        try:
+            return StringColumn.from_strings(strings)
+        except UnicodeEncodeError:
+            row = next(i for i, text in enumerate(strings) if not _encodes(text))
+            raise self.text_error(path_of(row), strings[row]) from None
 
     def obj(self, obj: Mapping[str, Any], path: str, key: str, default: Any = _MISSING) -> Any:
         return self.get(obj, path, key, "an object", lambda v: isinstance(v, dict), default)
@@ -344,6 +501,7 @@ class _Parser:
             owner = self.string(owner, _join(prefix, "owner"), "username", "")
         elif owner is not None and not isinstance(owner, str):
             raise self.fail(_join(prefix, "owner"), "a string or an object", owner)
+        self.text(owner, _join(prefix, "owner"))
         return Release(
             source=self.source,
             layout=layout,
@@ -396,11 +554,14 @@ class _Parser:
                     raise self.fail(_join(path, i), "an object", task)
                 named.append((self.string(task, _join(path, i), "name"), _join(path, i), task))
         elif isinstance(tasks, dict):
-            named = [(name, _join(path, name), task) for name, task in tasks.items()]
+            named = [
+                (name, _join(path, _printable(str(name))), task) for name, task in tasks.items()
+            ]
         else:
             raise self.fail(path, "a list or an object of tasks", tasks)
         labelsets: dict[str, Labelset] = {}
         for name, task_path, task in named:
+            self.text(name, task_path)
             if not isinstance(task, dict):
                 raise self.fail(task_path, "an object", task)
             if name in labelsets:
@@ -492,7 +653,10 @@ class _Parser:
             if meta:
                 if type(meta) is not dict:
                     raise self.fail(_join(path, "metadata"), "an object or null", meta)
-                metadata.append(json.dumps(meta, separators=(",", ":")))
+                try:
+                    metadata.append(json.dumps(meta, separators=(",", ":")))
+                except (RecursionError, ValueError, TypeError) as exc:
+                    raise self.metadata_error(meta, _join(path, "metadata"), exc) from None
             elif meta is None or meta == {}:
                 metadata.append("")
             else:
@@ -535,20 +699,62 @@ class _Parser:
                     )
                 lists.add(self, code, attributes, f"{label_path}.attributes")
 
+        def bitmap_path(labelset: str) -> Callable[[int], str]:
+            def path_of(row: int) -> str:
+                attributes = samples[row]["labels"][labelset]["attributes"]
+                url = ".url" if type(attributes["segmentation_bitmap"]) is dict else ""
+                return (
+                    f"{samples_path}[{row}].labels.{labelset}.attributes.segmentation_bitmap{url}"
+                )
+
+            return path_of
+
         label_columns = {
             name: lists.columns(
-                self, samples_path, name, labelsets[name].task_type, labelsets[name].categories
+                self,
+                samples_path,
+                name,
+                labelsets[name].task_type,
+                labelsets[name].categories,
+                bitmap_path(name),
             )
             for name, lists in labels.items()
         }
         return SampleTable(
-            names=StringColumn.from_strings(names),
-            uuids=StringColumn.from_strings(uuids),
-            image_urls=StringColumn.from_strings(image_urls),
-            metadata_json=StringColumn.from_strings(metadata),
+            names=self.column(names, lambda row: f"{samples_path}[{row}].name"),
+            uuids=self.column(uuids, lambda row: f"{samples_path}[{row}].uuid"),
+            image_urls=self.column(
+                image_urls, lambda row: f"{samples_path}[{row}].attributes.image.url"
+            ),
+            metadata_json=StringColumn.from_strings(metadata),  # JSON text: ASCII
             labels=label_columns,
             source=self.source,
         )
+
+    def metadata_error(self, metadata: Any, path: str, exc: Exception) -> ReleaseFormatError:
+        """Why a sample's metadata cannot be kept as JSON text (json.dumps raised ``exc``),
+        naming the field where it can be found; only a parsed dict can hold most of these."""
+        if isinstance(exc, RecursionError):
+            return ReleaseFormatError(
+                self.source,
+                path,
+                f"expected JSON that Python can write, found lists and objects nested more "
+                f"than about {sys.getrecursionlimit()} deep",
+            )
+        if isinstance(exc, TypeError):
+            found = _find(metadata, path, lambda v: not isinstance(v, _JSON_TYPES))
+            if found is not None:
+                return self.fail(found[0], "a JSON value", found[1])
+        else:
+            found = _find(metadata, path, lambda v: type(v) is int and not _has_decimal(v))
+            if found is not None:
+                return ReleaseFormatError(
+                    self.source,
+                    found[0],
+                    f"expected a number Python can write (at most "
+                    f"{sys.get_int_max_str_digits()} digits), found {_describe(found[1])}",
+                )
+        return ReleaseFormatError(self.source, path, f"expected JSON that Python can write: {exc}")
 
     def image_url(self, sample: Mapping[str, Any], path: str) -> str:
         attributes = sample.get("attributes")
@@ -618,6 +824,7 @@ class _LabelLists:
         labelset: str,
         task_type: str,
         categories: tuple[Category, ...],
+        bitmap_path: Callable[[int], str],
     ) -> LabelColumns:
         offsets = np.zeros(len(self.counts) + 1, dtype=np.int64)
         np.cumsum(self.counts, out=offsets[1:])
@@ -672,7 +879,7 @@ class _LabelLists:
 
         return LabelColumns(
             status=np.asarray(self.status, dtype=np.int8),
-            bitmap_urls=StringColumn.from_strings(self.bitmap_urls),
+            bitmap_urls=parser.column(self.bitmap_urls, bitmap_path),
             annotation_offsets=offsets,
             annotation_ids=ids,
             category_ids=category_ids,

@@ -5,6 +5,7 @@ import gzip
 import io
 import json
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -560,6 +561,246 @@ def test_error_in_a_later_sample_names_that_sample():
         "big.json: dataset.samples[17].labels.ground-truth.attributes.annotations[2].category_id: "
         'expected one of the category ids (0, 1, 5), found "3"'
     )
+
+
+# -- hostile documents: never a raw error -----------------------------------------------
+
+SURROGATE_DETAIL = (
+    "a lone surrogate (\\ud800 to \\udfff) is no Unicode character, and no file or "
+    "terminal can hold it"
+)
+
+
+def test_deeply_nested_json_says_how_deep_and_where(tmp_path):
+    # A string holding brackets and an escaped quote does not count as nesting.
+    text = '{"name": "a \\" [[{{", "dataset": {"samples": [\n  ' + "[" * 5000 + "]" * 5000
+    path = tmp_path / "deep.json"
+    path.write_text(text + "]}}")
+    with pytest.raises(ReleaseFormatError) as info:
+        load_release(path)
+    assert str(info.value) == (
+        f"{path}: not valid JSON for Python: lists and objects nested 5003 deep at line 2 "
+        f"column 5002; Python's json module reads about {sys.getrecursionlimit()}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "path"),
+    [
+        ([*ANNOTATIONS, 1, "id"], f"{P0}[1].id"),
+        (["dataset", "samples", 1, "metadata", "split"], "dataset.samples[1].metadata.split"),
+        (
+            ["dataset", "task_attributes", "categories", 2, "id"],
+            "dataset.task_attributes.categories[2].id",
+        ),
+    ],
+)
+def test_integer_too_long_for_python_is_named_by_its_path(tmp_path, keys, path):
+    document = current_release()
+    set_in(document, keys, "PLACEHOLDER")
+    file = tmp_path / "long.json"
+    file.write_text(json.dumps(document).replace('"PLACEHOLDER"', "-" + "9" * 5000))
+    with pytest.raises(ReleaseFormatError) as info:
+        load_release(file)
+    assert info.value.path == path
+    assert str(info.value) == (
+        f"{file}: {path}: expected a number Python can read (at most 4300 digits), "
+        "found a number of 5000 digits"
+    )
+
+
+BITMAP = "dataset.samples[1].labels.ground-truth.attributes.segmentation_bitmap"
+BITMAP_KEYS = [
+    "dataset",
+    "samples",
+    1,
+    "labels",
+    "ground-truth",
+    "attributes",
+    "segmentation_bitmap",
+]
+CATEGORY_1 = "dataset.task_attributes.categories[1]"
+CATEGORY_1_KEYS = ["dataset", "task_attributes", "categories", 1]
+
+
+@pytest.mark.parametrize(
+    ("keys", "path"),
+    [
+        (["dataset", "samples", 1, "name"], "dataset.samples[1].name"),
+        (["dataset", "samples", 3, "uuid"], "dataset.samples[3].uuid"),
+        (
+            ["dataset", "samples", 2, "attributes", "image", "url"],
+            "dataset.samples[2].attributes.image.url",
+        ),
+        (
+            [*BITMAP_KEYS, "url"],
+            f"{BITMAP}.url",
+        ),
+        (
+            BITMAP_KEYS,
+            BITMAP,
+        ),
+        (["name"], "name"),
+        (["description"], "description"),
+        (["dataset", "name"], "dataset.name"),
+        (["dataset", "owner", "username"], "dataset.owner.username"),
+        (["dataset", "labelsets", 0, "description"], "dataset.labelsets[0].description"),
+        (
+            ["dataset", "task_attributes", "categories", 1, "name"],
+            "dataset.task_attributes.categories[1].name",
+        ),
+    ],
+)
+def test_lone_surrogate_in_a_stored_string_is_named_by_its_path(tmp_path, keys, path):
+    document = current_release()
+    set_in(document, keys, "x\ud800.png")
+    file = write_json(tmp_path, document)  # json.dumps writes it as the escape \ud800
+    assert "\\ud800" in file.read_text()
+    with pytest.raises(ReleaseFormatError) as info:
+        load_release(file)
+    assert (
+        str(info.value)
+        == f'{file}: {path}: expected text, found "x\\ud800.png": {SURROGATE_DETAIL}'
+    )
+
+
+def test_lone_surrogate_in_names_of_labelsets_and_tasks():
+    document = current_release(labelsets=("gt\udfff",))
+    for item in document["dataset"]["samples"]:
+        item["labels"] = {"gt\udfff": item["labels"]["ground-truth"]}
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(document, source="r.json")
+    assert str(info.value) == (
+        f'r.json: dataset.labelsets[0].name: expected text, found "gt\\udfff": {SURROGATE_DETAIL}'
+    )
+    document = dataset_tasks_release("dict")
+    document["dataset"]["tasks"]["seg\ud800"] = document["dataset"]["tasks"].pop("segmentation")
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(document, source="old.json")
+    # The path shows the name escaped, so the message itself can be printed anywhere.
+    assert str(info.value) == (
+        f'old.json: dataset.tasks.seg\\ud800: expected text, found "seg\\ud800": {SURROGATE_DETAIL}'
+    )
+    str(info.value).encode()
+
+
+def test_metadata_keeps_lone_surrogates_as_the_file_has_them(tmp_path):
+    """Metadata is handed back, never written by the library: kept as JSON escapes."""
+    document = current_release()
+    document["dataset"]["samples"][0]["metadata"] = {"note\ud800": "cut \udc00"}
+    release = load_release(write_json(tmp_path, document))
+    assert release.samples.metadata(0) == {"note\ud800": "cut \udc00"}
+    assert release.samples.metadata_json[0] == '{"note\\ud800":"cut \\udc00"}'
+
+
+def test_metadata_that_json_cannot_write_is_named_by_its_path():
+    """Only a parsed dict can hold these: parse_release gets them from Python code."""
+    import datetime
+
+    def with_metadata(metadata: Any) -> dict[str, Any]:
+        document = current_release()
+        document["dataset"]["samples"][1]["metadata"] = metadata
+        return document
+
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(5000):
+        inner["a"] = inner = {}
+    cases = [
+        (
+            deep,
+            "dataset.samples[1].metadata: expected JSON that Python can write, found lists "
+            f"and objects nested more than about {sys.getrecursionlimit()} deep",
+        ),
+        (
+            {"split": "val", "sizes": [1, 10**5000]},
+            "dataset.samples[1].metadata.sizes[1]: expected a number Python can write (at most "
+            "4300 digits), found an integer of 16610 bits",
+        ),
+        (
+            {"taken": [{"at": datetime.date(2024, 5, 1)}]},
+            "dataset.samples[1].metadata.taken[0].at: expected a JSON value, found a Python date",
+        ),
+    ]
+    circular: dict[str, Any] = {"split": "val"}
+    circular["self"] = circular
+    cases.append(
+        (
+            circular,
+            "dataset.samples[1].metadata: expected JSON that Python can write: Circular "
+            "reference detected",
+        )
+    )
+    for metadata, message in cases:
+        with pytest.raises(ReleaseFormatError) as info:
+            parse_release(with_metadata(metadata), source="r.json")
+        assert str(info.value) == f"r.json: {message}"
+
+
+def test_values_json_cannot_write_are_described_in_errors():
+    import datetime
+
+    document = current_release()
+    document["dataset"]["samples"][2]["name"] = datetime.date(2024, 5, 1)
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(document, source="r.json")
+    assert (
+        str(info.value) == "r.json: dataset.samples[2].name: expected a string, found a Python date"
+    )
+    document = current_release()
+    document["dataset"]["task_attributes"]["categories"][0]["id"] = 10**5000
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(document, source="r.json")
+    assert str(info.value) == (
+        "r.json: dataset.task_attributes.categories[0].id: expected an integer, found an "
+        "integer of 16610 bits"
+    )
+
+
+@pytest.mark.parametrize(
+    ("number", "keys", "path", "expected"),
+    [
+        ("NaN", [*CATEGORY_1_KEYS, "id"], f"{CATEGORY_1}.id", "an integer, found NaN"),
+        ("1e999", [*CATEGORY_1_KEYS, "id"], f"{CATEGORY_1}.id", "an integer, found Infinity"),
+        (
+            "Infinity",
+            [*ANNOTATIONS, 0, "id"],
+            f"{P0}[0].id",
+            "an integer from 1 to 16777215, found Infinity",
+        ),
+        (
+            "-Infinity",
+            [*ANNOTATIONS, 0, "category_id"],
+            f"{P0}[0].category_id",
+            "one of the category ids (0, 1, 5), found -Infinity",
+        ),
+        (
+            "NaN",
+            [*CATEGORY_1_KEYS, "color", 0],
+            f"{CATEGORY_1}.color",
+            "null or a list of 3 or 4 integers from 0 to 255, found a list of 4 items",
+        ),
+    ],
+)
+def test_nan_and_infinity_where_integers_belong(tmp_path, number, keys, path, expected):
+    document = current_release()
+    set_in(document, keys, "PLACEHOLDER")
+    file = tmp_path / "r.json"
+    file.write_text(json.dumps(document).replace('"PLACEHOLDER"', number))
+    with pytest.raises(ReleaseFormatError) as info:
+        load_release(file)
+    assert str(info.value) == f"{file}: {path}: expected {expected}"
+
+
+def test_nan_infinity_and_huge_floats_in_metadata_load(tmp_path):
+    file = tmp_path / "r.json"
+    document = current_release()
+    document["dataset"]["samples"][0]["metadata"] = {"a": "A", "b": "B", "c": "C"}
+    text = json.dumps(document).replace('"A"', "NaN").replace('"B"', "-Infinity")
+    file.write_text(text.replace('"C"', "1e999"))
+    metadata = load_release(file).samples.metadata(0)
+    assert metadata["a"] != metadata["a"]  # NaN
+    assert (metadata["b"], metadata["c"]) == (float("-inf"), float("inf"))
 
 
 def test_format_error_survives_pickling():
