@@ -49,7 +49,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
 
     Args:
         release: a :class:`~segments_torch.release.Release`, or anything
-            :func:`~segments_torch.release.load_release` accepts (path, URL, dict, file).
+            :func:`~segments_torch.release.load_release` accepts (path, URL, dict, file),
+            read with this dataset's ``storage_options``, ``url_map``, ``timeout`` and
+            ``retry``.
         labelset: which labelset's labels to serve; default ``"ground-truth"``, or the
             only labelset (in the older layouts, the only task).
         task: alias of ``labelset`` for the older layouts, whose labels are keyed by task.
@@ -122,7 +124,15 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
         if labelset is not None and task is not None and labelset != task:
             raise ValueError(f"labelset={labelset!r} and task={task!r} name different labelsets")
-        self.release = release if isinstance(release, Release) else load_release(release)
+        if not isinstance(release, Release):  # read as the assets are: same settings
+            release = load_release(
+                release,
+                storage_options=storage_options,
+                url_map=url_map,
+                timeout=timeout,
+                retry=retry,
+            )
+        self.release = release
         table = self.release.samples
         self.labelset = table.resolve_labelset(labelset if labelset is not None else task)
         task_type = self.release.labelsets[self.labelset].task_type

@@ -38,7 +38,6 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, SupportsIndex
-from urllib.parse import urlsplit
 
 from .errors import MissingExtraError, SegmentsTorchError
 
@@ -122,8 +121,8 @@ class SegmentsDataModule(pl.LightningDataModule):
         labelset, task, filter_by_metadata, target, categories, ignore_index,
             label_offset, shared_memory, asset_root, storage_options, url_map, cache_dir,
             cache_key, timeout, retry, on_error: as
-            :class:`~segments_torch.dataset.SegmentsDataset`;
-            ``storage_options`` also serve to read a remote release file.
+            :class:`~segments_torch.dataset.SegmentsDataset`; ``storage_options``,
+            ``url_map``, ``timeout`` and ``retry`` also serve to read the release file.
 
     Example:
         >>> dm = SegmentsDataModule("flowers.json", split=MetadataSplit("split"),
@@ -385,12 +384,10 @@ class SegmentsDataModule(pl.LightningDataModule):
             source = self.release_source
             if isinstance(source, Release):
                 self._release = source
-            elif isinstance(source, str | os.PathLike):
-                scheme = urlsplit(os.fspath(source)).scheme
-                options = self.storage_options.get(scheme) if len(scheme) > 1 else None
-                self._release = load_release(source, storage_options=options)
-            else:
-                self._release = load_release(source)
+            else:  # read as the assets are: the same storage settings
+                settings = ("storage_options", "url_map", "timeout", "retry")
+                options = {key: self.dataset_options[key] for key in settings}
+                self._release = load_release(source, **options)
         return self._release
 
     @property

@@ -34,13 +34,14 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Union
+from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
 
 from .errors import ReleaseFormatError, ReleaseReadError
 from .samples import LABEL_STATUSES, LabelColumns, SampleTable, StringColumn
-from .storage import display_url
+from .storage import RetryPolicy, Storage, StorageError, UrlMap, display_url
 
 __all__ = [
     "BITMAP_TASK_TYPES",
@@ -156,24 +157,43 @@ class Release:
 
 
 def load_release(
-    source: ReleaseSource, *, storage_options: Mapping[str, Any] | None = None
+    source: ReleaseSource,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    url_map: UrlMap | None = None,
+    timeout: float = 60.0,
+    retry: RetryPolicy | None = None,
 ) -> Release:
     """Read and validate a release file.
+
+    A URL is read as :class:`~segments_torch.dataset.SegmentsDataset` reads its assets,
+    with the same keywords: through ``url_map``, with ``timeout`` seconds per HTTP
+    request, retrying connection failures, timeouts, HTTP 429 and 5xx as ``retry`` says
+    (never 403 or 404).
 
     Args:
         source: a local path (``str`` or ``pathlib.Path``), any fsspec URL
             (``file://``, ``https://``, ``s3://``, ``memory://``, ...), a ``.json`` or
             gzip-compressed file (recognised by content, whatever its name), an open binary
             file, or an already parsed ``dict``.
-        storage_options: passed to ``fsspec.open`` (credentials, endpoints).
+        storage_options: fsspec options per protocol, as SegmentsDataset's
+            (``{"s3": {"profile": "training"}}``); the options of the source's own protocol
+            alone (``{"profile": "training"}``, the form of earlier versions) work too.
+        url_map: mirrors: URL prefix -> replacement (longest prefix wins), or a callable
+            (see :class:`~segments_torch.storage.Storage`).
+        timeout: seconds per HTTP request.
+        retry: the :class:`~segments_torch.storage.RetryPolicy` for transient failures.
 
     Raises:
-        ReleaseReadError: the file cannot be read.
+        ReleaseReadError: the file cannot be read; says the URL (without its query
+            string) and why: ``not found (HTTP 404)``, ``access denied (HTTP 403)``,
+            ``HTTP 500 after 5 attempts``, ``timed out after 5 attempts``, ...
         ReleaseFormatError: it is not a valid release; the message names the field.
 
     Example:
         >>> release = load_release("s3://bucket/flowers-v1.0.json.gz",
-        ...                        storage_options={"anon": False})  # doctest: +SKIP
+        ...                        storage_options={"s3": {"profile": "training"}},
+        ...                        timeout=30)  # doctest: +SKIP
     """
     if isinstance(source, Mapping):
         return parse_release(source)
@@ -181,7 +201,14 @@ def load_release(
         name = str(getattr(source, "name", "<file object>"))
         data = source.read()
     else:
-        name, data = _read_path(os.fspath(source), storage_options or {})
+        path = os.fspath(source)
+        scheme = urlsplit(path).scheme
+        options = _per_protocol(storage_options, scheme)
+        if scheme in ("", "file") or len(scheme) == 1:  # a local file (C: on Windows)
+            name, data = _read_path(path, options.get("file", {}))
+        else:
+            storage = Storage(None, options, url_map=url_map, timeout=timeout, retry=retry)
+            name, data = _fetch(path, storage)
     with _garbage_collection_paused():
         return parse_release(_decode_json(data, name), source=name)
 
@@ -203,6 +230,30 @@ def _garbage_collection_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _per_protocol(
+    storage_options: Mapping[str, Any] | None, scheme: str
+) -> Mapping[str, Mapping[str, Any]]:
+    """``storage_options`` keyed by protocol, as :class:`Storage` takes them: as given
+    when every key names an fsspec protocol, else as the options of ``scheme`` alone."""
+    if not storage_options:
+        return {}
+    from fsspec.registry import known_implementations, registry
+
+    if all(key in known_implementations or key in registry for key in storage_options):
+        return storage_options
+    return {scheme or "file": storage_options}
+
+
+def _fetch(url: str, storage: Storage) -> tuple[str, bytes]:
+    """The bytes of a release at a URL, read as assets are (mirrors, timeouts, retries)."""
+    name = display_url(url)
+    try:
+        return name, storage.fetch(url)
+    except StorageError as exc:
+        where = f" from {exc.url}" if exc.url != name else ""  # a url_map mirror
+        raise ReleaseReadError(f"{name}: cannot read the release{where}: {exc}") from exc
 
 
 def _read_path(path: str, storage_options: Mapping[str, Any]) -> tuple[str, bytes]:

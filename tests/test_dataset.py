@@ -22,6 +22,7 @@ from segments_torch.codecs import decode_bitmap, encode_bitmap
 from segments_torch.dataset import UnsupportedTaskError
 from segments_torch.demo import RELEASE_PATH
 from segments_torch.errors import AssetError
+from segments_torch.storage import RetryPolicy
 from segments_torch.targets import instance_fields
 from tests.items import assert_same_items
 from tests.releases import current_release, dataset_tasks_release
@@ -301,6 +302,23 @@ def test_remote_targets_are_made_in_the_storage_thread(demo_copy, file_server, m
     count = len(local)
     assert all(name.startswith("segments-torch-read") for name in built_in[:count])
     assert built_in[count:] == [threading.current_thread().name] * count  # local files
+
+
+def test_the_release_is_read_with_the_asset_storage_settings(demo_copy, file_server):
+    """A release URL is read as the assets are: through url_map, with retry and timeout."""
+    url = file_server.url_for("demo/release.json", query="sig=secret")
+    file_server.fail("demo/release.json", 503, times=2)
+    ds = SegmentsDataset(url, retry=RetryPolicy(attempts=3, base_delay=0.001), timeout=5)
+    assert ds.release.source == file_server.url_for("demo/release.json")
+    assert file_server.count("demo/release.json") == 3
+    assert torch.equal(ds[0][0], SegmentsDataset(demo_copy)[0][0])  # assets beside it
+
+    mirrored = SegmentsDataset(
+        "https://bucket.example/demo/release.json",
+        url_map={"https://bucket.example/demo/": f"{demo_copy.parent}/"},
+    )
+    assert mirrored.release.source == "https://bucket.example/demo/release.json"
+    assert torch.equal(mirrored[0][0], ds[0][0])  # its relative assets: mapped too
 
 
 def test_missing_image_is_named(demo_copy):

@@ -23,6 +23,7 @@ from segments_torch import SegmentsDataset, SegmentsTorchError, load_release
 from segments_torch.demo import RELEASE_PATH
 from segments_torch.lightning import SegmentsDataModule
 from segments_torch.splits import ListSplit, MetadataSplit, RatioSplit, SplitError
+from segments_torch.storage import RetryPolicy
 from tests.http_server import FileServer
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "lightning_train.py"
@@ -353,6 +354,26 @@ def test_prepare_data_prefetches_every_stage_into_the_cache(tmp_path, file_serve
     assert sum(len(images) for images, _ in batches) == 6
     dm.prepare_data()  # a second run finds everything cached
     assert asset_requests(file_server) == expected  # every read came from the cache
+
+
+def test_the_release_is_read_with_the_asset_storage_settings(tmp_path, file_server: FileServer):
+    served = serve_demo(tmp_path)
+    file_server.fail("served/release.json", 500)
+    dm = SegmentsDataModule(
+        file_server.url_for("served/release.json"),
+        split=MetadataSplit(),
+        retry=RetryPolicy(attempts=2, base_delay=0.001),
+    )
+    assert len(dm.release.samples) == 8
+    assert file_server.count("served/release.json") == 2  # the 500, then the file
+    mirrored = SegmentsDataModule(
+        "https://bucket.example/served/release.json",
+        split=MetadataSplit(),
+        url_map={"https://bucket.example/served/": f"{served}/"},
+    )
+    assert mirrored.release.source == "https://bucket.example/served/release.json"
+    mirrored.setup("fit")
+    assert len(mirrored.dataset("train")[0]) == 2
 
 
 def test_prefetch_failures_raise_or_warn(tmp_path, file_server: FileServer, caplog):

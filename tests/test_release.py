@@ -23,6 +23,8 @@ from segments_torch import (
     load_release,
     parse_release,
 )
+from segments_torch.storage import RetryPolicy, StorageError
+from tests.http_server import FileServer
 from tests.releases import (
     annotation,
     current_release,
@@ -223,7 +225,7 @@ def test_sources_of_every_kind(tmp_path):
 def test_url_source_is_named_without_query_string():
     with pytest.raises(ReleaseReadError) as info:
         load_release("memory://bucket/missing.json?X-Amz-Signature=secret")
-    assert str(info.value) == "memory://bucket/missing.json: no such file"
+    assert str(info.value) == "memory://bucket/missing.json: cannot read the release: not found"
 
 
 def test_missing_file(tmp_path):
@@ -846,6 +848,114 @@ def test_release_over_http(tmp_path, file_server):
     assert release.source == file_server.url_for("release.json.gz")
     assert release.samples.record(0).annotation_ids.tolist() == [1, 2, 70000]
 
+
+FAST = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.001)
+
+
+@pytest.fixture
+def served(tmp_path, file_server):
+    """The URL (with a signature) of a release the file server serves."""
+    write_json(tmp_path, current_release())
+    return file_server.url_for("release.json", query="X-Amz-Signature=secret")
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "requests"),
+    [
+        (403, "access denied (HTTP 403)", 1),
+        (401, "access denied (HTTP 401)", 1),
+        (404, "not found (HTTP 404)", 1),
+        (500, "HTTP 500 Internal Server Error after 3 attempts", 3),
+        (503, "HTTP 503 Service Unavailable after 3 attempts", 3),
+        (429, "HTTP 429 Too Many Requests after 3 attempts", 3),
+    ],
+)
+def test_http_failures_say_why_and_retry_what_may_pass(
+    served, file_server, status, reason, requests
+):
+    file_server.fail("release.json", status, times=3)
     with pytest.raises(ReleaseReadError) as info:
-        load_release(file_server.url_for("missing.json", query="sig=secret"))
-    assert str(info.value) == f"{file_server.url_for('missing.json')}: no such file"
+        load_release(served, retry=FAST)
+    url = file_server.url_for("release.json")
+    assert str(info.value) == f"{url}: cannot read the release: {reason}"
+    assert file_server.count("release.json") == requests
+    assert isinstance(info.value.__cause__, StorageError)
+    assert (info.value.__cause__.status, info.value.__cause__.attempts) == (status, requests)
+
+
+@pytest.mark.parametrize("fault", ["fail", "drop", "truncate"])
+def test_transient_http_failures_are_retried(served, file_server, fault):
+    getattr(file_server, fault)("release.json", times=2)
+    release = load_release(served, retry=FAST)
+    assert release.samples.record(0).annotation_ids.tolist() == [1, 2, 70000]
+    assert file_server.count("release.json") == 3
+
+
+def test_dropped_connections_fail_after_every_attempt(served, file_server):
+    file_server.drop("release.json", times=100)  # aiohttp itself retries some drops once
+    with pytest.raises(ReleaseReadError) as info:
+        load_release(served, retry=FAST)
+    url = file_server.url_for("release.json")
+    assert str(info.value) == (
+        f"{url}: cannot read the release: ServerDisconnectedError: Server disconnected "
+        "after 3 attempts"
+    )
+
+
+def test_refused_connection_is_retried_and_named(tmp_path):
+    with FileServer(tmp_path) as server:
+        url = server.url_for("release.json", query="sig=secret")
+    # The server is gone: the port refuses connections.
+    with pytest.raises(ReleaseReadError) as info:
+        load_release(url, retry=FAST)
+    message = str(info.value)
+    assert message.startswith(f"{url.partition('?')[0]}: cannot read the release: ")
+    assert message.endswith(" after 3 attempts")
+    assert "Cannot connect to host 127.0.0.1" in message
+    assert "secret" not in message
+
+
+def test_a_stalled_server_times_out(served, file_server):
+    file_server.stall("release.json", seconds=30, times=2)
+    with pytest.raises(ReleaseReadError) as info:
+        load_release(served, timeout=0.2, retry=RetryPolicy(attempts=2, base_delay=0.001))
+    url = file_server.url_for("release.json")
+    assert str(info.value) == f"{url}: cannot read the release: timed out after 2 attempts"
+    assert file_server.count("release.json") == 2
+
+
+def test_url_map_reads_the_release_from_a_mirror(tmp_path):
+    write_json(tmp_path, current_release())
+    url = "https://bucket.example/releases/release.json?sig=secret"
+    release = load_release(url, url_map={"https://bucket.example/releases/": f"{tmp_path}/"})
+    assert release.source == "https://bucket.example/releases/release.json"
+    assert len(release.samples) == 4
+    with pytest.raises(ReleaseReadError) as info:
+        load_release(
+            url.replace("release.json", "gone.json"),
+            url_map={"https://bucket.example/releases/": f"{tmp_path}/"},
+        )
+    assert str(info.value) == (
+        "https://bucket.example/releases/gone.json: cannot read the release from "
+        f"{tmp_path}/gone.json: not found"
+    )
+
+
+def test_storage_options_per_protocol_or_for_the_source_alone(monkeypatch):
+    """SegmentsDataset's form ({"memory": {...}}) and the earlier one (the source's
+    protocol's options alone) reach the filesystem the same way."""
+    seen: list[dict[str, Any]] = []
+    real = fsspec.core.url_to_fs
+
+    def url_to_fs(url: str, **options: Any) -> Any:
+        seen.append(options)
+        return real(url, **options)
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", url_to_fs)
+    with fsspec.open("memory://bucket/options.json", "wb") as f:
+        f.write(json.dumps(current_release()).encode())
+    url = "memory://bucket/options.json"
+    load_release(url, storage_options={"memory": {"skip_instance_cache": True}})
+    load_release(url, storage_options={"skip_instance_cache": True})
+    load_release(url, storage_options={"s3": {"anon": True}})  # another protocol's: unused
+    assert seen == [{"skip_instance_cache": True}, {"skip_instance_cache": True}, {}]

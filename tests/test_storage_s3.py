@@ -202,6 +202,18 @@ def test_load_release_from_private_bucket(bucket, moto_s3, name):
         load_release(url, storage_options=moto_s3.anonymous())
 
 
+def test_dataset_reads_its_release_with_its_storage_options(bucket, moto_s3):
+    """The options that read the assets read the release file too: the bucket is private."""
+    ds = SegmentsDataset(bucket.release_url, storage_options=bucket.storage_options)
+    assert ds.release.source == bucket.release_url
+    assert len(ds.release.samples) == 4
+    with pytest.raises(ReleaseReadError) as info:
+        SegmentsDataset(bucket.release_url, storage_options={"s3": moto_s3.anonymous()})
+    assert str(info.value) == (
+        f"{bucket.release_url}: cannot read the release: access denied (HTTP 403)"
+    )
+
+
 @pytest.mark.parametrize("target", ["instance", "semantic", "panoptic"])
 def test_s3_items_equal_local_items(bucket, moto_s3, target):
     ds = bucket.dataset(target=target)
