@@ -21,6 +21,9 @@ give 1.0 everywhere::
 
     python examples/evaluate.py
     python examples/evaluate.py flowers-v1.0.json --predictions results.json --out gt/
+
+``--out`` must be a new or empty folder; ``--overwrite`` replaces the one an earlier run
+wrote (and anything else in it).
 """
 
 from __future__ import annotations
@@ -339,6 +342,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument(
         "--out", type=Path, help="where to write the ground truth export (default: a temp dir)"
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the --out folder of an earlier run"
+    )
     args = parser.parse_args(argv)
     options = dataset_options(args)
     instances = SegmentsDataset(args.release, target="instance", **options)
@@ -346,7 +352,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     print(instances)
     with contextlib.ExitStack() as stack:
         out = args.out or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        gt_path = export_dataset(instances, "coco-instance", out_dir=out, num_workers=args.workers)
+        gt_path = export_dataset(
+            instances,
+            "coco-instance",
+            out_dir=out,
+            num_workers=args.workers,
+            overwrite=args.overwrite,
+        )
         ground_truth = json.loads(gt_path.read_text())
         print(
             f"ground truth: {gt_path} ({len(ground_truth['images'])} images, "

@@ -235,7 +235,9 @@ def _export(args: argparse.Namespace) -> int:
     from .export import export_dataset
 
     dataset = _dataset(args, "instance", on_error=args.on_error)
-    path = export_dataset(dataset, args.format, args.out, num_workers=args.workers)
+    path = export_dataset(
+        dataset, args.format, args.out, num_workers=args.workers, overwrite=args.overwrite
+    )
     skipped = dataset.failed_samples()
     print(f"exported {_samples(len(dataset) - len(skipped))}: {path}")
     if skipped:
@@ -379,7 +381,18 @@ def _parser() -> argparse.ArgumentParser:
         default="coco-instance",
         help="export format (default coco-instance; coco is its alias)",
     )
-    export.add_argument("--out", required=True, type=Path, help="the folder to write into")
+    export.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="the folder to write into: missing or empty, unless --overwrite",
+    )
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty --out folder, and everything in it, once the export is "
+        "complete (an export that fails or is interrupted leaves it as it was)",
+    )
     export.add_argument(
         "--workers",
         type=_count,

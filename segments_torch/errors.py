@@ -9,6 +9,7 @@ __all__ = [
     "DecodeError",
     "ExportError",
     "MissingExtraError",
+    "OutputError",
     "ReleaseFormatError",
     "ReleaseReadError",
     "SegmentsTorchError",
@@ -90,6 +91,12 @@ class AssetError(SegmentsTorchError):
 
 class ExportError(SegmentsTorchError, ValueError):
     """An export that cannot be done as asked (unknown format, labels a PNG cannot hold)."""
+
+
+class OutputError(SegmentsTorchError, OSError):
+    """A file or folder the library was asked to write cannot be written: a missing or
+    read-only folder, a file where a folder is wanted, a full disk. The message names the
+    place and the reason."""
 
 
 class MissingExtraError(SegmentsTorchError, ImportError):

@@ -271,10 +271,12 @@ def test_export_selection_storage_and_workers(tmp_path, capsys):
     assert main([*args, "--all", "--asset-root", str(DEMO_RELEASE.parent)]) == 0
     assert capsys.readouterr().out == f"exported 8 samples: {out / 'semantic.json'}\n"
     mirror = ["--url-map", f"{release.parent}/=file://{DEMO_RELEASE.parent}/"]
-    assert main([*args, *mirror, "--filter-by", "rejected", "--labelset", "ground-truth"]) == 0
+    selection = ["--filter-by", "rejected", "--labelset", "ground-truth", "--overwrite"]
+    assert main([*args, *mirror, *selection]) == 0
     document = json.loads((out / "semantic.json").read_text())
     assert [image["segments_name"] for image in document["images"]] == ["shapes-005.jpg"]
-    assert main(args) == 1  # the assets are not where the release is: one line from a worker
+    # The assets are not where the release is: one line from a worker.
+    assert main([*args, "--overwrite"]) == 1
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"segments-torch: error: sample 'shapes-000.jpg': {release.parent}/images/"
         "shapes-000.jpg: not found"
@@ -294,13 +296,27 @@ def test_export_skips_broken_samples_and_exits_1(tmp_path, capsys):
         "  shapes-003.png\n"
     )
     # Without --on-error skip, the first failure ends the export with one line.
-    assert main(["export", release, "--out", str(out), "--workers", "0"]) == 1
+    assert main(["export", release, "--out", str(out), "--workers", "0", "--overwrite"]) == 1
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("segments-torch: error: sample 'shapes-003.png': ")
     assert err.endswith(
         "cannot decode the image (unknown data starting b'broken'): not a format "
         "Pillow reads either"
     )
+
+
+def test_export_into_a_folder_holding_files_needs_overwrite(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("an earlier export")
+    args = ["export", str(DEMO_RELEASE), "--format", "semantic", "--out", str(out)]
+    assert main([*args, "--workers", "0"]) == 1
+    assert capsys.readouterr().err == (
+        f"segments-torch: error: cannot export into {out}: the folder is not empty; pass "
+        "overwrite=True (export --overwrite) to replace it and everything in it\n"
+    )
+    assert main([*args, "--workers", "0", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["semantic", "semantic.json"]
 
 
 def test_export_errors(tmp_path, capsys, monkeypatch):

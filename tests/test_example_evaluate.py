@@ -273,6 +273,15 @@ def test_command_line_scores_ground_truth_then_a_predictions_file(demo, evaluate
         printed
     )
     assert "index created" not in printed
+    # A second run into the same folder: refused at once, or replacing it with --overwrite.
+    with pytest.raises(SystemExit) as caught:
+        evaluate.run(evaluate.main, ["--workers", "0", "--out", str(tmp_path / "gt")])
+    assert str(caught.value) == (
+        f"error: cannot export into {tmp_path / 'gt'}: the folder is not empty; pass "
+        "overwrite=True (export --overwrite) to replace it and everything in it"
+    )
+    again = ["--workers", "0", "--out", str(tmp_path / "gt"), "--overwrite"]
+    assert evaluate.main(again) == {"AP": 1.0, "map": 1.0, "miou": 1.0}
 
     dropped = next(r for r in demo.results if r["category_id"] == CIRCLE)
     predictions = tmp_path / "results.json"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import doctest
+import errno
 import importlib
 import json
+import os
 import pickle
 import shutil
 import subprocess
@@ -25,7 +27,7 @@ from torchvision.transforms import v2
 from segments_torch import SegmentsDataset
 from segments_torch.codecs import decode_bitmap, encode_bitmap
 from segments_torch.demo import RELEASE_PATH
-from segments_torch.errors import AssetError
+from segments_torch.errors import AssetError, OutputError
 from segments_torch.export import (
     EXPORT_FORMATS,
     FORMATS,
@@ -369,14 +371,14 @@ def test_panoptic_stuff_is_one_segment_with_one_id(tmp_path):
     ids = np.array([[1, 2, 2], [3, 3, 4], [0, 3, 9]])
     annotations = [(1, 0), (2, 5), (3, 5), (4, 1)]  # two grass (stuff) annotations
     release = write_release(tmp_path / "r", [Spec("s.jpg", ids, annotations)])
-    path = export_dataset(local(release), "coco-panoptic", out_dir=tmp_path, progress=False)
+    path = export_dataset(local(release), "coco-panoptic", out_dir=tmp_path / "o", progress=False)
     (ann,) = load(path)["annotations"]
     assert ann["segments_info"] == [
         {"id": 1, "category_id": 0, "iscrowd": 0, "bbox": [0, 0, 1, 1], "area": 1},
         {"id": 2, "category_id": 5, "iscrowd": 0, "bbox": [0, 0, 3, 3], "area": 5},
         {"id": 4, "category_id": 1, "iscrowd": 0, "bbox": [2, 1, 1, 1], "area": 1},
     ]
-    pixels = read_label_png(tmp_path / "coco_panoptic" / "s.png")
+    pixels = read_label_png(path.parent / "coco_panoptic" / "s.png")
     assert pixels.tolist() == [[1, 2, 2], [2, 2, 4], [0, 2, 0]]  # id 9: no annotation
 
 
@@ -591,8 +593,9 @@ def folder_contents(folder: Path) -> dict[str, bytes]:
 def test_workers_write_the_same_files(tmp_path):
     ds = demo(filter_by=None)
     for name in ("coco-panoptic", "coco-instance"):
-        export_dataset(ds, name, out_dir=tmp_path / "serial", progress=False)
-        export_dataset(ds, name, out_dir=tmp_path / "workers", num_workers=2, progress=False)
+        export_dataset(ds, name, out_dir=tmp_path / "serial" / name, progress=False)
+        workers = tmp_path / "workers" / name
+        export_dataset(ds, name, out_dir=workers, num_workers=2, progress=False)
     serial = folder_contents(tmp_path / "serial")
     assert len(serial) == 10  # 2 JSON files, 8 PNGs
     assert folder_contents(tmp_path / "workers") == serial
@@ -640,23 +643,122 @@ def test_skipped_samples_are_left_out_and_listed(demo_copy, tmp_path):
     assert [s.name for s in ds.failed_samples()] == ["shapes-001.jpg"]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_failed_export_keeps_the_previous_json(demo_copy, tmp_path, workers):
+def second_release(demo_copy: Path) -> Path:
+    """Another release of the demo's assets: every circle labelled a square and back, so
+    that each exported PNG differs from the first release's."""
+    document = json.loads(demo_copy.read_text())
+    for item in document["dataset"]["samples"]:
+        for label_ in item["labels"].values():
+            for annotation_ in ((label_ or {}).get("attributes") or {}).get("annotations", []):
+                annotation_["category_id"] = {0: 1, 1: 0}.get(annotation_["category_id"], 2)
+    path = demo_copy.with_name("second.json")
+    path.write_text(json.dumps(document))
+    return path
+
+
+def hidden_entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize(
+    ("stop", "workers"),
+    [("missing image", 0), ("missing image", 2), ("KeyboardInterrupt", 0)],
+)
+def test_an_interrupted_re_export_leaves_the_old_one_whole(
+    demo_copy, tmp_path, monkeypatch, stop, workers
+):
     out = tmp_path / "o"
-    path = export_dataset(SegmentsDataset(demo_copy), "semantic", out_dir=out, progress=False)
-    before = path.read_bytes()
-    missing = demo_copy.parent / "images" / "shapes-004.jpg"
-    missing.unlink()
-    export = SegmentsDataset(demo_copy)
+    export_dataset(SegmentsDataset(demo_copy), "semantic", out_dir=out, progress=False)
+    before = folder_contents(out)
+    second = SegmentsDataset(second_release(demo_copy))
     children = {p.pid for p in psutil.Process().children()}
-    with pytest.raises(AssetError) as info:
-        export_dataset(export, "semantic", out_dir=out, num_workers=workers, progress=False)
-    # The workers are gone although the error (its traceback: the export's frame) lives.
-    assert {p.pid for p in psutil.Process().children()} == children
-    # The worker's error itself: one line, no worker traceback in its message.
-    assert str(info.value) == f"sample 'shapes-004.jpg': {missing}: not found"
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["semantic", "semantic.json"]  # no temp files
+    if stop == "missing image":
+        missing = demo_copy.parent / "images" / "shapes-004.jpg"
+        missing.unlink()
+        with pytest.raises(AssetError) as info:
+            export_dataset(
+                second, "semantic", out_dir=out, num_workers=workers, progress=False, overwrite=True
+            )
+        # The worker's error itself: one line, no worker traceback in its message.
+        assert str(info.value) == f"sample 'shapes-004.jpg': {missing}: not found"
+        # The workers are gone although the error (its traceback: the export's frame) lives.
+        assert {p.pid for p in psutil.Process().children()} == children
+    else:  # Ctrl-C after two samples were written: raised from inside the export's loop
+        calls = []
+
+        def interrupted(self: Any, record: dict[str, Any]) -> None:
+            calls.append(record)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr("segments_torch.export.core._RecordStream.add", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            export_dataset(second, "semantic", out_dir=out, progress=False, overwrite=True)
+    assert folder_contents(out) == before  # the first release's JSON and PNGs, all of them
+    assert hidden_entries(tmp_path) == hidden_entries(out) == []  # no partial folder left
+
+
+def test_a_re_export_replaces_the_folder_whole(demo_copy, tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    export_dataset(SegmentsDataset(demo_copy), "coco-panoptic", out_dir=out, progress=False)
+    (out / "notes.txt").write_text("mine")
+    second = SegmentsDataset(second_release(demo_copy))
+    with pytest.raises(ExportError) as info:
+        export_dataset(second, "semantic", out_dir=out, progress=False)
+    assert str(info.value) == (
+        f"cannot export into {out}: the folder is not empty; pass overwrite=True "
+        "(export --overwrite) to replace it and everything in it"
+    )
+    assert (out / "notes.txt").read_text() == "mine"
+    assert hidden_entries(tmp_path) == []
+
+    monkeypatch.setattr(os, "umask", os.umask)  # restored after the test
+    os.umask(0o027)
+    path = export_dataset(second, "semantic", out_dir=out, progress=False, overwrite=True)
+    assert path == out / "semantic.json"
+    fresh = tmp_path / "fresh"
+    export_dataset(second, "semantic", out_dir=fresh, progress=False)
+    assert folder_contents(out) == folder_contents(fresh)  # the old files are gone
+    assert out.stat().st_mode & 0o777 == 0o750  # the umask's, not a temporary folder's
+    assert hidden_entries(tmp_path) == []  # nor is the old folder kept aside
+
+
+def test_an_empty_folder_is_filled_in_place(tmp_path, monkeypatch):
+    out = tmp_path / "mounted"
+    out.mkdir()
+    inode = out.stat().st_ino
+    export_dataset(demo(), "semantic", out_dir=out, progress=False)
+    assert out.stat().st_ino == inode
+    assert sorted(p.name for p in out.iterdir()) == ["semantic", "semantic.json"]
+    monkeypatch.chdir(out)  # the working directory is never replaced
+    with pytest.raises(ExportError) as info:
+        export_dataset(demo(), "semantic", out_dir=".", progress=False, overwrite=True)
+    assert (
+        str(info.value) == "cannot replace .: this process works in it; export into another folder"
+    )
+
+
+def test_out_dir_that_cannot_be_written(tmp_path, monkeypatch):
+    file = tmp_path / "file.txt"
+    file.write_text("x")
+    with pytest.raises(OutputError) as info:
+        export_dataset(demo(), "semantic", out_dir=file, progress=False, overwrite=True)
+    assert str(info.value) == f"cannot export into {file}: it exists and is not a folder"
+    with pytest.raises(OutputError) as info:
+        export_dataset(demo(), "semantic", out_dir=file / "out", progress=False)
+    assert str(info.value) == f"cannot write the export into {file / 'out'}: File exists"
+    assert isinstance(info.value, OSError)
+
+    def full(self: Path, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OutputError) as info:
+        export_dataset(demo(), "semantic", out_dir=tmp_path / "out", progress=False)
+    assert str(info.value) == (
+        f"cannot write the export into {tmp_path / 'out'}: No space left on device"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
 
 
 def test_progress_without_tqdm(tmp_path, monkeypatch, capsys):
@@ -670,5 +772,5 @@ def test_progress_without_tqdm(tmp_path, monkeypatch, capsys):
         "export semantic: 5/6 (83 %)",
         "export semantic: 6/6 (100 %)",
     ]
-    export_dataset(demo(), "semantic", out_dir=tmp_path, progress=False)
+    export_dataset(demo(), "semantic", out_dir=tmp_path, progress=False, overwrite=True)
     assert capsys.readouterr().err == ""

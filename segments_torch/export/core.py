@@ -3,8 +3,15 @@
 The dataset's items are read and encoded (RLE, PNG) one sample at a time, in DataLoader
 worker processes when ``num_workers > 0``; the main process writes each sample's files
 and streams its JSON records to temporary files, so memory holds a few samples at most,
-however large the release. The main JSON is written last, under a temporary name renamed
-into place: when it exists, the export is complete.
+however large the release.
+
+An export is all there or not there: it is written into a new hidden folder beside
+``out_dir`` (``.<name>.partial-<random>``) and moved into place at the end, so an export
+that fails or is interrupted leaves ``out_dir`` as it was (and removes its partial
+folder; only a killed process leaves one behind). ``out_dir`` must be missing or empty
+unless ``overwrite=True``, which replaces the old folder whole: it is renamed aside, the
+new one renamed in, then the old one deleted, so no moment shows old and new files side
+by side. An empty ``out_dir`` is kept and filled, the main JSON last.
 
 Example:
     >>> from segments_torch import SegmentsDataset
@@ -18,7 +25,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
+import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..dataset import SegmentsDataset
-from ..errors import SegmentsTorchError
+from ..errors import ExportError, OutputError, SegmentsTorchError
 from ..progress import Progress
 from ..samples import StringColumn
 from ..storage import display_url
@@ -41,6 +51,8 @@ from .panoptic import CocoPanopticWriter
 from .png import InstanceWriter, SemanticWriter
 
 __all__ = ["EXPORT_FORMATS", "export_dataset"]
+
+logger = logging.getLogger(__name__)
 
 #: Export format name (one per name of ``formats.FORMATS``) -> its writer.
 EXPORT_FORMATS: dict[str, type[Writer]] = {
@@ -58,6 +70,7 @@ def export_dataset(
     *,
     num_workers: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write the dataset's samples and labels in an export format.
 
@@ -69,18 +82,23 @@ def export_dataset(
         dataset: the dataset to export.
         format: ``"coco-instance"`` (alias ``"coco"``), ``"coco-panoptic"``,
             ``"semantic"`` or ``"instance"``.
-        out_dir: the folder to write into (made if missing; files of the same names are
-            replaced).
+        out_dir: the folder to write into: missing (it is made) or empty, unless
+            ``overwrite``. The export appears there whole at the end, or not at all.
         num_workers: DataLoader worker processes that read and encode samples
             (0: all in this process).
         progress: show a progress bar on stderr (tqdm's when installed).
+        overwrite: replace a non-empty ``out_dir`` and everything in it by the export
+            (only once the export is complete).
 
     Returns:
         The main JSON file: ``coco_instance.json``, ``coco_panoptic.json``,
         ``semantic.json`` or ``instance.json`` in ``out_dir``.
 
     Raises:
-        ExportError: an unknown format, or labels the format cannot hold.
+        ExportError: an unknown format, labels the format cannot hold, or a non-empty
+            ``out_dir`` without ``overwrite``.
+        OutputError: ``out_dir`` cannot be written (a file, a read-only place, a full
+            disk).
         MissingExtraError: ``coco-instance`` without pycocotools.
         AssetError: a sample's image or bitmap cannot be read (``on_error="raise"``).
 
@@ -96,9 +114,7 @@ def export_dataset(
         raise ValueError(f"num_workers must be >= 0, not {num_workers}")
     writer = EXPORT_FORMATS[name](dataset)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if writer.folder is not None:
-        (out / writer.folder).mkdir(exist_ok=True)
+    replace = _holds_files(out, overwrite)
 
     samples = _Samples(dataset, writer)
     loader = DataLoader(samples, batch_size=None, num_workers=num_workers, collate_fn=_as_is)
@@ -107,36 +123,143 @@ def export_dataset(
     skipped: list[str] = []
     next_id = 1
     try:
-        with _RecordStream(out) as images, _RecordStream(out) as annotations:
-            for index, encoded in enumerate(results):
-                if bar is not None:
-                    bar(1)
-                if isinstance(encoded, _Failure):
-                    raise encoded.error  # as raised in the worker, without its traceback
-                if encoded is None:
-                    skipped.append(dataset.sample_info(index).name)
-                    continue
-                for relative, data in encoded.files:
-                    (out / relative).write_bytes(data)
-                images.add(encoded.image)
-                for record in encoded.annotations:
-                    if writer.numbered:
-                        record = {"id": next_id, **record}
-                        next_id += 1
-                    annotations.add(record)
-            header: dict[str, Any] = {"info": _info(dataset, len(samples) - len(skipped), skipped)}
-            header.update(writer.header())
-            lists = {"images": images}
-            if writer.annotations:
-                lists["annotations"] = annotations
-            path = out / writer.json_name
-            _write_json(path, header, lists)
+        with _staged(out, replace=replace, last=writer.json_name) as folder:
+            with _writing(out):
+                if writer.folder is not None:
+                    (folder / writer.folder).mkdir()
+                images, annotations = _RecordStream(folder), _RecordStream(folder)
+            with images, annotations:
+                for index, encoded in enumerate(results):
+                    if bar is not None:
+                        bar(1)
+                    if isinstance(encoded, _Failure):
+                        raise encoded.error  # as raised in the worker, without its traceback
+                    if encoded is None:
+                        skipped.append(dataset.sample_info(index).name)
+                        continue
+                    with _writing(out):
+                        for relative, data in encoded.files:
+                            (folder / relative).write_bytes(data)
+                        images.add(encoded.image)
+                        for record in encoded.annotations:
+                            if writer.numbered:
+                                record = {"id": next_id, **record}
+                                next_id += 1
+                            annotations.add(record)
+                exported = len(samples) - len(skipped)
+                header: dict[str, Any] = {"info": _info(dataset, exported, skipped)}
+                header.update(writer.header())
+                lists = {"images": images}
+                if writer.annotations:
+                    lists["annotations"] = annotations
+                with _writing(out):
+                    _write_json(folder / writer.json_name, header, lists)
     finally:
         if bar is not None:
             bar.close()
         # Workers end with their iterator; a traceback holding this frame would keep it.
         del results
-    return path
+    return out / writer.json_name
+
+
+def _holds_files(out: Path, overwrite: bool) -> bool:
+    """Whether ``out`` is a folder with something in it, which only ``overwrite`` may
+    replace; refuses what can never be exported into."""
+    if not out.is_dir():
+        if out.exists() or out.is_symlink():
+            raise OutputError(f"cannot export into {out}: it exists and is not a folder")
+        return False
+    try:
+        holds = any(out.iterdir())
+    except OSError as exc:
+        raise OutputError(f"cannot export into {out}: {exc.strerror or exc}") from exc
+    if holds and not overwrite:
+        raise ExportError(
+            f"cannot export into {out}: the folder is not empty; pass overwrite=True "
+            "(export --overwrite) to replace it and everything in it"
+        )
+    here = Path.cwd()
+    if holds and (out.resolve() == here or out.resolve() in here.parents):
+        raise ExportError(
+            f"cannot replace {out}: this process works in it; export into another folder"
+        )
+    return holds
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """Turn a failure to write (a full disk, a read-only place) into an OutputError."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, SegmentsTorchError):
+            raise
+        raise OutputError(f"cannot write the export into {out}: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def _staged(out: Path, *, replace: bool, last: str) -> Iterator[Path]:
+    """A new folder to write the export into, put in place of ``out`` when the block ends
+    (``replace``: ``out`` holds files, replaced whole), or removed when it raises (an
+    exception, KeyboardInterrupt). An existing empty ``out`` is kept (it may be a mount
+    point, or the working directory) and the files are moved into it, ``last`` last."""
+    place = Path(os.path.realpath(out))  # a symbolic link keeps pointing at the export
+    fill = place.is_dir() and not replace
+    with _writing(out):
+        if fill:
+            staging = _new_folder(place, ".partial-")
+        else:
+            place.parent.mkdir(parents=True, exist_ok=True)
+            staging = _new_folder(place.parent, f".{place.name}.partial-")
+    try:
+        yield staging
+        with _writing(out):
+            if fill:
+                _move_into(staging, place, last)
+            elif replace:
+                _swap(staging, place)
+            else:
+                os.rename(staging, place)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """A folder of a new name in ``parent``, made with the umask's permissions (the
+    export's final folder: not tempfile.mkdtemp's private 0700)."""
+    while True:
+        folder = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+
+
+def _move_into(staging: Path, out: Path, last: str) -> None:
+    """Every entry of ``staging`` into the empty folder ``out``, ``last`` last, so that
+    when it is there the export is complete."""
+    for entry in sorted(staging.iterdir()):
+        if entry.name != last:
+            os.rename(entry, out / entry.name)
+    os.rename(staging / last, out / last)
+    staging.rmdir()
+
+
+def _swap(staging: Path, out: Path) -> None:
+    """Put ``staging`` in place of the folder ``out``: ``out`` renamed aside, ``staging``
+    renamed in (put back if that fails), then the old one deleted."""
+    aside = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
+    os.rename(out, aside)
+    try:
+        os.rename(staging, out)
+    except BaseException:
+        os.rename(aside, out)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+    if aside.exists():
+        logger.warning("could not delete all of the replaced export, left in %s", aside)
 
 
 def _as_is(item: Any) -> Any:
@@ -238,19 +361,12 @@ class _RecordStream:
 
 
 def _write_json(path: Path, header: dict[str, Any], lists: dict[str, _RecordStream]) -> None:
-    """``header``'s keys, then each stream as a JSON list, written to a temporary file
-    in the same folder and renamed to ``path`` (never a torn file under that name)."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with open(partial, "w", encoding="utf-8") as out:
-            out.write(json.dumps(header, ensure_ascii=False, separators=(",", ":"))[:-1])
-            for key, stream in lists.items():
-                out.write(f',"{key}":[')
-                out.writelines(stream.chunks())
-                out.write("]")
-            out.write("}")
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
+    """``header``'s keys, then each stream as a JSON list (into the staged folder: a torn
+    file is never seen)."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(json.dumps(header, ensure_ascii=False, separators=(",", ":"))[:-1])
+        for key, stream in lists.items():
+            out.write(f',"{key}":[')
+            out.writelines(stream.chunks())
+            out.write("]")
+        out.write("}")
