@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SegmentsTorchError
+from .errors import OutputError, SegmentsTorchError
 from .export.formats import FORMAT_ALIASES, FORMATS
 from .progress import Progress
 from .release import Release, load_release
@@ -26,6 +28,8 @@ from .samples import LABEL_STATUSES, SelectionError
 from .storage import Storage, prefetch, release_base_url
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from .dataset import SegmentsDataset
 
 __all__ = [
@@ -127,6 +131,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import RELEASE_PATH
     from .preview import render_preview
 
+    _check_picture_path(args.out)  # now, not after the whole run
     dataset = SegmentsDataset(RELEASE_PATH, target="instance")
     print(dataset)
     print(f"\n{dataset.categories}\n")
@@ -155,9 +160,41 @@ def _demo(args: argparse.Namespace) -> int:
         f"{seconds:.2f} s ({items / seconds:.1f} items/s, worker start-up included)"
     )
     preview = render_preview(dataset, range(len(dataset)), columns=3)
-    preview.save(args.out)
+    _save_picture(preview, args.out)
     print(f"preview: {args.out} ({preview.width}x{preview.height})")
     return 0
+
+
+def _check_picture_path(path: Path) -> None:
+    """Refuse at once, before any sample is read, a picture that could not be written:
+    its folder missing or read-only, a folder of that name, an extension Pillow does
+    not write."""
+    from PIL import Image
+
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {path}: there is no folder {folder}")
+    extension = path.suffix.lower()
+    if extension not in Image.registered_extensions():
+        raise OutputError(
+            f"cannot write {path}: Pillow writes no picture format of the extension "
+            f"{extension or '(none)'!r}; name a .png file"
+        )
+    try:  # a real write: permissions, read-only file systems, quotas, whoever runs this
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _save_picture(picture: Image.Image, path: Path) -> None:
+    try:
+        picture.save(path)
+    except (OSError, ValueError) as exc:  # a disk that filled up meanwhile, say
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise OutputError(f"cannot write {path}: {reason}") from exc
 
 
 def parse_url_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
@@ -171,11 +208,24 @@ def parse_url_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
         return None
     mapping = {}
     for pair in pairs:
-        prefix, separator, replacement = pair.partition("=")
-        if not separator or not prefix:
+        split = _split_url_map(pair)
+        if split is None:
             raise SelectionError(f"--url-map takes PREFIX=REPLACEMENT, not {pair!r}")
-        mapping[prefix] = replacement
+        mapping[split[0]] = split[1]
     return mapping
+
+
+def _split_url_map(pair: str) -> tuple[str, str] | None:
+    """``(PREFIX, REPLACEMENT)`` of ``PREFIX=REPLACEMENT``, ``None`` for anything else."""
+    prefix, separator, replacement = pair.partition("=")
+    return (prefix, replacement) if separator and prefix else None
+
+
+def _url_map_option(text: str) -> str:
+    """An argparse type: a malformed ``--url-map`` is a usage error (status 2)."""
+    if _split_url_map(text) is None:
+        raise argparse.ArgumentTypeError(f"expected PREFIX=REPLACEMENT, not {text!r}")
+    return text
 
 
 def selected_statuses(args: argparse.Namespace) -> list[str] | None:
@@ -250,12 +300,13 @@ def _export(args: argparse.Namespace) -> int:
 def _preview(args: argparse.Namespace) -> int:
     from .preview import render_preview
 
+    _check_picture_path(args.out)
     dataset = _dataset(args, "panoptic")
     if not len(dataset):
         raise SelectionError(f"{args.release}: no sample selected, nothing to preview")
     count = min(args.n, len(dataset))
     picture = render_preview(dataset, range(count), tile=args.tile, columns=args.columns)
-    picture.save(args.out)
+    _save_picture(picture, args.out)
     print(f"preview: {args.out} ({picture.width}x{picture.height}, {_samples(count)})")
     return 0
 
@@ -315,6 +366,7 @@ def add_storage_options(parser: argparse.ArgumentParser, *, cache_required: bool
     parser.add_argument(
         "--url-map",
         action="append",
+        type=_url_map_option,
         metavar="PREFIX=REPLACEMENT",
         help="read URLs starting with PREFIX from REPLACEMENT instead (repeatable)",
     )
@@ -348,7 +400,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Load the demo release bundled with the package through a DataLoader, "
         "print what came out and write a preview picture of the samples and their masks.",
     )
-    demo.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
+    demo.add_argument("--workers", type=_count, default=2, help="DataLoader workers (default 2)")
     demo.add_argument(
         "--out", type=Path, default=Path("segments-demo-preview.png"), help="preview PNG to write"
     )
@@ -436,6 +488,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except SegmentsTorchError as exc:
         print(f"segments-torch: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader of the output went away (`segments-torch info r.json | head`): end
+        # quietly, as other tools do; stdout goes to devnull so that the interpreter's
+        # last flush of it at exit does not fail again (Python's signal documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

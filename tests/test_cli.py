@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -227,9 +230,11 @@ def test_prefetch_url_map_and_usage_errors(tmp_path, file_server, capsys):
     # Local files are read where they are, never copied into the cache.
     assert "already cached   4\n" in capsys.readouterr().out
     assert file_server.count() == 0
-    assert main(["prefetch", str(release), "--cache-dir", "c", "--url-map", "nothing"]) == 1
-    assert capsys.readouterr().err == (
-        "segments-torch: error: --url-map takes PREFIX=REPLACEMENT, not 'nothing'\n"
+    with pytest.raises(SystemExit) as info:
+        main(["prefetch", str(release), "--cache-dir", "c", "--url-map", "nothing"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "prefetch: error: argument --url-map: expected PREFIX=REPLACEMENT, not 'nothing'\n"
     )
 
 
@@ -359,6 +364,141 @@ def test_preview_draws_the_first_samples(tmp_path, capsys):
     assert main(["preview", str(DEMO_RELEASE), "--out", str(out), "--columns", "3",
                  "--tile", "64", "--filter-by", "rejected"]) == 0  # fmt: skip
     assert capsys.readouterr().out == f"preview: {out} (64x90, 1 sample)\n"
+
+
+def test_outputs_that_cannot_be_written_are_one_line(tmp_path, capsys, monkeypatch):
+    file = tmp_path / "file.txt"
+    file.write_text("x")
+    export = ["export", str(DEMO_RELEASE), "--format", "semantic", "--workers", "0", "--out"]
+    cases = [
+        (
+            [*export, str(file)],
+            f"cannot export into {file}: it exists and is not a folder",
+        ),
+        (
+            [*export, str(file / "out")],
+            f"cannot export into {file / 'out'}: {file} is not a folder",
+        ),
+        (
+            ["preview", str(DEMO_RELEASE), "--out", str(tmp_path / "missing" / "p.png")],
+            f"cannot write {tmp_path / 'missing' / 'p.png'}: there is no folder "
+            f"{tmp_path / 'missing'}",
+        ),
+        (
+            ["preview", str(DEMO_RELEASE), "--out", str(tmp_path)],
+            f"cannot write {tmp_path}: it is a folder",
+        ),
+        (
+            ["preview", str(DEMO_RELEASE), "--out", str(tmp_path / "p.pgn")],
+            f"cannot write {tmp_path / 'p.pgn'}: Pillow writes no picture format of the "
+            "extension '.pgn'; name a .png file",
+        ),
+        (  # demo refuses before its run: nothing printed but the error
+            ["demo", "--workers", "0", "--out", str(tmp_path / "missing" / "d.png")],
+            f"cannot write {tmp_path / 'missing' / 'd.png'}: there is no folder "
+            f"{tmp_path / 'missing'}",
+        ),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 1, argv
+        assert capsys.readouterr() == ("", f"segments-torch: error: {message}\n"), argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+    # A place the user may not write: refused before anything is read.
+    def denied(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", denied)
+    assert main([*export, str(tmp_path / "out")]) == 1
+    assert capsys.readouterr() == (
+        "",
+        f"segments-torch: error: cannot write the export into {tmp_path / 'out'}: "
+        "Permission denied\n",
+    )
+    monkeypatch.undo()
+
+    def no_temporary_file(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_temporary_file)
+    assert main(["demo", "--out", str(tmp_path / "d.png")]) == 1
+    assert capsys.readouterr() == (
+        "",
+        f"segments-torch: error: cannot write {tmp_path / 'd.png'}: Permission denied\n",
+    )
+
+
+def test_a_picture_that_fails_to_save_is_one_line(tmp_path, capsys, monkeypatch):
+    def full(self: Any, path: Any, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    out = tmp_path / "p.png"
+    assert main(["preview", str(DEMO_RELEASE), "--n", "1", "--out", str(out)]) == 1
+    assert capsys.readouterr().err == (
+        f"segments-torch: error: cannot write {out}: No space left on device\n"
+    )
+
+
+def test_usage_errors_of_demo_and_url_map_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--workers", "-1"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "demo: error: argument --workers: expected a number >= 0, not -1\n"
+    )
+    export = ["export", str(DEMO_RELEASE), "--out", "x"]
+    with pytest.raises(SystemExit) as info:
+        main([*export, "--url-map", "https://bucket/", "--url-map", "=/data"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "export: error: argument --url-map: expected PREFIX=REPLACEMENT, not 'https://bucket/'\n"
+    )
+
+
+def test_hostile_release_is_one_line(tmp_path, capsys):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 5000 + "]" * 5000)
+    assert main(["info", str(path)]) == 1
+    assert capsys.readouterr() == (
+        "",
+        f"segments-torch: error: {path}: not valid JSON for Python: lists and objects "
+        f"nested 5000 deep at line 1 column 5000; Python's json module reads about "
+        f"{sys.getrecursionlimit()}\n",
+    )
+    document = current_release()
+    document["dataset"]["name"] = "flowers \ud800"
+    path.write_text(json.dumps(document))  # the escape \ud800: valid JSON
+    assert main(["info", str(path)]) == 1
+    assert capsys.readouterr() == (
+        "",
+        f'segments-torch: error: {path}: dataset.name: expected text, found "flowers \\ud800": '
+        "a lone surrogate (\\ud800 to \\udfff) is no Unicode character, and no file or "
+        "terminal can hold it\n",
+    )
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path):
+    """``segments-torch info big.json --json | head -1``: no BrokenPipeError traceback."""
+    categories = [{"id": i, "name": f"category {i}"} for i in range(5000)]  # > a pipe's buffer
+    document = current_release()
+    document["dataset"]["task_attributes"]["categories"] = categories
+    for item in document["dataset"]["samples"]:
+        item["labels"]["ground-truth"] = None
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(document))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "segments_torch.cli", "info", str(path), "--json"],
+        cwd=Path(__file__).parent.parent,  # this checkout's package
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    assert process.stdout.readline() == b"{\n"
+    process.stdout.close()  # while the command is still writing
+    assert process.stderr.read() == b""
+    assert process.wait(timeout=60) == 1
 
 
 def test_preview_errors(tmp_path, capsys):

@@ -156,11 +156,6 @@ def test_maskrcnn_under_torchrun():
     ("example", "args", "message"),
     [
         (
-            "train_maskrcnn",
-            ["--url-map", "nothing"],
-            "error: --url-map takes PREFIX=REPLACEMENT, not 'nothing'",
-        ),
-        (
             "train_deeplab",
             ["--labelset", "predictions"],
             f"error: {RELEASE_PATH}: no labelset 'predictions'; the release has: 'ground-truth'",
@@ -183,6 +178,16 @@ def test_bad_input_ends_with_one_line(example, args, message):
     with pytest.raises(SystemExit) as caught:
         module.run(module.main, [*args, "--workers", "0", "--steps", "1"])
     assert str(caught.value) == message
+
+
+def test_a_malformed_url_map_is_a_usage_error(capsys):
+    module = load_example("train_maskrcnn")
+    with pytest.raises(SystemExit) as caught:
+        module.run(module.main, ["--url-map", "nothing", "--workers", "0", "--steps", "1"])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "error: argument --url-map: expected PREFIX=REPLACEMENT, not 'nothing'\n"
+    )
 
 
 def test_deeplab_refuses_batches_of_one(capsys):

@@ -745,8 +745,8 @@ def test_out_dir_that_cannot_be_written(tmp_path, monkeypatch):
         export_dataset(demo(), "semantic", out_dir=file, progress=False, overwrite=True)
     assert str(info.value) == f"cannot export into {file}: it exists and is not a folder"
     with pytest.raises(OutputError) as info:
-        export_dataset(demo(), "semantic", out_dir=file / "out", progress=False)
-    assert str(info.value) == f"cannot write the export into {file / 'out'}: File exists"
+        export_dataset(demo(), "semantic", out_dir=file / "a" / "b", progress=False)
+    assert str(info.value) == f"cannot export into {file / 'a' / 'b'}: {file} is not a folder"
     assert isinstance(info.value, OSError)
 
     def full(self: Path, data: bytes) -> int:

@@ -625,8 +625,8 @@ def test_example_under_ddp_gives_each_rank_a_disjoint_share(tmp_path, file_serve
 
 
 def test_example_bad_input_is_one_line(tmp_path):
-    result = run_example([str(EXAMPLE), "--url-map", "no-separator", "--fast-dev-run"], tmp_path)
+    result = run_example([str(EXAMPLE), "--labelset", "predictions", "--fast-dev-run"], tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: --url-map takes PREFIX=REPLACEMENT, not 'no-separator'"
+        f"error: {RELEASE_PATH}: no labelset 'predictions'; the release has: 'ground-truth'"
     )

@@ -116,18 +116,19 @@ def export_dataset(
     out = Path(out_dir)
     replace = _holds_files(out, overwrite)
 
-    samples = _Samples(dataset, writer)
-    loader = DataLoader(samples, batch_size=None, num_workers=num_workers, collate_fn=_as_is)
-    results = iter(loader)  # workers start before any thread of the progress bar does
-    bar = Progress(len(samples), label=f"export {name}", unit="sample") if progress else None
-    skipped: list[str] = []
-    next_id = 1
-    try:
-        with _staged(out, replace=replace, last=writer.json_name) as folder:
-            with _writing(out):
-                if writer.folder is not None:
-                    (folder / writer.folder).mkdir()
-                images, annotations = _RecordStream(folder), _RecordStream(folder)
+    # The folder first: a place that cannot be written is refused before any work.
+    with _staged(out, replace=replace, last=writer.json_name) as folder:
+        with _writing(out):
+            if writer.folder is not None:
+                (folder / writer.folder).mkdir()
+            images, annotations = _RecordStream(folder), _RecordStream(folder)
+        samples = _Samples(dataset, writer)
+        loader = DataLoader(samples, batch_size=None, num_workers=num_workers, collate_fn=_as_is)
+        results = iter(loader)  # workers start before any thread of the progress bar does
+        bar = Progress(len(samples), label=f"export {name}", unit="sample") if progress else None
+        skipped: list[str] = []
+        next_id = 1
+        try:
             with images, annotations:
                 for index, encoded in enumerate(results):
                     if bar is not None:
@@ -154,11 +155,11 @@ def export_dataset(
                     lists["annotations"] = annotations
                 with _writing(out):
                     _write_json(folder / writer.json_name, header, lists)
-    finally:
-        if bar is not None:
-            bar.close()
-        # Workers end with their iterator; a traceback holding this frame would keep it.
-        del results
+        finally:
+            if bar is not None:
+                bar.close()
+            # Workers end with their iterator; a traceback holding this frame would keep it.
+            del results
     return out / writer.json_name
 
 
@@ -168,6 +169,9 @@ def _holds_files(out: Path, overwrite: bool) -> bool:
     if not out.is_dir():
         if out.exists() or out.is_symlink():
             raise OutputError(f"cannot export into {out}: it exists and is not a folder")
+        above = next(folder for folder in out.absolute().parents if folder.exists())
+        if not above.is_dir():
+            raise OutputError(f"cannot export into {out}: {above} is not a folder")
         return False
     try:
         holds = any(out.iterdir())
