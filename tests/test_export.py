@@ -27,12 +27,13 @@ from torchvision.transforms import v2
 from segments_torch import SegmentsDataset
 from segments_torch.codecs import decode_bitmap, encode_bitmap
 from segments_torch.demo import RELEASE_PATH
-from segments_torch.errors import AssetError, OutputError
+from segments_torch.errors import AssetError
 from segments_torch.export import (
     EXPORT_FORMATS,
     FORMATS,
     ExportError,
     MissingExtraError,
+    OutputError,
     category_ids_by_label,
     export_dataset,
     read_label_png,

@@ -24,7 +24,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..errors import ExportError, MissingExtraError
+    from ..errors import ExportError, MissingExtraError, OutputError
     from .base import category_ids_by_label, label_table
     from .core import EXPORT_FORMATS, export_dataset
     from .formats import FORMAT_ALIASES, FORMATS, resolve_format
@@ -37,6 +37,7 @@ __all__ = [
     "FORMAT_ALIASES",
     "ExportError",
     "MissingExtraError",
+    "OutputError",
     "category_ids_by_label",
     "export_dataset",
     "label_table",
@@ -59,7 +60,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("ExportError", "MissingExtraError"):  # the package's error hierarchy
+    if name in ("ExportError", "MissingExtraError", "OutputError"):  # the package's errors
         return getattr(importlib.import_module("..errors", __name__), name)
     module = _LAZY.get(name)
     if module is None:
