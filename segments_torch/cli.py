@@ -177,7 +177,8 @@ def _check_picture_path(path: Path) -> None:
     if not folder.is_dir():
         raise OutputError(f"cannot write {path}: there is no folder {folder}")
     extension = path.suffix.lower()
-    if extension not in Image.registered_extensions():
+    picture_format = Image.registered_extensions().get(extension, "")
+    if picture_format.upper() not in Image.SAVE:  # unknown, or read-only (.psd)
         raise OutputError(
             f"cannot write {path}: Pillow writes no picture format of the extension "
             f"{extension or '(none)'!r}; name a .png file"

@@ -393,6 +393,11 @@ def test_outputs_that_cannot_be_written_are_one_line(tmp_path, capsys, monkeypat
             f"cannot write {tmp_path / 'p.pgn'}: Pillow writes no picture format of the "
             "extension '.pgn'; name a .png file",
         ),
+        (
+            ["preview", str(DEMO_RELEASE), "--out", str(tmp_path / "p.psd")],
+            f"cannot write {tmp_path / 'p.psd'}: Pillow writes no picture format of the "
+            "extension '.psd'; name a .png file",
+        ),
         (  # demo refuses before its run: nothing printed but the error
             ["demo", "--workers", "0", "--out", str(tmp_path / "missing" / "d.png")],
             f"cannot write {tmp_path / 'missing' / 'd.png'}: there is no folder "
