@@ -16,10 +16,17 @@ Which library decodes what is chosen here alone, by measurement
 - PNG images: torchcodec when installed, Pillow otherwise; never torchvision.io's
   ``decode_png``, which crashes the process (SIGSEGV) on a PNG that fails mid-image.
 - Bitmaps: pyspng when installed (the fastest by far), torchcodec, then Pillow. pyspng
-  skips CRC checks, so every chunk's CRC is checked here first (a damaged byte would
-  otherwise decode silently to wrong ids), and any eXIf chunk is dropped: a bitmap's grid
-  is used as stored.
+  checks neither the chunk CRCs nor zlib's Adler-32 checksum, so both are checked here
+  first (a damaged byte would otherwise decode silently to wrong ids): the pixel data is
+  inflated once more, with zlib-ng when installed (several times faster than zlib on
+  bitmaps), its output discarded. Any eXIf chunk is dropped: a bitmap's grid is used as
+  stored.
 - Everything else (BMP, WebP, TIFF, GIF): Pillow.
+
+Hostile files: before anything is decoded, the size the file declares (JPEG SOF, PNG
+IHDR, or Pillow's reading of the header) is checked against ``max_pixels`` (default
+:data:`DEFAULT_MAX_PIXELS`), so a 2 KB file declaring 30000 x 30000 pixels never becomes a
+2.7 GB tensor; running out of memory while decoding is a :class:`DecodeError` too.
 
 Example:
     >>> ids = torch.tensor([[0, 300], [70000, 1]], dtype=torch.int32)
@@ -29,12 +36,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import sys
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +54,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import DecodeError
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "PngHeader",
+    "declared_size",
     "decode_bitmap",
     "decode_bitmap_pixels",
     "decode_image",
@@ -58,7 +68,25 @@ __all__ = [
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7's passes: first column, first row, column step, row step.
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+#: JPEG frame headers (SOF0-SOF15) hold the size; C4 (DHT), C8 (JPG), CC (DAC) are no frames.
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+#: Output of one inflate step when checking a bitmap's zlib stream (kept in cache, dropped).
+_INFLATE_STEP = 1 << 18
 _MAX_ID = 2**24 - 1
+#: The most pixels an image or bitmap may declare unless told otherwise (2^28: 16384 x
+#: 16384, 27 times a 10 MP photo); a 2^28-pixel RGBA bitmap decodes to 1 GiB.
+DEFAULT_MAX_PIXELS = 2**28
 
 
 def sniff(data: bytes) -> str:
@@ -87,12 +115,27 @@ class PngHeader:
     height: int
     bit_depth: int
     color_type: int
+    interlaced: bool = False
 
     @property
     def mode(self) -> str:
         """E.g. ``"8-bit RGBA"``, ``"16-bit RGB"``, ``"8-bit palette"``."""
         kind = _PNG_COLOR_TYPES.get(self.color_type, f"color type {self.color_type}")
         return f"{self.bit_depth}-bit {kind}"
+
+    @property
+    def pixel_data_size(self) -> int:
+        """How many bytes the pixel data inflates to: each row of each pass (Adam7 has
+        seven) is a filter byte and its samples, packed."""
+        bits = _PNG_CHANNELS.get(self.color_type, 4) * self.bit_depth
+        passes = _ADAM7 if self.interlaced else ((0, 0, 1, 1),)
+        size = 0
+        for x0, y0, dx, dy in passes:
+            width = -(-(self.width - x0) // dx) if self.width > x0 else 0
+            height = -(-(self.height - y0) // dy) if self.height > y0 else 0
+            if width and height:
+                size += height * (1 + (width * bits + 7) // 8)
+        return size
 
 
 def png_header(data: bytes) -> PngHeader:
@@ -102,7 +145,97 @@ def png_header(data: bytes) -> PngHeader:
     if len(data) < 33 or data[12:16] != b"IHDR":
         raise DecodeError("a PNG without its IHDR header (truncated?)")
     width, height, bit_depth, color_type = struct.unpack(">IIBB", data[16:26])
-    return PngHeader(width, height, bit_depth, color_type)
+    return PngHeader(width, height, bit_depth, color_type, interlaced=data[28] == 1)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` from a JPEG's frame header (SOF), without decoding."""
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:  # stray bytes between segments: decoders skip them too
+            position = data.find(b"\xff", position)
+            if position < 0:
+                break
+            continue
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, RSTn: no length
+            position += 2
+        elif marker in (0xD9, 0xDA):  # EOI, or the scan began: no frame header before it
+            break
+        elif marker in _JPEG_FRAMES:
+            if position + 9 > len(data):
+                break
+            height, width = struct.unpack_from(">HH", data, position + 5)
+            return width, height
+        else:
+            position += 2 + struct.unpack_from(">H", data, position + 2)[0]
+    raise DecodeError("cannot decode the image (JPEG data): no frame header (truncated?)")
+
+
+def declared_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` that encoded image bytes declare, read from the header alone
+    (JPEG SOF, PNG IHDR, or what Pillow reads of other formats' headers): how large the
+    decoded image would be, before anything is decoded. EXIF orientation may swap them.
+
+    Raises :class:`DecodeError` where the bytes are no image or the header is damaged.
+
+    Example:
+        >>> declared_size(encode_bitmap(torch.zeros(2, 3, dtype=torch.int32)))
+        (3, 2)
+    """
+    kind = sniff(data)
+    if kind == "jpeg":
+        return _jpeg_size(data)
+    if kind == "png":
+        header = png_header(data)
+        return header.width, header.height
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            return width, height
+    except UnidentifiedImageError:
+        raise DecodeError(
+            f"cannot decode the image ({_found(data)}): not a format Pillow reads either"
+        ) from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DecodeError(f"cannot decode the image ({_found(data)}): {exc}") from None
+
+
+def _check_pixels(what: str, width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise DecodeError(
+            f"the {what} declares {width}x{height} pixels ({width * height:,}), more than "
+            f"max_pixels={max_pixels:,}"
+        )
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says an allocation failed: MemoryError (Python, numpy, Pillow) or
+    torch's RuntimeError ("DefaultCPUAllocator: can't allocate memory", CUDA's
+    OutOfMemoryError)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )
+
+
+@contextlib.contextmanager
+def _memory_guard(what: str, width: int, height: int, channels: int) -> Iterator[None]:
+    """Turn running out of memory while decoding into a :class:`DecodeError`: one sample
+    too large for this machine must not stop a run that skips bad samples."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        raise DecodeError(
+            f"out of memory decoding the {width}x{height} {what} "
+            f"({width * height * channels:,} bytes): {type(exc).__name__}"
+        ) from None
 
 
 def _found(data: bytes) -> str:
@@ -143,8 +276,19 @@ def _pyspng() -> Any:
     return pyspng
 
 
+def _zlib() -> Any:
+    """zlib-ng's drop-in zlib module when installed (it inflates bitmaps several times
+    faster), else zlib."""
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        return zlib
+    return zlib_ng
+
+
 _TORCHCODEC = _torchcodec()
 _PYSPNG = _pyspng()
+_ZLIB = _zlib()
 
 
 def _decode_jpeg(data: bytes) -> torch.Tensor:
@@ -177,71 +321,107 @@ def _decode_with_pillow(data: bytes) -> torch.Tensor:
     return torch.from_numpy(np.array(oriented)).permute(2, 0, 1)
 
 
-def _checked_png(data: bytes) -> bytes:
-    """``data`` after checking each chunk's CRC (pyspng skips it and decodes damaged data
-    to wrong pixels), less any eXIf chunk (a bitmap's grid is used as stored)."""
+def _checked_png(data: bytes, header: PngHeader) -> bytes:
+    """``data`` after checking each chunk's CRC and the pixel data's zlib stream (pyspng
+    checks neither, and decodes damaged data to wrong pixels), less any eXIf chunk (a
+    bitmap's grid is used as stored)."""
     view = memoryview(data)
     position, exif = 8, None
+    inflater = _ZLIB.decompressobj()
+    room = header.pixel_data_size  # the stream may inflate to no more than the pixels
     while position + 12 <= len(data):
         (length,) = struct.unpack_from(">I", data, position)
         end = position + 12 + length
         if end > len(data):
-            break  # truncated: the decoder says so
+            return data  # truncated: the decoder says so
         (crc,) = struct.unpack_from(">I", data, end - 4)
+        kind = data[position + 4 : position + 8]
         if zlib.crc32(view[position + 4 : end - 4]) != crc:
-            kind = data[position + 4 : position + 8]
             raise ValueError(f"the {kind.decode('latin-1')!r} chunk fails its CRC check")
-        if data[position + 4 : position + 8] == b"eXIf":
+        if kind == b"IDAT":
+            room -= _inflate(inflater, view[position + 8 : end - 4], room)
+        elif kind == b"eXIf":
             exif = (position, end)
         position = end
+    if not inflater.eof and room == 0:
+        raise ValueError("the pixel data's zlib stream does not end after the last row")
     return data if exif is None else data[: exif[0]] + data[exif[1] :]
 
 
-def decode_image(data: bytes) -> torch.Tensor:
+def _inflate(inflater: Any, chunk: memoryview, room: int) -> int:
+    """Inflate ``chunk`` into nothing (the output is dropped a step at a time), checking
+    what zlib checks: the deflate data and, at the stream's end, its Adler-32. Returns
+    how many bytes it made; raises ValueError past ``room`` (a zlib bomb)."""
+    made = 0
+    try:
+        while True:
+            made += len(out := inflater.decompress(chunk, _INFLATE_STEP))
+            if made > room:
+                raise ValueError("the pixel data inflates to more than its rows")
+            chunk = inflater.unconsumed_tail
+            if not chunk and len(out) < _INFLATE_STEP:
+                return made
+    except _ZLIB.error as exc:  # "incorrect data check": the Adler-32 does not match
+        raise ValueError(f"the pixel data fails zlib's checks ({exc})") from None
+
+
+def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """Decode an image to ``(3, H, W)`` uint8 RGB with its EXIF orientation applied.
 
     Alpha is dropped, grey is expanded to three channels, 16-bit PNGs are reduced to 8
-    bits. Raises :class:`DecodeError` when no decoder can read the bytes.
+    bits. Raises :class:`DecodeError` when no decoder can read the bytes, when the image
+    declares more than ``max_pixels`` pixels (``None``: no limit; checked before
+    decoding), and when decoding runs out of memory.
 
     Example:
         >>> decode_image(open("photo.jpg", "rb").read()).shape  # doctest: +SKIP
         torch.Size([3, 720, 1280])
     """
+    width, height = declared_size(data)
+    _check_pixels("image", width, height, max_pixels)
     kind = sniff(data)
-    try:
-        if kind == "jpeg":
-            return _decode_jpeg(data)
-        if kind == "png" and _TORCHCODEC is not None:
-            return _decode_png_rgb(data)
-    except RuntimeError:
-        pass  # a variant the fast decoder refuses (e.g. CMYK, arithmetic coding): Pillow
-    try:
-        return _decode_with_pillow(data)
-    except UnidentifiedImageError:
-        raise DecodeError(
-            f"cannot decode the image ({_found(data)}): not a format Pillow reads either"
-        ) from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DecodeError(f"cannot decode the image ({_found(data)}): {exc}") from None
+    with _memory_guard("image", width, height, channels=3):
+        try:
+            if kind == "jpeg":
+                return _decode_jpeg(data)
+            if kind == "png" and _TORCHCODEC is not None:
+                return _decode_png_rgb(data)
+        except RuntimeError as exc:
+            if _out_of_memory(exc):
+                raise
+            # a variant the fast decoder refuses (e.g. CMYK, arithmetic coding): Pillow
+        try:
+            return _decode_with_pillow(data)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise DecodeError(f"cannot decode the image ({_found(data)}): {exc}") from None
 
 
-def decode_bitmap_pixels(data: bytes) -> torch.Tensor:
+def decode_bitmap_pixels(
+    data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> torch.Tensor:
     """Decode a segmentation bitmap to its ``(H, W, C)`` uint8 pixels (``C`` is 4 for
-    RGBA, 3 for RGB), after checking it is an 8-bit RGBA or RGB PNG."""
+    RGBA, 3 for RGB), after checking it is an 8-bit RGBA or RGB PNG of at most
+    ``max_pixels`` pixels, that every chunk's CRC and the pixel data's zlib checksum
+    hold."""
     header = png_header(data)
     if header.bit_depth != 8 or header.color_type not in (2, 6):
         raise DecodeError(f"expected an 8-bit RGBA or RGB PNG bitmap, found {header.mode}")
-    try:
-        data = _checked_png(data)
-        if _PYSPNG is not None:
-            return torch.from_numpy(_PYSPNG.load(data))
-        if _TORCHCODEC is not None:
-            pixels = _TORCHCODEC.decode_png(data, mode="UNCHANGED")
-            return pixels.permute(1, 2, 0)  # type: ignore[no-any-return]
-        with Image.open(io.BytesIO(data)) as image:
-            return torch.from_numpy(np.array(image))
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise DecodeError(f"cannot decode the {header.mode} PNG bitmap: {exc}") from None
+    _check_pixels("bitmap", header.width, header.height, max_pixels)
+    channels = _PNG_CHANNELS[header.color_type]
+    with _memory_guard("bitmap", header.width, header.height, channels):
+        try:
+            data = _checked_png(data, header)
+            if _PYSPNG is not None:
+                return torch.from_numpy(_PYSPNG.load(data))
+            if _TORCHCODEC is not None:
+                pixels = _TORCHCODEC.decode_png(data, mode="UNCHANGED")
+                return pixels.permute(1, 2, 0)  # type: ignore[no-any-return]
+            with Image.open(io.BytesIO(data)) as image:
+                return torch.from_numpy(np.array(image))
+        except (RuntimeError, ValueError, OSError) as exc:
+            if _out_of_memory(exc):
+                raise
+            raise DecodeError(f"cannot decode the {header.mode} PNG bitmap: {exc}") from None
 
 
 def pixels_to_ids(pixels: torch.Tensor) -> torch.Tensor:
@@ -262,13 +442,14 @@ def pixels_to_ids(pixels: torch.Tensor) -> torch.Tensor:
     return channels[..., 0] | (channels[..., 1] << 8) | (channels[..., 2] << 16)
 
 
-def decode_bitmap(data: bytes) -> torch.Tensor:
+def decode_bitmap(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """Decode a segmentation bitmap (8-bit RGBA or RGB PNG) to ``(H, W)`` int32 ids.
 
-    Raises :class:`DecodeError` naming the PNG mode for any other kind of PNG, and what
-    the bytes are when they are not a PNG.
+    Raises :class:`DecodeError` naming the PNG mode for any other kind of PNG, what the
+    bytes are when they are not a PNG, and why a damaged or too large one is refused
+    (see :func:`decode_bitmap_pixels`).
     """
-    pixels = decode_bitmap_pixels(data)
+    pixels = decode_bitmap_pixels(data, max_pixels=max_pixels)
     if pixels.shape[-1] == 4 and pixels.is_contiguous() and sys.byteorder == "little":
         # The decoder's buffer is ours alone: mask alpha off in place, so no second
         # H x W buffer is allocated and faulted in (a third of the bitmap's cost at 10 MP).

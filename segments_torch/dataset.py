@@ -25,7 +25,7 @@ from torch.utils.data import get_worker_info
 from torchvision import tv_tensors
 
 from .categories import CategoryMap
-from .codecs import decode_bitmap, decode_image
+from .codecs import DEFAULT_MAX_PIXELS, decode_bitmap, decode_image
 from .collate import collate_detection, collate_semantic
 from .errors import AssetError, DecodeError, SegmentsTorchError
 from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
@@ -87,6 +87,10 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
             image or bitmap cannot be read or used; ``"skip"`` serves the next sample that
             works instead (deterministically), logs the failure once and counts it in
             :attr:`failures`, so a long training run survives a handful of broken files.
+        max_pixels: the most pixels a sample's image or bitmap may declare in its header;
+            larger ones are refused before decoding (an :class:`AssetError`, skipped under
+            ``on_error="skip"``), so a small hostile file cannot take gigabytes. The
+            default, 2^28 (16384 x 16384), passes any camera photo; ``None``: no limit.
 
     Example:
         >>> ds = SegmentsDataset("flowers-v1.0.json", task="segmentation",
@@ -119,6 +123,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         on_error: str = "raise",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         if target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
@@ -165,6 +170,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
         self.on_error = on_error
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError(f"max_pixels must be None or at least 1, not {max_pixels}")
+        self.max_pixels = max_pixels
         # One flag per sample in shared memory: workers' failures count in the parent.
         failed = torch.zeros(len(self.rows), dtype=torch.uint8)
         self._failed = failed.share_memory_()  # type: ignore[no-untyped-call]
@@ -253,17 +261,20 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
             and get_worker_info() is not None
         )
 
+        def image_of(data: bytes) -> torch.Tensor:
+            return decode_image(data, max_pixels=self.max_pixels)
+
         def decode_target(data: bytes) -> tuple[torch.Tensor, dict[str, Any]]:
-            ids = decode_bitmap(data)
+            ids = decode_bitmap(data, max_pixels=self.max_pixels)
             return ids, self.target_for(row, ids, shared=shared)
 
         # Remote assets download at once: the bitmap is downloaded, decoded and made into
         # the target by a storage thread while this one downloads and decodes the image
         # (over loopback HTTP, 6-14% less time an item than building it here after both).
         assets = (
-            self.storage.read_each([image_url, bitmap_url], [decode_image, decode_target])
+            self.storage.read_each([image_url, bitmap_url], [image_of, decode_target])
             if bitmap_url
-            else self.storage.read_each([image_url], [decode_image])
+            else self.storage.read_each([image_url], [image_of])
         )
         image = self._read(name, image_url, assets)
         height, width = image.shape[-2:]

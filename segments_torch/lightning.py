@@ -51,6 +51,7 @@ except ImportError as exc:  # the extra is optional: say which one to install
     ) from exc
 from torch.utils.data import DataLoader, Sampler
 
+from .codecs import DEFAULT_MAX_PIXELS
 from .dataset import SegmentsDataset
 from .release import Release, ReleaseSource, load_release
 from .splits import Split, SplitAssignment, SplitError, sample_keys, split_from_dict
@@ -120,7 +121,7 @@ class SegmentsDataModule(pl.LightningDataModule):
             ``DistributedSampler``.
         labelset, task, filter_by_metadata, target, categories, ignore_index,
             label_offset, shared_memory, asset_root, storage_options, url_map, cache_dir,
-            cache_key, timeout, retry, on_error: as
+            cache_key, timeout, retry, on_error, max_pixels: as
             :class:`~segments_torch.dataset.SegmentsDataset`; ``storage_options``,
             ``url_map``, ``timeout`` and ``retry`` also serve to read the release file.
 
@@ -160,6 +161,7 @@ class SegmentsDataModule(pl.LightningDataModule):
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         on_error: str = "raise",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
         batch_size: int = 2,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -220,6 +222,7 @@ class SegmentsDataModule(pl.LightningDataModule):
             "timeout": timeout,
             "retry": retry,
             "on_error": on_error,
+            "max_pixels": max_pixels,
         }
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size if eval_batch_size is not None else batch_size

@@ -1136,3 +1136,307 @@ def test_image_paths_agree():
         if sniff(data) != "png" or png_header(data).bit_depth == 8:
             # Pillow's convert('RGB') clips a 16-bit grey PNG at 255: no reference there.
             assert_image(by_default, pillow_rgb(data))
+
+
+# -- hostile files: declared sizes, pixel limits, checksums, memory ---------------------------
+
+
+@pytest.fixture(params=["zlib-ng", "zlib"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once checking zlib streams with zlib-ng (when installed), once with
+    the standard library's zlib."""
+    if request.param == "zlib":
+        monkeypatch.setattr(codecs, "_ZLIB", zlib)
+    elif codecs._ZLIB is zlib:
+        pytest.skip("zlib-ng is not installed")
+    return str(request.param)
+
+
+def with_fixed_crcs(data: bytes) -> bytes:
+    """``data`` (a PNG) with every chunk's CRC recomputed: damage only zlib can notice."""
+    out, position = bytearray(data[:8]), 8
+    while position + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, position)
+        body = data[position + 4 : position + 8 + length]
+        out += data[position : position + 8 + length] + struct.pack(">I", zlib.crc32(body))
+        position += 12 + length
+    return bytes(out)
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A 16 x 16 JPEG whose frame header (SOF0) is rewritten to declare ``width`` x
+    ``height``: a few hundred bytes that would decode to a huge tensor."""
+    data = bytearray(encode(Image.fromarray(random_u8((16, 16, 3), seed=70)), "JPEG"))
+    frame = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, frame + 5, height, width)
+    return bytes(data)
+
+
+def png_declaring(width: int, height: int, color_type: int = 6) -> bytes:
+    """An 8-bit PNG whose IHDR declares ``width`` x ``height`` over one row of data."""
+    channels = {2: 3, 6: 4}[color_type]
+    return png_of_scanlines(b"\x00" * (1 + channels), width, height, 8, color_type)
+
+
+def never_called(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("a decoder ran: the size must be refused before decoding")
+
+
+@pytest.fixture
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails the test if any decoder back-end is called."""
+    for name in ("_decode_jpeg", "_decode_png_rgb", "_decode_with_pillow", "_checked_png"):
+        monkeypatch.setattr(codecs, name, never_called)
+
+
+def test_declared_size_of_each_format():
+    rgb = random_u8((13, 29, 3), seed=71)
+    image = Image.fromarray(rgb)
+    for fmt in ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP"):
+        assert codecs.declared_size(encode(image, fmt)) == (29, 13), fmt
+    # progressive JPEG (SOF2) behind EXIF and comment segments
+    data = encode(image, "JPEG", progressive=True, exif=exif(6), comment=b"x" * 300)
+    assert b"\xff\xc2" in data
+    assert codecs.declared_size(data) == (29, 13)  # as stored: orientation not applied
+    assert codecs.declared_size(jpeg_declaring(30000, 20000)) == (30000, 20000)
+    assert codecs.declared_size(png_declaring(70000, 3)) == (70000, 3)
+
+
+def test_declared_size_of_damaged_headers():
+    data = encode(Image.fromarray(random_u8((8, 8, 3))), "JPEG")
+    frame = data.index(b"\xff\xc0")
+    message = "cannot decode the image (JPEG data): no frame header (truncated?)"
+    assert decode_error(codecs.declared_size, data[:frame]) == message
+    assert decode_error(codecs.declared_size, data[: frame + 6]) == message
+    # stray bytes between segments are skipped, as libjpeg does
+    stray = data[:frame] + b"\x00\x13" + data[frame:]
+    assert codecs.declared_size(stray) == (8, 8)
+    assert decode_error(codecs.declared_size, b"<html>error</html>") == (
+        "cannot decode the image (unknown data starting b'<html>er'): not a format Pillow "
+        "reads either"
+    )
+    assert decode_error(codecs.declared_size, b"\x89PNG\r\n\x1a\n") == (
+        "a PNG without its IHDR header (truncated?)"
+    )
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(no_decoding):
+    data = jpeg_declaring(30000, 30000)
+    assert len(data) < 1000
+    assert decode_error(decode_image, data) == (
+        "the image declares 30000x30000 pixels (900,000,000), more than max_pixels=268,435,456"
+    )
+    assert decode_error(lambda d: decode_image(d, max_pixels=10_000), jpeg_declaring(101, 100)) == (
+        "the image declares 101x100 pixels (10,100), more than max_pixels=10,000"
+    )
+    bmp = encode(Image.fromarray(random_u8((20, 30, 3))), "BMP")
+    assert decode_error(lambda d: decode_image(d, max_pixels=599), bmp) == (
+        "the image declares 30x20 pixels (600), more than max_pixels=599"
+    )
+    png = png_declaring(20000, 20000, color_type=2)
+    assert decode_error(decode_image, png).startswith("the image declares 20000x20000 pixels")
+
+
+def test_the_pixel_limit_is_inclusive_and_none_lifts_it():
+    rgb = random_u8((10, 12, 3), seed=72)
+    for data in (encode(Image.fromarray(rgb), "PNG"), encode(Image.fromarray(rgb), "JPEG")):
+        assert tuple(decode_image(data, max_pixels=120).shape) == (3, 10, 12)
+        assert tuple(decode_image(data, max_pixels=None).shape) == (3, 10, 12)
+        with pytest.raises(DecodeError, match=r"more than max_pixels=119$"):
+            decode_image(data, max_pixels=119)
+    ids = torch.arange(120, dtype=torch.int32).reshape(10, 12)
+    bitmap = encode_bitmap(ids)
+    assert torch.equal(decode_bitmap(bitmap, max_pixels=120), ids)
+    assert torch.equal(decode_bitmap(bitmap, max_pixels=None), ids)
+    assert decode_error(lambda d: decode_bitmap(d, max_pixels=119), bitmap) == (
+        "the bitmap declares 12x10 pixels (120), more than max_pixels=119"
+    )
+
+
+def test_a_bitmap_declaring_too_many_pixels_is_refused_before_decoding(no_decoding):
+    assert decode_error(decode_bitmap, png_declaring(16385, 16384)) == (
+        "the bitmap declares 16385x16384 pixels (268,451,840), more than max_pixels=268,435,456"
+    )
+
+
+def test_png_pixel_data_sizes():
+    # Rows of filter byte + samples; interlaced: each Adam7 pass's rows, empty passes none.
+    assert PngHeader(6, 4, 8, 6).pixel_data_size == 4 * (1 + 24)
+    assert PngHeader(5, 3, 8, 2).pixel_data_size == 3 * (1 + 15)
+    assert PngHeader(1, 1, 8, 6, interlaced=True).pixel_data_size == 1 + 4
+    # 8 x 8: pass sizes (w x h) 1x1, 1x1, 2x1, 2x2, 4x2, 4x4, 8x4, RGB (3 bytes a pixel)
+    passes = [(1, 1), (1, 1), (2, 1), (2, 2), (4, 2), (4, 4), (8, 4)]
+    assert PngHeader(8, 8, 8, 2, interlaced=True).pixel_data_size == sum(
+        h * (1 + 3 * w) for w, h in passes
+    )
+    rgb = random_u8((11, 13, 3), seed=73)
+    data = encode(Image.fromarray(rgb), "PNG", optimize=False)
+    header = png_header(data)
+    assert header.pixel_data_size == len(zlib.decompress(idat_payload(data)))
+
+
+def idat_payload(data: bytes) -> bytes:
+    """The concatenated IDAT chunk data of a PNG: its zlib stream."""
+    out, position = b"", 8
+    while position + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, position)
+        if data[position + 4 : position + 8] == b"IDAT":
+            out += data[position + 8 : position + 8 + length]
+        position += 12 + length
+    return out
+
+
+def test_interlaced_bitmaps_decode(bitmap_decoder, inflater):
+    rgba = random_u8((9, 11, 4), seed=74)
+    rgba[..., 3] = 255
+    data = encode(Image.fromarray(rgba, mode="RGBA"), "PNG")
+    # Pillow writes no interlaced PNG: rewrite IHDR's interlace byte over Adam7 data
+    # written by hand from the passes' pixels.
+    passes = [
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ]
+    raw = b"".join(
+        b"\x00" + rgba[y, x0::dx].tobytes()
+        for x0, y0, dx, dy in passes
+        for y in range(y0, 9, dy)
+        if x0 < 11
+    )
+    header = struct.pack(">IIBBBBB", 11, 9, 8, 6, 0, 0, 1)
+    interlaced = (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
+    )
+    assert png_header(interlaced).interlaced
+    assert png_header(interlaced).pixel_data_size == len(raw)
+    np.testing.assert_array_equal(decode_bitmap(interlaced).numpy(), ids_of(rgba))
+    np.testing.assert_array_equal(decode_bitmap(data).numpy(), ids_of(rgba))
+
+
+def test_a_wrong_zlib_checksum_under_right_crcs_is_refused(bitmap_decoder, inflater):
+    rgba = random_u8((4, 6, 4), seed=18)
+    rgba[..., 3] = 255
+    damaged = with_fixed_crcs(corrupted_png(rgba)[0])  # one sample changed, CRCs agree
+    assert decode_error(decode_bitmap, damaged) == (
+        "cannot decode the 8-bit RGBA PNG bitmap: the pixel data fails zlib's checks "
+        "(Error -3 while decompressing data: incorrect data check)"
+    )
+
+
+def test_a_zlib_stream_without_its_checksum_is_refused(bitmap_decoder, inflater):
+    rgba = random_u8((4, 6, 4), seed=19)
+    rgba[..., 3] = 255
+    data = bytearray(make_png(rgba, 8, 6))
+    start = data.index(b"IDAT")
+    (length,) = struct.unpack_from(">I", data, start - 4)
+    # drop the stream's last 4 bytes (its Adler-32) and fix the chunk's length and CRC
+    stream = bytes(data[start + 4 : start + 4 + length - 4])
+    cut = bytes(data[: start - 4]) + png_chunk(b"IDAT", stream) + png_chunk(b"IEND", b"")
+    assert decode_error(decode_bitmap, cut) == (
+        "cannot decode the 8-bit RGBA PNG bitmap: the pixel data's zlib stream does not end "
+        "after the last row"
+    )
+
+
+def test_pixel_data_that_inflates_past_its_rows_is_refused(inflater):
+    # A zlib bomb: 2 x 2 pixels declared, a megabyte of rows deflated into 1 KB.
+    bomb = png_of_scanlines(b"\x00" * (1 << 20), 2, 2, 8, 6, level=9)
+    assert len(bomb) < 2000
+    assert decode_error(decode_bitmap, bomb) == (
+        "cannot decode the 8-bit RGBA PNG bitmap: the pixel data inflates to more than its rows"
+    )
+
+
+@needs_fork
+def test_decode_bitmap_never_returns_wrong_ids_whatever_the_crcs_say(bitmap_decoder, inflater):
+    # Every byte change of the pixel data with every chunk CRC made right again: only
+    # zlib's own checks stand between the damage and wrong ids.
+    ids = torch.from_numpy(rng(92).integers(0, MAX_ID + 1, (6, 9)).astype(np.int32))
+    data = encode_bitmap(ids)
+    start = data.index(b"IDAT") + 4
+    (length,) = struct.unpack_from(">I", data, start - 8)
+    generator = rng(93)
+
+    def check(damaged: bytes) -> str:
+        return "right ids" if torch.equal(decode_bitmap(damaged), ids) else "WRONG ids"
+
+    for position in range(start, start + length):
+        damaged = bytearray(data)
+        damaged[position] ^= int(generator.integers(1, 256))
+        status, said = run_forked(check, with_fixed_crcs(bytes(damaged)))
+        assert not crashed(status), (position, crashed(status))
+        assert said == "right ids" or said.startswith("DecodeError: "), (position, said)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError(),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 2700000000 bytes. Error code 12"
+        ),
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.51 GiB"),
+    ],
+    ids=["MemoryError", "cpu-allocator", "cuda"],
+)
+def test_running_out_of_memory_while_decoding_is_a_decode_error(monkeypatch, error):
+    def out_of_memory(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    name = type(error).__name__
+    for decoder in ("_decode_jpeg", "_decode_with_pillow"):
+        monkeypatch.setattr(codecs, decoder, out_of_memory)
+    data = encode(Image.fromarray(random_u8((10, 12, 3))), "JPEG")
+    assert decode_error(decode_image, data) == (
+        f"out of memory decoding the 12x10 image (360 bytes): {name}"
+    )
+    monkeypatch.setattr(codecs, "_PYSPNG", None)
+    monkeypatch.setattr(codecs, "_TORCHCODEC", None)
+    monkeypatch.setattr(Image, "open", out_of_memory)
+    bitmap = encode_bitmap(torch.zeros((10, 12), dtype=torch.int32))
+    assert decode_error(decode_bitmap, bitmap) == (
+        f"out of memory decoding the 12x10 bitmap (480 bytes): {name}"
+    )
+
+
+def test_other_runtime_errors_still_fall_back_to_pillow(monkeypatch):
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("Unsupported color conversion request")
+
+    monkeypatch.setattr(codecs, "_decode_jpeg", refuse)
+    rgb = random_u8((10, 12, 3), seed=75)
+    data = encode(Image.fromarray(rgb), "JPEG")
+    assert_image(decode_image(data), pillow_rgb(data))
+
+
+@needs_fork
+def test_a_real_allocation_failure_is_a_decode_error(image_decoder):
+    # In a child whose address space is capped 512 MiB above what it uses: a 700-byte
+    # JPEG declaring 30000 x 30000 pixels (2.7 GB decoded), the limit lifted.
+    import resource
+
+    def decode_capped(data: bytes) -> str:
+        with open("/proc/self/status") as status:
+            used = next(int(line.split()[1]) for line in status if line.startswith("VmSize"))
+        resource.setrlimit(resource.RLIMIT_AS, (used * 1024 + (512 << 20), resource.RLIM_INFINITY))
+        return str(tuple(decode_image(data, max_pixels=None).shape))
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc")
+    status, said = run_forked(decode_capped, jpeg_declaring(30000, 30000))
+    assert not crashed(status), crashed(status)
+    assert said in (
+        "DecodeError: out of memory decoding the 30000x30000 image (2,700,000,000 bytes): "
+        "RuntimeError",
+        # Pillow (the last fallback) refuses first: its own limit is 178,956,970 pixels
+        "DecodeError: cannot decode the image (JPEG data): Image size (900000000 pixels) "
+        "exceeds limit of 178956970 pixels, could be decompression bomb DOS attack.",
+    ), said

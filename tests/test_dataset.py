@@ -4,6 +4,7 @@ import io
 import json
 import pickle
 import shutil
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from segments_torch import SegmentsDataset, load_release
+from segments_torch import SegmentsDataset, codecs, load_release
 from segments_torch.codecs import decode_bitmap, encode_bitmap
 from segments_torch.dataset import UnsupportedTaskError
 from segments_torch.demo import RELEASE_PATH
@@ -609,6 +610,71 @@ def test_skip_when_everything_fails(demo_copy):
     assert ds.failures == 6
     with pytest.raises(ValueError, match="on_error must be 'raise' or 'skip', not 'ignore'"):
         SegmentsDataset(demo_copy, on_error="ignore")
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header is rewritten to declare ``width`` x ``height``."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buffer, format="JPEG")
+    data = bytearray(buffer.getvalue())
+    struct.pack_into(">HH", data, data.index(b"\xff\xc0") + 5, height, width)
+    return bytes(data)
+
+
+def test_an_image_declaring_too_many_pixels_is_an_asset_error(demo_copy, caplog):
+    image = demo_copy.parent / "images" / "shapes-000.jpg"
+    image.write_bytes(jpeg_declaring(30000, 30000))
+    message = (
+        f"sample 'shapes-000.jpg': {image}: the image declares 30000x30000 pixels "
+        "(900,000,000), more than max_pixels=268,435,456"
+    )
+    with pytest.raises(AssetError) as info:
+        SegmentsDataset(demo_copy)[0]
+    assert str(info.value) == message
+    ds = SegmentsDataset(demo_copy, on_error="skip")
+    with caplog.at_level("WARNING", logger="segments_torch.dataset"):
+        assert int(ds[0][1]["image_id"]) == 1  # the next sample
+    assert [r.getMessage() for r in caplog.records] == [f"skipping {message} (on_error='skip')"]
+    assert ds.failures == 1
+
+
+def test_max_pixels_applies_to_image_and_bitmap(demo_copy):
+    image, _ = SegmentsDataset(demo_copy)[0]
+    pixels = image.shape[-1] * image.shape[-2]
+    assert SegmentsDataset(demo_copy, max_pixels=pixels)[0][0].shape == image.shape
+    with pytest.raises(
+        AssetError, match=rf"the image declares .* more than max_pixels={pixels - 1:,}$"
+    ):
+        SegmentsDataset(demo_copy, max_pixels=pixels - 1)[0]
+    # a bitmap larger than its image is refused by its own header, before the size check
+    bitmap = demo_copy.parent / "bitmaps" / "shapes-000.png"
+    bitmap.write_bytes(
+        encode_bitmap(torch.zeros((image.shape[-2], image.shape[-1] + 1), dtype=torch.int32))
+    )
+    with pytest.raises(
+        AssetError, match=rf"{bitmap}: the bitmap declares .* more than max_pixels={pixels:,}$"
+    ):
+        SegmentsDataset(demo_copy, max_pixels=pixels)[0]
+    for wrong in (0, -5):
+        with pytest.raises(ValueError, match=f"max_pixels must be None or at least 1, not {wrong}"):
+            SegmentsDataset(demo_copy, max_pixels=wrong)
+
+
+def test_running_out_of_memory_is_skipped_under_skip(demo_copy, monkeypatch):
+    real = codecs._decode_jpeg
+
+    def out_of_memory_on_the_first(data: bytes) -> torch.Tensor:
+        if data == (demo_copy.parent / "images" / "shapes-000.jpg").read_bytes():
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate")
+        return real(data)
+
+    monkeypatch.setattr(codecs, "_decode_jpeg", out_of_memory_on_the_first)
+    monkeypatch.setattr(codecs, "_decode_with_pillow", out_of_memory_on_the_first)
+    ds = SegmentsDataset(demo_copy, on_error="skip")
+    assert int(ds[0][1]["image_id"]) == 1
+    assert ds.failures == 1
+    with pytest.raises(AssetError, match=r"out of memory decoding the \d+x\d+ image"):
+        SegmentsDataset(demo_copy)[0]
 
 
 def test_asset_error_from_a_worker_is_an_asset_error(demo_copy):

@@ -198,11 +198,13 @@ def test_dataset_arguments_reach_every_stage():
         categories=["circle", "square"],
         ignore_index=100,
         shared_memory=False,
+        max_pixels=1000,
     )
     for stage in ("train", "val"):
         ds = dm.dataset(stage)
         assert (ds.target, ds.ignore_index, ds.num_classes) == ("semantic", 100, 2)
         assert ds.shared_memory is False
+        assert ds.max_pixels == 1000
         assert ds.categories.label_names == ["circle", "square"]
 
 
