@@ -4,6 +4,9 @@ without hiding programming errors."""
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 __all__ = [
     "AssetError",
     "DecodeError",
@@ -13,6 +16,7 @@ __all__ = [
     "ReleaseFormatError",
     "ReleaseReadError",
     "SegmentsTorchError",
+    "StorageError",
     "UnknownLabelsetError",
 ]
 
@@ -87,6 +91,55 @@ class AssetError(SegmentsTorchError):
         if not self.url:
             return (type(self), (str(self),))
         return (type(self), (self.sample, self.url, self.reason))
+
+
+class StorageError(SegmentsTorchError, OSError):
+    """Reading an asset or a release file failed for good; says why and after how many
+    attempts. ``str()`` is the reason; the URL is kept apart, for the caller to name.
+
+    Attributes:
+        url: the URL read, without its query string and user name or password (a local
+            file's path).
+        reason: what went wrong.
+        status: the HTTP status, where there was one.
+        attempts: how many requests were made.
+        retryable: whether the last failure was of a kind worth retrying.
+
+    Example:
+        >>> error = StorageError("https://cdn.example/a.jpg", "HTTP 503", status=503,
+        ...                      attempts=5, retryable=True)
+        >>> str(error)
+        'HTTP 503 after 5 attempts'
+    """
+
+    def __init__(
+        self,
+        url: str,
+        reason: str | None = None,
+        *,
+        status: int | None = None,
+        attempts: int = 1,
+        retryable: bool = False,
+    ) -> None:
+        if reason is None:
+            # Rebuilt from its message alone, as a DataLoader re-raises a worker's error
+            # (``type(error)(message)``): the message is the reason, the URL unknown.
+            url, reason = "", url
+        self.url = url
+        self.reason = reason
+        self.status = status
+        self.attempts = attempts
+        self.retryable = retryable
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"{reason}{tries}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keeps every attribute when the error crosses a process boundary (OSError's own
+        # reduce would call the class with the message alone).
+        rebuild = functools.partial(
+            type(self), status=self.status, attempts=self.attempts, retryable=self.retryable
+        )
+        return (rebuild, (self.url, self.reason))
 
 
 class ExportError(SegmentsTorchError, ValueError):

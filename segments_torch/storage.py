@@ -53,6 +53,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .errors import StorageError
+
 __all__ = [
     "PrefetchReport",
     "RetryPolicy",
@@ -92,28 +94,6 @@ def release_base_url(source: str) -> str | None:
         return os.path.dirname(os.path.abspath(source.removeprefix("file://")))
     parts = urlsplit(source)
     return urlunsplit(parts._replace(path=posixpath.dirname(parts.path), query="", fragment=""))
-
-
-class StorageError(OSError):
-    """Reading an asset failed for good; says why and after how many attempts.
-
-    Attributes:
-        url: the URL read, without its query string.
-        status: the HTTP status, where there was one.
-        attempts: how many requests were made.
-        retryable: whether the last failure was of a kind worth retrying.
-    """
-
-    def __init__(
-        self, url: str, reason: str, *, status: int | None, attempts: int, retryable: bool
-    ) -> None:
-        self.url = url
-        self.reason = reason
-        self.status = status
-        self.attempts = attempts
-        self.retryable = retryable
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
-        super().__init__(f"{reason}{tries}")
 
 
 @dataclass(frozen=True)

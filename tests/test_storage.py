@@ -32,9 +32,10 @@ import pytest
 from PIL import Image
 from torch.utils.data import DataLoader
 
+import segments_torch.errors as errors_module
 import segments_torch.storage as storage_module
 from segments_torch import SegmentsDataset
-from segments_torch.errors import AssetError
+from segments_torch.errors import AssetError, SegmentsTorchError
 from segments_torch.storage import (
     RetryPolicy,
     Storage,
@@ -1246,3 +1247,43 @@ def test_prefetch_removes_stale_partial_files_only(tmp_path, file_server):
     assert fresh.read_bytes() == b"being written"
     assert remove_stale_partials(cache, older_than=0) == 1
     assert not fresh.exists()
+
+
+# -- 9. the error tree ------------------------------------------------------------------------
+
+
+def test_storage_error_is_a_segments_torch_error_and_an_os_error():
+    assert storage_module.StorageError is errors_module.StorageError
+    error = StorageError("https://h.example/a.jpg", "HTTP 503", status=503, attempts=5)
+    assert isinstance(error, SegmentsTorchError)
+    assert isinstance(error, OSError)
+    assert str(error) == "HTTP 503 after 5 attempts"
+
+
+def test_storage_error_pickles_with_its_attributes():
+    error = StorageError(
+        "https://h.example/a.jpg", "HTTP 503", status=503, attempts=5, retryable=True
+    )
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is StorageError
+    assert str(copy) == "HTTP 503 after 5 attempts"
+    assert (copy.url, copy.reason, copy.status, copy.attempts, copy.retryable) == (
+        "https://h.example/a.jpg",
+        "HTTP 503",
+        503,
+        5,
+        True,
+    )
+
+
+def test_storage_error_is_rebuilt_from_its_message_alone():
+    # How a DataLoader re-raises a worker's error: type(error)(message).
+    error = StorageError("Traceback ...\nnot found")
+    assert str(error) == "Traceback ...\nnot found"
+    assert (error.url, error.reason, error.status, error.attempts) == (
+        "",
+        "Traceback ...\nnot found",
+        None,
+        1,
+    )
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)
