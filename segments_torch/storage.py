@@ -41,6 +41,7 @@ import logging
 import os
 import posixpath
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -76,9 +77,28 @@ _RETRY_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
 
 def display_url(url: str) -> str:
-    """``url`` without query string and fragment: signed URLs carry credentials there."""
+    """``url`` as it may be shown or written: without query string and fragment (signed
+    URLs carry credentials there) and without ``user:password@``.
+
+    Example:
+        >>> display_url("https://user:pw@cdn.example/a.jpg?X-Amz-Signature=1#top")
+        'https://cdn.example/a.jpg'
+    """
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")) if parts.scheme else url
+    if not parts.scheme:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+#: ``user:password@`` in a URL inside free text (an error message of a library).
+_USERINFO = re.compile(r"(?<=//)[^/@\s]*@")
+
+
+def _redact(text: str) -> str:
+    """``text`` (a library's error message) cut before any query string, and without the
+    user name and password of any URL in it."""
+    return _USERINFO.sub("", text.split("?")[0])
 
 
 def _is_local(url: str) -> bool:
@@ -139,7 +159,7 @@ def _classify(exc: BaseException, *, http: bool = False) -> tuple[str, int | Non
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return "timed out", None, True
     name = type(exc).__name__
-    text = str(exc).split("?")[0]  # a URL in the text may carry a signature
+    text = _redact(str(exc))  # a URL in the text may carry a signature or a password
     detail = f"{name}: {text}" if text else name
     # Connection resets, refused connections, dropped connections (aiohttp's
     # ServerDisconnectedError, a ClientConnectionError), truncated bodies (ClientPayloadError).
@@ -172,7 +192,7 @@ def _server_says(exc: BaseException) -> str:
     names only the path."""
     if getattr(exc, "errno", None) is not None:
         return ""
-    text = str(exc).split("?")[0].strip()
+    text = _redact(str(exc)).strip()
     return "" if text.lower().rstrip(".") in _GENERIC_REFUSALS or not text else f": {text}"
 
 
@@ -246,6 +266,8 @@ class Storage:
         location = self.resolve(url)
         if self.cache_dir is None or _is_local(location):
             return None
+        # "path": the URL as display_url shows it, so neither the query string nor a
+        # user:password@ is part of the key.
         key = display_url(location) if self.cache_key == "path" else location
         digest = hashlib.sha256(key.encode()).hexdigest()
         suffix = posixpath.splitext(urlsplit(location).path)[1][:16]

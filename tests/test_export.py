@@ -226,6 +226,18 @@ def test_coco_one_pixel_instance_and_url_without_query(tmp_path):
     assert "secret" not in path.read_text()
 
 
+def test_exported_image_urls_show_no_user_or_password(tmp_path):
+    release = write_release(tmp_path / "r", [Spec("p.jpg", np.zeros((4, 5)), [])])
+    text = release.read_text().replace("https://cdn.example/", "https://user:hunter2@cdn.example/")
+    release.write_text(text)
+    ds = SegmentsDataset(
+        release, url_map={"https://user:hunter2@cdn.example/": f"{release.parent}/"}
+    )
+    path = export_dataset(ds, "coco", out_dir=tmp_path / "out", progress=False)
+    assert load(path)["images"][0]["segments_image_url"] == "https://cdn.example/images/0.png"
+    assert "hunter2" not in path.read_text()
+
+
 def test_rle_encode_matches_pycocotools_encode():
     masks = torch.zeros((6, 5, 7), dtype=torch.uint8)
     masks[0, 1:3, 2:6] = 1

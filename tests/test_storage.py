@@ -1287,3 +1287,73 @@ def test_storage_error_is_rebuilt_from_its_message_alone():
         1,
     )
     assert str(pickle.loads(pickle.dumps(error))) == str(error)
+
+
+# -- 10. credentials are never shown ----------------------------------------------------------
+
+PASSWORD = "hunter2"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"http://user:{PASSWORD}@h.example/a/b.png?{SECRET}#f", "http://h.example/a/b.png"),
+        (f"https://user:{PASSWORD}@h.example:8443/a.png", "https://h.example:8443/a.png"),
+        ("https://token@h.example/a.png", "https://h.example/a.png"),
+        (f"s3://key:{PASSWORD}@bucket/a.png", "s3://bucket/a.png"),
+        ("https://h.example/a@b.png", "https://h.example/a@b.png"),  # @ in the path stays
+        ("file:///d/a.png?x=1", "file:///d/a.png"),
+        ("/local/a@b.png", "/local/a@b.png"),
+    ],
+)
+def test_display_url_drops_user_and_password(url, shown):
+    assert display_url(url) == shown
+
+
+def test_library_messages_lose_query_strings_and_passwords():
+    reason, status, retryable = storage_module._classify(
+        RuntimeError(f"GET http://user:{PASSWORD}@h.example/a.png?{SECRET} failed")
+    )
+    assert (reason, status, retryable) == ("RuntimeError: GET http://h.example/a.png", None, False)
+
+
+@pytest.mark.parametrize("mode", ["404", "500"])
+def test_a_password_in_a_url_is_never_shown(tmp_path, file_server, caplog, mode):
+    serve(tmp_path, "a.jpg", payload(10))
+    file_server.fail("a.jpg", int(mode), times=10)
+    url = file_server.url_for("a.jpg", query=SECRET).replace("//", f"//user:{PASSWORD}@", 1)
+    caplog.set_level(logging.DEBUG, logger="segments_torch.storage")
+    error = read_error(url, attempts=2)
+    assert error.url == file_server.url_for("a.jpg")
+    shown = [*shown_in_a_traceback(error), repr(error), error.reason, caplog.text]
+    assert not [text for text in shown if PASSWORD in text or "secret" in text]
+
+
+def test_the_cache_key_has_no_user_or_password(tmp_path, file_server):
+    data = serve(tmp_path, "a.png", payload(100))
+    storage = Storage(cache_dir=tmp_path / "cache")
+    with_password = file_server.url_for("a.png").replace("//", f"//user:{PASSWORD}@", 1)
+    assert storage.cache_path(with_password) == storage.cache_path(file_server.url_for("a.png"))
+    assert storage.read(with_password) == data
+    assert storage.read(file_server.url_for("a.png")) == data
+    assert file_server.count("a.png") == 1
+
+
+def test_the_skip_log_and_asset_errors_show_no_password(tmp_path, file_server, caplog):
+    document = http_release(tmp_path, file_server, count=2)
+    for record in document["dataset"]["samples"]:
+        image = record["attributes"]["image"]
+        image["url"] = image["url"].replace("//", f"//user:{PASSWORD}@", 1)
+    (tmp_path / "images" / "s0.jpg").unlink()
+    ds = SegmentsDataset(document, on_error="skip")
+    with caplog.at_level(logging.WARNING, logger="segments_torch.dataset"):
+        assert ds[0][1]["image_id"] == 1
+    assert caplog.messages == [
+        f"skipping sample 's0.jpg': {file_server.url}/images/s0.jpg: not found (HTTP 404) "
+        "(on_error='skip')"
+    ]
+    (tmp_path / "images" / "s1.jpg").write_bytes(b"<html>")
+    with pytest.raises(AssetError) as info:
+        SegmentsDataset(document)[1]
+    assert str(info.value).startswith(f"sample 's1.jpg': {file_server.url}/images/s1.jpg: ")
+    assert PASSWORD not in str(info.value)
