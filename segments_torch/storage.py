@@ -5,7 +5,11 @@
 - **Relative URLs** (``images/a.jpg``, as in the demo release and in local exports) are
   resolved against ``base_url``, by default the folder of the release file.
 - **Mirrors**: ``url_map`` rewrites URLs before reading, either a mapping of URL prefix
-  -> replacement (the longest matching prefix wins) or a callable.
+  -> replacement (the longest matching prefix wins) or a callable. Where it gives a local
+  path, the signed URL's query string is dropped: it is no part of a file's name.
+- **Local files**: a path is read as it is; a ``file://`` URL is a URL: its
+  percent-escapes are decoded (``file:///d/a%20b.jpg`` reads ``/d/a b.jpg``), its query
+  string and fragment dropped.
 - **Cache**: with ``cache_dir``, each remote asset's original bytes are kept on disk,
   keyed by the URL without its query string (signed URLs change their signature, not
   their path; ``cache_key="url"`` keys by the full URL instead). Files are written to a
@@ -52,7 +56,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import StorageError
 
@@ -106,12 +110,20 @@ def _is_local(url: str) -> bool:
     return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
 
 
+def _local_path(location: str) -> str:
+    """The file a local location names: a path as it is, a ``file://`` URL's path with its
+    percent-escapes decoded and without query string and fragment."""
+    if urlsplit(location).scheme != "file":
+        return location
+    return unquote(urlsplit(location).path)
+
+
 def release_base_url(source: str) -> str | None:
     """The folder a release file was read from (``None`` for parsed dicts and streams)."""
     if source.startswith("<"):
         return None
     if urlsplit(source).scheme in ("", "file"):
-        return os.path.dirname(os.path.abspath(source.removeprefix("file://")))
+        return os.path.dirname(os.path.abspath(_local_path(source)))
     parts = urlsplit(source)
     return urlunsplit(parts._replace(path=posixpath.dirname(parts.path), query="", fragment=""))
 
@@ -204,7 +216,8 @@ class Storage:
         storage_options: fsspec options per protocol, e.g.
             ``{"s3": {"key": ..., "secret": ..., "client_kwargs": {"endpoint_url": ...}}}``.
         url_map: prefix -> replacement mapping (longest prefix wins) or a callable,
-            applied to every (resolved) asset URL before reading.
+            applied to every (resolved) asset URL before reading; a local path either
+            gives loses the URL's query string.
         cache_dir: keep downloaded assets here; ``None`` disables the cache.
         cache_key: ``"path"`` (URL without query string, the default) or ``"url"``.
         timeout: seconds per HTTP request.
@@ -252,14 +265,15 @@ class Storage:
                 url = os.path.join(self.base_url, url)
         if self.url_map is None:
             return url
-        if not isinstance(self.url_map, Mapping):
-            return self.url_map(url)
-        for prefix, replacement in self.url_map.items():
-            if url.startswith(prefix):
-                mapped = replacement + url[len(prefix) :]
-                # A signed URL's query string is no part of a mirrored file's name.
-                return mapped.partition("?")[0] if _is_local(mapped) else mapped
-        return url
+        if isinstance(self.url_map, Mapping):
+            prefix = next((p for p in self.url_map if url.startswith(p)), None)
+            if prefix is None:
+                return url
+            mapped = self.url_map[prefix] + url[len(prefix) :]
+        else:
+            mapped = self.url_map(url)
+        # A signed URL's query string is no part of a mirrored file's name.
+        return mapped.partition("?")[0] if _is_local(mapped) else mapped
 
     def cache_path(self, url: str) -> Path | None:
         """Where ``url``'s bytes are cached (``None``: no cache, or a local file)."""
@@ -384,8 +398,9 @@ class Storage:
                 time.sleep(delay)
 
     def _read_local(self, url: str, location: str) -> bytes:
-        path = location.removeprefix("file://")
+        path = _local_path(location)
         if not os.path.isabs(path):
+            url = url.partition("?")[0]  # a query string may hold a signature
             raise StorageError(
                 url,
                 f"relative URL {url!r} and no folder to resolve it against (the release was "

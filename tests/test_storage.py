@@ -1357,3 +1357,49 @@ def test_the_skip_log_and_asset_errors_show_no_password(tmp_path, file_server, c
         SegmentsDataset(document)[1]
     assert str(info.value).startswith(f"sample 's1.jpg': {file_server.url}/images/s1.jpg: ")
     assert PASSWORD not in str(info.value)
+
+
+# -- 11. file:// URLs are URLs ----------------------------------------------------------------
+
+
+def test_file_urls_are_percent_decoded(tmp_path):
+    data = serve(tmp_path, "a b/c%d.jpg", payload(10))
+    url = f"file://{tmp_path}/a%20b/c%25d.jpg"
+    assert Storage().read(url) == data
+    assert Storage().read(f"{url}?{SECRET}#top") == data
+    assert Storage().read(str(tmp_path / "a b" / "c%d.jpg")) == data  # a path is a path
+    assert Storage().read((tmp_path / "a b" / "c%d.jpg").as_uri()) == data
+
+
+def test_a_missing_file_url_is_named_by_its_path_without_the_query(tmp_path):
+    error = read_error(f"file://{tmp_path}/a%20b.jpg?{SECRET}", attempts=1)
+    assert (str(error), error.url) == ("not found", f"{tmp_path}/a b.jpg")
+
+
+def test_release_base_url_of_a_file_url_is_a_decoded_folder():
+    assert release_base_url("file:///data/a%20b/release.json?x=1") == "/data/a b"
+
+
+def test_a_relative_url_error_shows_no_query_string():
+    with pytest.raises(StorageError) as info:
+        Storage().read(f"images/a.jpg?{SECRET}")
+    assert "secret" not in str(info.value)
+    assert info.value.url == "images/a.jpg"
+
+
+def test_a_callable_url_map_to_local_files_drops_the_query(tmp_path, file_server):
+    data = serve(tmp_path, "mirror/images/a.jpg", payload(10))
+
+    def mirror(url: str) -> str:
+        return url.replace(file_server.url, str(tmp_path / "mirror"))
+
+    storage = Storage(url_map=mirror)
+    url = file_server.url_for("images/a.jpg", query=SECRET)
+    assert storage.resolve(url) == str(tmp_path / "mirror/images/a.jpg")
+    assert storage.read(url) == data
+    assert storage.cache_path(url) is None
+    with pytest.raises(StorageError) as info:
+        storage.read(file_server.url_for("images/b.jpg", query=SECRET))
+    assert (str(info.value), info.value.url) == ("not found", str(tmp_path / "mirror/images/b.jpg"))
+    assert not [line for line in shown_in_a_traceback(info.value) if "secret" in line]
+    assert file_server.count() == 0
