@@ -95,6 +95,9 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+#: The file name suffixes a cache file keeps from its URL (``.jpg``, ``.png``, ...).
+_SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9_-]{1,15}")
+
 #: ``user:password@`` in a URL inside free text (an error message of a library).
 _USERINFO = re.compile(r"(?<=//)[^/@\s]*@")
 
@@ -175,9 +178,11 @@ def _classify(exc: BaseException, *, http: bool = False) -> tuple[str, int | Non
     detail = f"{name}: {text}" if text else name
     # Connection resets, refused connections, dropped connections (aiohttp's
     # ServerDisconnectedError, a ClientConnectionError), truncated bodies (ClientPayloadError).
+    # A ValueError (aiohttp's InvalidURL is one) says the URL itself is wrong: no retry.
     lineage = [cls.__name__ for cls in type(exc).__mro__]
-    retryable = isinstance(exc, ConnectionError | OSError) or any(
-        "Client" in n or "Payload" in n for n in lineage
+    retryable = not isinstance(exc, ValueError) and (
+        isinstance(exc, ConnectionError | OSError)
+        or any("Client" in n or "Payload" in n for n in lineage)
     )
     return detail, None, retryable
 
@@ -257,7 +262,17 @@ class Storage:
 
     def resolve(self, url: str) -> str:
         """The location read for ``url``: relative paths joined to ``base_url``, then the
-        ``url_map`` applied."""
+        ``url_map`` applied.
+
+        Raises:
+            StorageError: ``url`` cannot be parsed (an unclosed ``[`` of an IPv6 host).
+        """
+        try:
+            return self._resolve(url)
+        except ValueError as exc:
+            raise StorageError(_redact(url), f"not a valid URL: {exc}") from None
+
+    def _resolve(self, url: str) -> str:
         if not (urlsplit(url).scheme or os.path.isabs(url)) and self.base_url is not None:
             if urlsplit(self.base_url).scheme:
                 url = self.base_url.rstrip("/") + "/" + url
@@ -283,8 +298,12 @@ class Storage:
         # "path": the URL as display_url shows it, so neither the query string nor a
         # user:password@ is part of the key.
         key = display_url(location) if self.cache_key == "path" else location
-        digest = hashlib.sha256(key.encode()).hexdigest()
+        # surrogatepass: a lone surrogate (JSON allows "\ud800") still makes a key; other
+        # strings encode as plain UTF-8, as they always did.
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         suffix = posixpath.splitext(urlsplit(location).path)[1][:16]
+        if not _SAFE_SUFFIX.fullmatch(suffix):  # a NUL would make the path unusable
+            suffix = ""
         return self.cache_dir / digest[:2] / f"{digest}{suffix}"
 
     # -- reading -------------------------------------------------------------------------
@@ -415,6 +434,8 @@ class Storage:
         except OSError as exc:
             reason, status, _ = _classify(exc)
             raise StorageError(path, reason, status=status, attempts=1, retryable=False) from exc
+        except ValueError as exc:  # a NUL character, a lone surrogate: no file has that name
+            raise StorageError(path, f"the system refuses this path: {exc}") from exc
 
     def _options(self, protocol: str) -> dict[str, Any]:
         """fsspec options for ``protocol``, with the request timeout for HTTP."""
@@ -556,7 +577,13 @@ def prefetch(
     report = PrefetchReport(stale_removed=remove_stale_partials(storage.cache_dir))
     pending = []
     for url in dict.fromkeys(urls):  # each URL once, in order
-        cached = storage.cache_path(url)
+        try:
+            cached = storage.cache_path(url)
+        except StorageError as exc:  # not a URL at all
+            report.failed[exc.url] = str(exc)
+            if progress is not None:
+                progress(1)
+            continue
         if cached is None or cached.exists():
             report.already_cached += 1
             if progress is not None:

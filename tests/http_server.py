@@ -157,8 +157,12 @@ class _Handler(BaseHTTPRequestHandler):
             owner._stopping.wait(len(piece) / rate)
 
     def _file(self, root: Path, path: str) -> tuple[int, bytes, dict[str, str]]:
-        location = (root / path).resolve()
-        if not location.is_relative_to(root) or not location.is_file():
+        try:
+            location = (root / path).resolve()
+            found = location.is_relative_to(root) and location.is_file()
+        except ValueError:  # a NUL character: no file has that name
+            found = False
+        if not found:
             return 404, b"not found", {"Content-Type": "text/plain"}
         data = location.read_bytes()
         headers = {

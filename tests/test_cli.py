@@ -238,6 +238,21 @@ def test_prefetch_url_map_and_usage_errors(tmp_path, file_server, capsys):
     )
 
 
+def test_export_on_error_skip_goes_on_past_a_nul_in_a_url(tmp_path, capsys):
+    shutil.copytree(DEMO_RELEASE.parent, tmp_path / "demo", ignore=shutil.ignore_patterns("*.py"))
+    release = tmp_path / "demo" / "release.json"
+    text = release.read_text().replace('"images/shapes-003.png"', '"images/shapes-\\u0000003.png"')
+    release.write_text(text)
+    out = tmp_path / "out"
+    args = ["export", str(release), "--out", str(out), "--on-error", "skip", "--workers", "0"]
+    assert main(args) == 1
+    assert capsys.readouterr().out == (
+        f"exported 5 samples: {out / 'coco_instance.json'}\n"
+        "skipped 1 sample whose assets failed (see the log above):\n"
+        "  shapes-003.png\n"
+    )
+
+
 # -- export and preview ---------------------------------------------------------------------
 
 DEMO_RELEASE = Path(__file__).parent.parent / "segments_torch" / "demo" / "release.json"

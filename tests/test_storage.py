@@ -1403,3 +1403,82 @@ def test_a_callable_url_map_to_local_files_drops_the_query(tmp_path, file_server
     assert (str(info.value), info.value.url) == ("not found", str(tmp_path / "mirror/images/b.jpg"))
     assert not [line for line in shown_in_a_traceback(info.value) if "secret" in line]
     assert file_server.count() == 0
+
+
+# -- 12. URLs no file or server can have -----------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["path", "file-url"])
+def test_a_nul_character_in_a_local_path_is_a_storage_error(tmp_path, form):
+    path = f"{tmp_path}/a\x00b.jpg"
+    url = path if form == "path" else f"file://{tmp_path}/a%00b.jpg"
+    error = read_error(url, attempts=3)
+    assert (str(error), error.url, error.attempts) == (
+        "the system refuses this path: embedded null byte",
+        path,
+        1,
+    )
+
+
+def test_a_nul_character_in_a_remote_url_is_read_and_refused_by_the_server(tmp_path, file_server):
+    storage = Storage(cache_dir=tmp_path / "cache", retry=FAST)
+    url = file_server.url_for("images/a.jp") + "\x00g"
+    cached = storage.cache_path(url)
+    assert cached is not None
+    assert cached.suffix == ""  # the cache file's name keeps only a plain suffix
+    with pytest.raises(StorageError, match=r"^not found \(HTTP 404\)$"):
+        storage.read(url)
+    assert [r.status for r in file_server.requests] == [404]
+
+
+def test_a_url_that_cannot_be_parsed_is_a_storage_error():
+    with pytest.raises(StorageError) as info:
+        Storage().read(f"http://user:{PASSWORD}@[::1/a.jpg?{SECRET}")
+    assert (str(info.value), info.value.url) == (
+        "not a valid URL: Invalid IPv6 URL",
+        "http://[::1/a.jpg",
+    )
+
+
+def test_a_lone_surrogate_in_a_url_has_a_cache_path(tmp_path):
+    storage = Storage(cache_dir=tmp_path / "cache")
+    assert storage.cache_path("https://h.example/a\ud800.png") != storage.cache_path(
+        "https://h.example/a\ud801.png"
+    )
+    with pytest.raises(StorageError, match=r"^the system refuses this path: .*surrogate"):
+        storage.read(f"{tmp_path}/a\ud800.png")
+
+
+def test_skip_passes_over_urls_no_file_or_server_can_have(tmp_path, file_server, caplog):
+    document = http_release(tmp_path, file_server, count=4)
+    samples = document["dataset"]["samples"]
+    samples[0]["attributes"]["image"]["url"] = f"{tmp_path}/images/s\x000.jpg"
+    samples[1]["attributes"]["image"]["url"] = file_server.url_for("images/s1.jp") + "\x00g"
+    samples[2]["attributes"]["image"]["url"] = "http://[::1/s2.jpg"
+    ds = SegmentsDataset(document, on_error="skip", cache_dir=tmp_path / "cache", retry=FAST)
+    with caplog.at_level(logging.WARNING, logger="segments_torch.dataset"):
+        assert int(ds[0][1]["image_id"]) == 3
+    assert ds.failures == 3
+    assert caplog.messages == [
+        f"skipping sample 's0.jpg': {tmp_path}/images/s\x000.jpg: the system refuses this "
+        "path: embedded null byte (on_error='skip')",
+        f"skipping sample 's1.jpg': {file_server.url}/images/s1.jp\x00g: not found (HTTP 404) "
+        "(on_error='skip')",
+        "skipping sample 's2.jpg': http://[::1/s2.jpg: not a valid URL: Invalid IPv6 URL "
+        "(on_error='skip')",
+    ]
+
+
+def test_prefetch_counts_urls_no_file_or_server_can_have_as_failed(tmp_path, file_server):
+    data = serve(tmp_path, "a.jpg", jpeg_bytes())
+    urls = [
+        file_server.url_for("b.jp") + "\x00g",
+        "http://[::1/c.jpg",
+        file_server.url_for("a.jpg"),
+    ]
+    report = prefetch(Storage(cache_dir=tmp_path / "cache", retry=FAST), urls)
+    assert (report.downloaded, report.bytes_downloaded) == (1, len(data))
+    assert report.failed == {
+        f"{file_server.url}/b.jp\x00g": "not found (HTTP 404)",
+        "http://[::1/c.jpg": "not a valid URL: Invalid IPv6 URL",
+    }
