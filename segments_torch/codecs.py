@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import struct
 import sys
 import warnings
@@ -56,6 +57,7 @@ from .errors import DecodeError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "PngHeader",
+    "check_complete",
     "declared_size",
     "decode_bitmap",
     "decode_bitmap_pixels",
@@ -469,3 +471,111 @@ def encode_bitmap(ids: torch.Tensor | npt.NDArray[np.integer[Any]]) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# -- completeness: what prefetch checks before it caches bytes it does not decode ----------
+
+#: The next JPEG marker: 0xFF (after any fill 0xFF bytes) and a code other than 0x00 (a
+#: stuffed byte of entropy-coded data) and RST0-7 (restart markers inside that data).
+_JPEG_MARKER = re.compile(rb"\xff([^\x00\xff\xd0-\xd7])")
+#: JPEG markers without a length field: TEM and EOI (RST0-7 are skipped by the search).
+_JPEG_STANDALONE = frozenset({0x01, 0xD9})
+
+
+def _jpeg_is_complete(data: bytes) -> bool:
+    """Whether the marker segments of a JPEG lead from SOI to an EOI marker. Bytes after
+    EOI (padding, a camera's trailer) do not matter; an EOI inside a segment (the EXIF
+    thumbnail's) is skipped with its segment."""
+    position = 2
+    while match := _JPEG_MARKER.search(data, position):
+        marker, position = match[1][0], match.end()
+        if marker == 0xD9:
+            return True
+        if marker not in _JPEG_STANDALONE:
+            if position + 2 > len(data):
+                return False
+            # A segment's length counts its two length bytes; after SOS (0xDA) the
+            # entropy-coded data runs to the next marker, which the search finds.
+            (length,) = struct.unpack_from(">H", data, position)
+            position += length
+    return False
+
+
+def _png_problem(data: bytes) -> str | None:
+    """What keeps a PNG from being whole (``None``: its chunks lead to IEND, each CRC
+    right)."""
+    position = 8
+    while position + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, position)
+        kind = data[position + 4 : position + 8]
+        end = position + 12 + length
+        if end > len(data):
+            break
+        (crc,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(memoryview(data)[position + 4 : end - 4]) != crc:
+            return f"a PNG whose {kind.decode('latin-1')!r} chunk fails its CRC check"
+        if kind == b"IEND":
+            return None
+        position = end
+    return "a PNG without its IEND chunk (truncated?)"
+
+
+def _looks_like(data: bytes) -> str:
+    """What bytes that are no image seem to be: ``"HTML text"`` (a proxy's or server's
+    error page sent with status 200), ``"XML text"`` (an object store's error), else as
+    :func:`sniff` names them."""
+    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
+        return "HTML text"
+    if head.startswith(b"<?xml"):
+        return "XML text"
+    return _found(data)
+
+
+def check_complete(data: bytes) -> None:
+    """Check, at little cost and without decoding, that ``data`` is a whole image of a
+    known format: what :func:`~segments_torch.storage.prefetch` asks of downloaded bytes
+    before it caches them, so an error page or a cut-short body never becomes a cache
+    entry.
+
+    - JPEG: its markers lead from SOI to an EOI marker (anything after EOI is allowed:
+      padding, a camera's trailer).
+    - PNG: from the signature through IEND, every chunk's CRC right.
+    - Other formats Pillow reads (WebP, GIF, BMP, TIFF; rare in releases): decoded by
+      Pillow, as its ``verify()`` passes a cut-short GIF, BMP or TIFF.
+
+    Raises:
+        DecodeError: saying what was found, e.g. ``expected an image, found HTML text`` or
+            ``a JPEG without its end marker (truncated?)``.
+
+    Example:
+        >>> check_complete(encode_bitmap(torch.zeros((2, 2), dtype=torch.int32)))
+        >>> check_complete(b"<!DOCTYPE html><title>502 Bad Gateway</title>")
+        Traceback (most recent call last):
+        segments_torch.errors.DecodeError: expected an image, found HTML text
+    """
+    kind = sniff(data)
+    if kind == "jpeg":
+        if not _jpeg_is_complete(data):
+            raise DecodeError("a JPEG without its end marker (truncated?)")
+        return
+    if kind == "png":
+        problem = _png_problem(data)
+        if problem is not None:
+            raise DecodeError(problem)
+        return
+    # The other formats, rare in releases: Pillow decodes them, as its verify() passes a
+    # cut-short GIF, BMP or TIFF. Its plugins fail with many types of error.
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        if kind == "unknown":
+            raise DecodeError(f"expected an image, found {_looks_like(data)}") from None
+        raise DecodeError(f"a damaged {kind.upper()} image (truncated?)") from None
+    except Exception as exc:
+        raise DecodeError(f"a damaged {kind.upper()} image: {exc}") from None
+    with image:
+        try:
+            image.load()
+        except Exception as exc:
+            raise DecodeError(f"a damaged {image.format} image: {exc}") from None

@@ -55,10 +55,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from .errors import StorageError
+from .errors import DecodeError, StorageError
 
 __all__ = [
     "PrefetchReport",
@@ -75,6 +75,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 UrlMap = Mapping[str, str] | Callable[[str], str]
+
+_T = TypeVar("_T")
+
+
+def _unchecked(data: bytes) -> None:
+    """The check of :meth:`Storage.read` without one: every body passes."""
+
 
 #: HTTP statuses worth another attempt: rate limiting and server-side failures.
 _RETRY_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
@@ -308,33 +315,56 @@ class Storage:
 
     # -- reading -------------------------------------------------------------------------
 
-    def read(self, url: str) -> bytes:
+    def read(self, url: str, check: Callable[[bytes], object] | None = None) -> bytes:
         """All bytes of ``url``: from the cache when there, else fetched (with retries)
         and cached.
+
+        Args:
+            url: the asset's URL (relative ones resolve against ``base_url``).
+            check: called with fetched bytes before they are cached; whatever it raises
+                propagates and nothing is cached, so a server's error page sent with
+                status 200, or a body cut short without a ``Content-Length``, never
+                becomes a cache entry (e.g. :func:`~segments_torch.codecs.check_complete`).
+                Without it, the bytes are cached as they came.
 
         Raises:
             StorageError: the asset could not be read; ``str()`` is the reason, without
                 any query string.
+
+        Example:
+            >>> data = storage.read(url, check=check_complete)  # doctest: +SKIP
         """
+        data, _ = self._load(url, check or _unchecked)
+        return data
+
+    def _load(self, url: str, decode: Callable[[bytes], _T]) -> tuple[bytes, _T]:
+        """``url``'s bytes and what ``decode`` makes of them. Fetched bytes are cached
+        only once ``decode`` returned: what fails it is no cache entry."""
         cached = self.cache_path(url)
         if cached is not None:
             try:
-                return cached.read_bytes()
+                data = cached.read_bytes()
             except FileNotFoundError:
                 pass
+            else:
+                return data, decode(data)
         data = self.fetch(url)
+        value = decode(data)
         if cached is not None:
             try:
                 _write_atomically(cached, data)
             except OSError as exc:  # a full or read-only disk: serve the bytes uncached
                 logger.warning("cannot write the cache file %s: %s", cached, exc)
-        return data
+        return data, value
 
     def read_each(
         self, urls: Sequence[str], decoders: Sequence[Callable[[bytes], Any]] | None = None
     ) -> Iterator[Any]:
         """The bytes of each of ``urls``, in order, as :meth:`read` gives them, or with
         ``decoders`` (one callable per URL) what each decoder makes of its asset's bytes.
+
+        A decoder is its asset's check (see :meth:`read`): downloaded bytes are cached
+        only once their decoder succeeded.
 
         Remote assets download together: every one but the first is read, and decoded,
         by a thread of this process while the caller reads and decodes the first, so a
@@ -357,9 +387,11 @@ class Storage:
         arrived = threading.Event()  # the caller's first asset is in hand
 
         def load_in_thread(index: int) -> Any:
-            data = self.read(urls[index])
-            arrived.wait()
-            return decode(index, data)
+            def decode_after_arrival(data: bytes) -> Any:
+                arrived.wait()
+                return decode(index, data)
+
+            return self._load(urls[index], decode_after_arrival)[1]
 
         started: dict[int, Future[Any]] = {}
         if len(remote) > 1:
@@ -369,11 +401,16 @@ class Storage:
             if i in started:
                 yield started[i].result()
                 continue
+
+            def decode_here(data: bytes, index: int = i) -> Any:
+                arrived.set()
+                return decode(index, data)
+
             try:  # asset 0 is always the caller's: its read, or its error, frees the threads
-                data = self.read(url)
+                value = self._load(url, decode_here)[1]
             finally:
                 arrived.set()
-            yield decode(i, data)
+            yield value
 
     def _downloads(self, url: str) -> bool:
         """Whether reading ``url`` now means a download (not a local file, not cached)."""
@@ -563,17 +600,25 @@ def prefetch(
     *,
     workers: int = 8,
     progress: Callable[[int], None] | None = None,
+    check: Callable[[bytes], object] | None = None,
 ) -> PrefetchReport:
     """Download every URL into ``storage``'s cache, ``workers`` at a time.
 
     URLs already cached are not fetched again, so an interrupted prefetch resumes where
-    it stopped. ``progress(n)`` is called as each URL is done.
+    it stopped. ``progress(n)`` is called as each URL is done. Downloaded bytes are
+    cached only once ``check`` passed them (default
+    :func:`~segments_torch.codecs.check_complete`: a whole image, not an error page or a
+    cut-short body); a URL whose bytes fail it is reported failed, with the reason.
 
     Example:
         >>> report = prefetch(Storage(cache_dir="/data/cache"), urls, workers=16)  # doctest: +SKIP
     """
     if storage.cache_dir is None:
         raise ValueError("prefetch needs a Storage with a cache_dir")
+    if check is None:
+        from .codecs import check_complete  # deferred: it imports torch, `info` does not
+
+        check = check_complete
     report = PrefetchReport(stale_removed=remove_stale_partials(storage.cache_dir))
     pending = []
     for url in dict.fromkeys(urls):  # each URL once, in order
@@ -584,23 +629,24 @@ def prefetch(
             if progress is not None:
                 progress(1)
             continue
-        if cached is None or cached.exists():
+        if cached is None or cached.is_file():
             report.already_cached += 1
             if progress is not None:
                 progress(1)
         else:
             pending.append(url)
 
-    def download(url: str) -> tuple[str, int | StorageError]:
+    def download(url: str) -> int | str:
+        """How many bytes were downloaded and cached, or why none were."""
         try:
-            return url, len(storage.read(url))
-        except StorageError as exc:
-            return url, exc
+            return len(storage.read(url, check))
+        except (StorageError, DecodeError) as exc:
+            return str(exc)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for url, outcome in pool.map(download, pending):
-            if isinstance(outcome, StorageError):
-                report.failed[display_url(storage.resolve(url))] = str(outcome)
+        for url, outcome in zip(pending, pool.map(download, pending), strict=True):
+            if isinstance(outcome, str):
+                report.failed[display_url(storage.resolve(url))] = outcome
             else:
                 report.downloaded += 1
                 report.bytes_downloaded += outcome

@@ -6,7 +6,9 @@ can be told to misbehave on purpose, for tests of retries, timeouts and caches: 
 requests with an error status (:meth:`FileServer.fail`), close the connection without an
 answer (:meth:`FileServer.drop`), stall before answering (:meth:`FileServer.stall`,
 :attr:`FileServer.delay`), send fewer bytes than its ``Content-Length`` promised
-(:meth:`FileServer.truncate`), or send bodies slowly (:attr:`FileServer.bytes_per_second`,
+(:meth:`FileServer.truncate`), send part of a body without any ``Content-Length``
+(:meth:`FileServer.cut`), answer 200 with another body, as a proxy's error page
+(:meth:`FileServer.serve_instead`), or send bodies slowly (:attr:`FileServer.bytes_per_second`,
 with progress in :meth:`FileServer.bytes_sent`). It answers ``GET`` and ``HEAD``, honours
 single ``Range`` requests (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``) as fsspec's HTTP files
 send them, ignores query strings (signed URLs carry their signature there), and speaks
@@ -58,7 +60,7 @@ class ServedRequest:
         headers: the request headers.
         status: the status code answered (``0``: the connection was dropped unanswered).
         fault: the misbehaviour served, ``""`` for none: ``"status"`` (:meth:`FileServer.fail`),
-            ``"drop"``, ``"stall"`` or ``"truncate"``.
+            ``"drop"``, ``"stall"``, ``"truncate"``, ``"cut"`` or ``"instead"``.
     """
 
     method: str
@@ -73,10 +75,11 @@ class ServedRequest:
 class _Fault:
     """One planned misbehaviour for one request (see the :class:`FileServer` methods)."""
 
-    kind: str  # "status", "drop", "stall" or "truncate"
+    kind: str  # "status", "drop", "stall", "truncate", "cut" or "instead"
     status: int = 0
     seconds: float = 0.0
     keep: float = 0.5
+    body: bytes = b""
 
 
 class _Server(ThreadingHTTPServer):
@@ -121,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         if fault is not None and fault.kind == "status":
             status = fault.status
+        elif fault is not None and fault.kind == "instead":
+            status, payload, headers = 200, fault.body, {"Content-Type": "text/html"}
         else:
             status, payload, headers = self._file(owner.root, path)
         # Logged on arrival, so a client that gave up on a stalled answer is counted at once.
@@ -130,11 +135,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
+        if fault is None or fault.kind != "cut":  # without it, the body ends as the connection
+            self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if not body:
             return
-        if fault is not None and fault.kind == "truncate":
+        if fault is not None and fault.kind in ("truncate", "cut"):
             payload = payload[: int(len(payload) * fault.keep)]
             self.close_connection = True
         self._send(owner, path, payload)
@@ -318,6 +324,17 @@ class FileServer:
         """Answer the next ``times`` requests for ``path`` with the full ``Content-Length``
         but only its first ``keep`` fraction of the body, then close the connection."""
         self._plan(path, _Fault("truncate", keep=keep), times)
+
+    def cut(self, path: str, times: int = 1, keep: float = 0.5) -> None:
+        """Answer the next ``times`` requests for ``path`` with 200, no ``Content-Length``
+        and only the first ``keep`` fraction of the body, then close the connection: the
+        client cannot tell that the body is short."""
+        self._plan(path, _Fault("cut", keep=keep), times)
+
+    def serve_instead(self, path: str, body: bytes, times: int = 1) -> None:
+        """Answer the next ``times`` requests for ``path`` with 200 and ``body`` (as
+        ``text/html``) instead of the file, as a proxy or CDN sends its error page."""
+        self._plan(path, _Fault("instead", body=body), times)
 
     def _plan(self, path: str, fault: _Fault, times: int) -> None:
         with self._lock:

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from PIL import Image
 
 from segments_torch.cli import main
+from segments_torch.codecs import encode_bitmap
 from tests.releases import current_release
 
 REAL = Path(__file__).parent / "fixtures" / "real"
@@ -171,14 +173,14 @@ def test_demo_loads_the_bundled_release_and_draws_a_preview(tmp_path, capsys):
 def served_release(tmp_path, server, missing: str | None = None) -> Path:
     """A release of the four standard samples whose assets the server serves."""
     document = current_release()
-    for sample in document["dataset"]["samples"]:
+    for k, sample in enumerate(document["dataset"]["samples"]):
         name = sample["name"]
-        (tmp_path / name).write_bytes(f"image {name}".encode() * 100)
+        Image.new("RGB", (8, 6), (k, 2 * k, 3 * k)).save(tmp_path / name, format="JPEG")
         sample["attributes"]["image"]["url"] = server.url_for(name, query="sig=secret")
         label = sample["labels"]["ground-truth"]
         if label and label.get("attributes"):
             bitmap = f"{name}.png"
-            (tmp_path / bitmap).write_bytes(f"bitmap {name}".encode())
+            (tmp_path / bitmap).write_bytes(encode_bitmap(torch.full((6, 8), k)))
             label["attributes"]["segmentation_bitmap"]["url"] = server.url_for(bitmap)
     if missing:
         (tmp_path / missing).unlink()

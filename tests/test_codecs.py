@@ -1440,3 +1440,83 @@ def test_a_real_allocation_failure_is_a_decode_error(image_decoder):
         "DecodeError: cannot decode the image (JPEG data): Image size (900000000 pixels) "
         "exceeds limit of 178956970 pixels, could be decompression bomb DOS attack.",
     ), said
+
+
+# -- check_complete: whole images only ----------------------------------------------------
+
+
+def jpeg_with_thumbnail() -> bytes:
+    """A JPEG whose APP1 segment holds a whole JPEG (as an EXIF thumbnail does): an EOI
+    marker long before the image's own."""
+    thumbnail = encode(Image.fromarray(random_u8((8, 8, 3), seed=91)), "JPEG")
+    app1 = b"\xff\xe1" + struct.pack(">H", len(thumbnail) + 8) + b"Exif\x00\x00" + thumbnail
+    main = encode(Image.fromarray(random_u8((40, 50, 3), seed=92)), "JPEG")
+    return main[:2] + app1 + main[2:]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        *every_image_format(),
+        encode(Image.fromarray(random_u8((40, 50, 3), seed=93)), "JPEG", progressive=True),
+        jpeg_with_thumbnail(),
+        encode_bitmap(torch.zeros((3, 2), dtype=torch.int32)) + b"after IEND",
+    ],
+    ids=lambda data: sniff(data),
+)
+def test_check_complete_passes_whole_images(data):
+    codecs.check_complete(data)
+
+
+def test_check_complete_allows_padding_after_a_jpeg():
+    data = encode(Image.fromarray(random_u8((20, 30, 3), seed=94)), "JPEG")
+    codecs.check_complete(data + b"\x00" * 300)
+    codecs.check_complete(data + b"\xff" * 3)
+    codecs.check_complete(data + b"a camera's trailer with \xff\xd8 in it")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        encode(Image.fromarray(random_u8((40, 50, 3), seed=95)), "JPEG"),
+        encode(Image.fromarray(random_u8((40, 50, 3), seed=96)), "JPEG", progressive=True),
+        jpeg_with_thumbnail(),
+    ],
+)
+def test_check_complete_refuses_a_jpeg_cut_anywhere(data):
+    for end in [*range(3, len(data) - 1, 53), len(data) - 2, len(data) - 1]:
+        message = decode_error(codecs.check_complete, data[:end])
+        assert message == "a JPEG without its end marker (truncated?)", end
+
+
+def test_check_complete_refuses_a_png_cut_anywhere_or_damaged():
+    data = encode_bitmap(rng(97).integers(0, MAX_ID + 1, (30, 20)))
+    for end in [8, *range(9, len(data) - 1, 41), len(data) - 1]:
+        message = decode_error(codecs.check_complete, data[:end])
+        assert message == "a PNG without its IEND chunk (truncated?)", end
+    damaged = bytearray(data)
+    damaged[50] ^= 1  # inside IDAT
+    assert decode_error(codecs.check_complete, bytes(damaged)) == (
+        "a PNG whose 'IDAT' chunk fails its CRC check"
+    )
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF", "WEBP"])
+def test_check_complete_refuses_other_formats_cut_short(fmt):
+    data = encode(Image.fromarray(random_u8((60, 80, 3), seed=98)), fmt)
+    message = decode_error(codecs.check_complete, data[: len(data) // 2])
+    assert message.startswith(f"a damaged {fmt} image")
+
+
+@pytest.mark.parametrize(
+    ("data", "found"),
+    [
+        (b"<!DOCTYPE html>\n<html><title>502 Bad Gateway</title></html>", "HTML text"),
+        (b"\xef\xbb\xbf\n  <HTML><body>Access denied</body></HTML>", "HTML text"),
+        (b'<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>', "XML text"),
+        (b"", "no data (0 bytes)"),
+        (b'{"error": 1}', "unknown data starting b'{\"error\"'"),
+    ],
+)
+def test_check_complete_says_what_it_found_instead_of_an_image(data, found):
+    assert decode_error(codecs.check_complete, data) == f"expected an image, found {found}"

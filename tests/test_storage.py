@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader
 import segments_torch.errors as errors_module
 import segments_torch.storage as storage_module
 from segments_torch import SegmentsDataset
-from segments_torch.errors import AssetError, SegmentsTorchError
+from segments_torch.codecs import check_complete
+from segments_torch.errors import AssetError, DecodeError, SegmentsTorchError
 from segments_torch.storage import (
     RetryPolicy,
     Storage,
@@ -294,14 +295,14 @@ def test_read_each_downloads_concurrently(tmp_path, file_server, monkeypatch):
     # the barrier after its timeout instead.
     both_started = threading.Barrier(2, timeout=10)
     threads: dict[str, str] = {}
-    read = Storage.read
+    fetch = Storage.fetch
 
-    def read_together(self: Storage, url: str) -> bytes:
+    def fetch_together(self: Storage, url: str) -> bytes:
         threads[url] = threading.current_thread().name
         both_started.wait()
-        return read(self, url)
+        return fetch(self, url)
 
-    monkeypatch.setattr(Storage, "read", read_together)
+    monkeypatch.setattr(Storage, "fetch", fetch_together)
     assert list(storage.read_each(urls)) == [b"a", b"b"]
     assert threads[urls[0]] == threading.current_thread().name  # the first: the caller's
     assert threads[urls[1]].startswith("segments-torch-read")
@@ -356,12 +357,12 @@ def test_read_each_threads_decode_after_the_callers_download(tmp_path, file_serv
     serve(tmp_path, "b.png", b"b")
     urls = [file_server.url_for("a.jpg"), file_server.url_for("b.png")]
     events: list[str] = []
-    read = Storage.read
+    fetch = Storage.fetch
 
     def slow_first(self: Storage, url: str) -> bytes:
         if url == urls[0]:
             time.sleep(0.3)
-        data = read(self, url)
+        data = fetch(self, url)
         events.append(f"read {data.decode()}")
         return data
 
@@ -369,7 +370,7 @@ def test_read_each_threads_decode_after_the_callers_download(tmp_path, file_serv
         events.append(f"decode {data.decode()}")
         return data
 
-    monkeypatch.setattr(Storage, "read", slow_first)
+    monkeypatch.setattr(Storage, "fetch", slow_first)
     assert list(Storage().read_each(urls, [decode, decode])) == [b"a", b"b"]
     assert events.index("read b") < events.index("read a")  # downloads run together
     assert events.index("read a") < events.index("decode b")
@@ -1231,7 +1232,7 @@ def test_a_forked_child_leaves_the_parents_http_connections_alone():
 
 
 def test_prefetch_removes_stale_partial_files_only(tmp_path, file_server):
-    data = serve(tmp_path, "a.jpg", payload(100))
+    data = serve(tmp_path, "a.jpg", jpeg_bytes())
     cache = tmp_path / "cache"
     folder = cache / "ab"
     folder.mkdir(parents=True)
@@ -1482,3 +1483,101 @@ def test_prefetch_counts_urls_no_file_or_server_can_have_as_failed(tmp_path, fil
         f"{file_server.url}/b.jp\x00g": "not found (HTTP 404)",
         "http://[::1/c.jpg": "not a valid URL: Invalid IPv6 URL",
     }
+
+
+# -- 13. cache poisoning: only checked bodies are cached --------------------------------------
+
+ERROR_PAGE = b"<!DOCTYPE html>\n<html><title>502 Bad Gateway</title></html>\n"
+
+
+def test_read_caches_only_what_its_check_passed(tmp_path, file_server):
+    data = serve(tmp_path, "a.jpg", jpeg_bytes())
+    cache = tmp_path / "cache"
+    storage = Storage(cache_dir=cache)
+    url = file_server.url_for("a.jpg", query=SECRET)
+    file_server.serve_instead("a.jpg", ERROR_PAGE)
+    with pytest.raises(DecodeError, match=r"^expected an image, found HTML text$"):
+        storage.read(url, check=check_complete)
+    assert files_under(cache) == []
+    assert storage.read(url, check=check_complete) == data  # the server has recovered
+    assert storage.read(url, check=check_complete) == data
+    assert [r.fault for r in file_server.requests] == ["instead", ""]
+    assert storage.cache_path(url) == files_under(cache)[0]
+
+
+def test_a_body_cut_short_without_content_length_is_not_cached(tmp_path, file_server):
+    data = serve(tmp_path, "a.jpg", jpeg_bytes())
+    cache = tmp_path / "cache"
+    storage = Storage(cache_dir=cache)
+    url = file_server.url_for("a.jpg")
+    file_server.cut("a.jpg")
+    # The client cannot tell: without a check, the half body is what it reads.
+    assert Storage().read(url) == data[: len(data) // 2]
+    file_server.cut("a.jpg")
+    with pytest.raises(DecodeError, match=r"^a JPEG without its end marker \(truncated\?\)$"):
+        storage.read(url, check=check_complete)
+    assert files_under(cache) == []
+    assert storage.read(url, check=check_complete) == data
+    assert len(files_under(cache)) == 1
+
+
+def test_a_body_shorter_than_its_content_length_is_refused_by_the_client(tmp_path, file_server):
+    serve(tmp_path, "a.jpg", jpeg_bytes())
+    cache = tmp_path / "cache"
+    file_server.truncate("a.jpg")
+    storage = Storage(cache_dir=cache, retry=RetryPolicy(attempts=1))
+    error = read_error(file_server.url_for("a.jpg"), attempts=1, cache_dir=cache)
+    assert str(error).startswith("ClientPayloadError: Response payload is not completed")
+    assert files_under(cache) == []
+    file_server.truncate("a.jpg")
+    report = prefetch(storage, [file_server.url_for("a.jpg")])
+    assert (report.downloaded, list(report.failed)) == (0, [file_server.url_for("a.jpg")])
+    assert report.failed[file_server.url_for("a.jpg")].startswith("ClientPayloadError: ")
+    assert files_under(cache) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("instead", "expected an image, found HTML text"),
+        ("cut", "a JPEG without its end marker (truncated?)"),
+    ],
+)
+def test_prefetch_reports_a_bad_body_as_failed_and_caches_it_later(
+    tmp_path, file_server, fault, reason
+):
+    data = serve(tmp_path, "a.jpg", jpeg_bytes())
+    cache = tmp_path / "cache"
+    storage = Storage(cache_dir=cache)
+    url = file_server.url_for("a.jpg", query=SECRET)
+    if fault == "instead":
+        file_server.serve_instead("a.jpg", ERROR_PAGE)
+    else:
+        file_server.cut("a.jpg")
+    report = prefetch(storage, [url])
+    assert (report.downloaded, report.already_cached) == (0, 0)
+    assert report.failed == {file_server.url_for("a.jpg"): reason}
+    assert files_under(cache) == []
+    report = prefetch(storage, [url])  # the server has recovered
+    assert (report.downloaded, report.bytes_downloaded, report.failed) == (1, len(data), {})
+    assert [p.read_bytes() for p in files_under(cache)] == [data]
+
+
+@pytest.mark.parametrize(
+    ("asset", "fault"), [("images/s0.jpg", "instead"), ("bitmaps/s0.png", "cut")]
+)
+def test_the_dataset_caches_an_asset_only_once_it_decoded(tmp_path, file_server, asset, fault):
+    cache = tmp_path / "cache"
+    ds = SegmentsDataset(http_release(tmp_path, file_server, count=1), cache_dir=cache)
+    if fault == "instead":
+        file_server.serve_instead(asset, ERROR_PAGE)
+    else:
+        file_server.cut(asset)
+    with pytest.raises(AssetError, match=f"^sample 's0.jpg': {file_server.url}/{asset}: "):
+        ds[0]
+    assert ds.storage.cache_path(file_server.url_for(asset)) not in files_under(cache)
+    expected = ds[0]  # the server has recovered: read, decoded, cached
+    assert len(files_under(cache)) == 2
+    requests = file_server.count()
+    assert_same_item(ds[0], expected)
+    assert file_server.count() == requests  # both from the cache
