@@ -46,8 +46,8 @@ import os
 import posixpath
 import random
 import re
+import secrets
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -342,11 +342,8 @@ class Storage:
         only once ``decode`` returned: what fails it is no cache entry."""
         cached = self.cache_path(url)
         if cached is not None:
-            try:
-                data = cached.read_bytes()
-            except FileNotFoundError:
-                pass
-            else:
+            data = _read_cache_entry(cached)
+            if data is not None:
                 return data, decode(data)
         data = self.fetch(url)
         value = decode(data)
@@ -354,7 +351,7 @@ class Storage:
             try:
                 _write_atomically(cached, data)
             except OSError as exc:  # a full or read-only disk: serve the bytes uncached
-                logger.warning("cannot write the cache file %s: %s", cached, exc)
+                _warn_once("write", "cannot write the cache file %s: %s", cached, exc)
         return data, value
 
     def read_each(
@@ -417,7 +414,7 @@ class Storage:
         if _is_local(self.resolve(url)):
             return False
         cached = self.cache_path(url)
-        return cached is None or not cached.exists()
+        return cached is None or not cached.is_file()
 
     def _thread_pool(self) -> ThreadPoolExecutor:
         # A forked child inherits the pool object but not its threads: make a new one.
@@ -554,11 +551,46 @@ if hasattr(os, "register_at_fork"):
     )
 
 
+#: (process id, kind) of the cache troubles this process has warned of.
+_WARNED: set[tuple[int, str]] = set()
+
+
+def _warn_once(kind: str, message: str, *args: object) -> None:
+    """Log a cache trouble the first time this process meets its ``kind``: a cache that
+    fails for one file usually fails for every file, and a warning per file would bury
+    the log."""
+    if (os.getpid(), kind) not in _WARNED:
+        _WARNED.add((os.getpid(), kind))
+        logger.warning(message + " (warned once per process)", *args)
+
+
+def _read_cache_entry(path: Path) -> bytes | None:
+    """The bytes of a cache entry; ``None`` where there is none, or where it cannot be
+    read (a folder in its place, no permission): the source serves then, and the entry
+    is replaced where it can be."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        _warn_once("read", "cannot read the cache file %s, reading the source: %s", path, exc)
+        return None
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write ``path`` by a temporary file in its folder and a rename: readers see the old
-    state or the whole file, never part of it."""
+    state or the whole file, never part of it. The file's mode is 0666 less the umask, as
+    for any new file (mkstemp's 0600 would lock the other users of a shared cache out)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+    # O_BINARY: Windows would otherwise write "\n" as "\r\n".
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = path.parent / f".partial-{secrets.token_hex(8)}"
+        try:
+            descriptor = os.open(temporary, flags, 0o666)
+            break
+        except FileExistsError:  # another writer drew the same name: draw again
+            continue
     try:
         with os.fdopen(descriptor, "wb") as f:
             f.write(data)

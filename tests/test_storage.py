@@ -1581,3 +1581,93 @@ def test_the_dataset_caches_an_asset_only_once_it_decoded(tmp_path, file_server,
     requests = file_server.count()
     assert_same_item(ds[0], expected)
     assert file_server.count() == requests  # both from the cache
+
+
+# -- 14. a cache entry that cannot be read, cache file modes ----------------------------------
+
+
+@pytest.fixture
+def warned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that has not warned of any cache trouble yet."""
+    monkeypatch.setattr(storage_module, "_WARNED", set())
+
+
+def test_a_folder_in_place_of_a_cache_entry_is_read_around(tmp_path, file_server, caplog, warned):
+    data = serve(tmp_path, "a.jpg", jpeg_bytes())
+    storage = Storage(cache_dir=tmp_path / "cache")
+    url = file_server.url_for("a.jpg")
+    entry = storage.cache_path(url)
+    assert entry is not None
+    entry.mkdir(parents=True)
+    with caplog.at_level(logging.WARNING, logger="segments_torch.storage"):
+        assert storage.read(url) == data
+        assert list(storage.read_each([url], [check_complete])) == [None]
+    assert file_server.count("a.jpg") == 2  # served from the source, uncached
+    assert entry.is_dir()  # a folder cannot be replaced by a file
+    assert [r.getMessage().split(": ")[0] for r in caplog.records] == [
+        f"cannot read the cache file {entry}, reading the source",
+        f"cannot write the cache file {entry}",
+    ]
+    assert all(r.getMessage().endswith("(warned once per process)") for r in caplog.records)
+
+
+def test_an_unreadable_cache_entry_is_replaced(tmp_path, file_server, caplog, warned, monkeypatch):
+    data = serve(tmp_path, "a.jpg", jpeg_bytes())
+    storage = Storage(cache_dir=tmp_path / "cache")
+    url = file_server.url_for("a.jpg")
+    entry = storage.cache_path(url)
+    assert entry is not None
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(b"old bytes")
+    read_bytes = Path.read_bytes
+    refused: list[Path] = []
+
+    def refuse_once(path: Path) -> bytes:  # as for a file of another user, mode 0600
+        if path == entry and not refused:
+            refused.append(path)
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse_once)
+    with caplog.at_level(logging.WARNING, logger="segments_torch.storage"):
+        assert storage.read(url) == data
+    assert caplog.messages == [
+        f"cannot read the cache file {entry}, reading the source: [Errno 13] Permission "
+        f"denied: '{entry}' (warned once per process)"
+    ]
+    assert entry.read_bytes() == data  # replaced
+    assert storage.read(url) == data
+    assert file_server.count("a.jpg") == 1
+
+
+def test_the_dataset_reads_around_a_folder_in_place_of_a_cache_entry(tmp_path, file_server, warned):
+    cache = tmp_path / "cache"
+    ds = SegmentsDataset(http_release(tmp_path, file_server, count=1), cache_dir=cache)
+    for asset in ("images/s0.jpg", "bitmaps/s0.png"):
+        entry = ds.storage.cache_path(file_server.url_for(asset))
+        assert entry is not None
+        entry.mkdir(parents=True)
+    item = ds[0]
+    assert item[0].shape == (3, 24, 32)
+    assert_same_item(ds[0], item)
+    assert file_server.count() == 4
+
+
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "folder_mode"), [(0o002, 0o664, 0o775), (0o077, 0o600, 0o700)]
+)
+def test_cache_files_are_created_as_the_umask_says(
+    tmp_path, file_server, umask, file_mode, folder_mode
+):
+    serve(tmp_path, "a.jpg", jpeg_bytes())
+    storage = Storage(cache_dir=tmp_path / "cache")
+    url = file_server.url_for("a.jpg")
+    previous = os.umask(umask)
+    try:
+        storage.read(url)
+    finally:
+        os.umask(previous)
+    entry = storage.cache_path(url)
+    assert entry is not None
+    assert entry.stat().st_mode & 0o777 == file_mode
+    assert entry.parent.stat().st_mode & 0o777 == folder_mode
