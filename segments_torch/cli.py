@@ -247,6 +247,7 @@ def _prefetch(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         cache_key=args.cache_key,
     )
+    storage.check_cache_dir()  # before the progress bar: its error is the only line
     progress = Progress(len(dict.fromkeys(urls)), label="prefetch", unit="file")
     try:
         report = prefetch(storage, urls, workers=args.workers, progress=progress)

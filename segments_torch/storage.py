@@ -313,6 +313,33 @@ class Storage:
             suffix = ""
         return self.cache_dir / digest[:2] / f"{digest}{suffix}"
 
+    def check_cache_dir(self) -> None:
+        """Make ``cache_dir`` if it is missing and check that files can be created in it,
+        so a long job fails at once rather than file by file (:func:`prefetch` does it
+        first). Nothing to do without a ``cache_dir``.
+
+        Raises:
+            StorageError: it is a file, or cannot be made or written; the message names it.
+
+        Example:
+            >>> Storage(cache_dir="/scratch/segments-cache").check_cache_dir()  # doctest: +SKIP
+        """
+        folder = self.cache_dir
+        if folder is None:
+            return
+        if folder.exists() and not folder.is_dir():
+            raise StorageError(str(folder), f"cache folder {folder}: not a folder")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            descriptor, probe = _create_temporary(folder)
+        except OSError as exc:
+            action = "write in it" if folder.is_dir() else "create it"
+            raise StorageError(
+                str(folder), f"cache folder {folder}: cannot {action} ({exc.strerror or exc})"
+            ) from exc
+        os.close(descriptor)
+        probe.unlink()
+
     # -- reading -------------------------------------------------------------------------
 
     def read(self, url: str, check: Callable[[bytes], object] | None = None) -> bytes:
@@ -337,9 +364,13 @@ class Storage:
         data, _ = self._load(url, check or _unchecked)
         return data
 
-    def _load(self, url: str, decode: Callable[[bytes], _T]) -> tuple[bytes, _T]:
+    def _load(
+        self, url: str, decode: Callable[[bytes], _T], *, must_cache: bool = False
+    ) -> tuple[bytes, _T]:
         """``url``'s bytes and what ``decode`` makes of them. Fetched bytes are cached
-        only once ``decode`` returned: what fails it is no cache entry."""
+        only once ``decode`` returned: what fails it is no cache entry. A failed cache
+        write is warned of and the bytes served uncached, or with ``must_cache`` (the
+        point of prefetch), a :class:`StorageError`."""
         cached = self.cache_path(url)
         if cached is not None:
             data = _read_cache_entry(cached)
@@ -351,6 +382,10 @@ class Storage:
             try:
                 _write_atomically(cached, data)
             except OSError as exc:  # a full or read-only disk: serve the bytes uncached
+                if must_cache:
+                    location = display_url(self.resolve(url))
+                    why = f"cannot write the cache file {cached}: {exc.strerror or exc}"
+                    raise StorageError(location, why) from exc
                 _warn_once("write", "cannot write the cache file %s: %s", cached, exc)
         return data, value
 
@@ -577,20 +612,25 @@ def _read_cache_entry(path: Path) -> bytes | None:
         return None
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``path`` by a temporary file in its folder and a rename: readers see the old
-    state or the whole file, never part of it. The file's mode is 0666 less the umask, as
-    for any new file (mkstemp's 0600 would lock the other users of a shared cache out)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _create_temporary(folder: Path) -> tuple[int, Path]:
+    """A new file ``.partial-*`` in ``folder``, open for writing: its descriptor and path.
+    Its mode is 0666 less the umask, as for any new file (mkstemp's 0600 would lock the
+    other users of a shared cache out)."""
     # O_BINARY: Windows would otherwise write "\n" as "\r\n".
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        temporary = path.parent / f".partial-{secrets.token_hex(8)}"
+        temporary = folder / f".partial-{secrets.token_hex(8)}"
         try:
-            descriptor = os.open(temporary, flags, 0o666)
-            break
+            return os.open(temporary, flags, 0o666), temporary
         except FileExistsError:  # another writer drew the same name: draw again
             continue
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` by a temporary file in its folder and a rename: readers see the old
+    state or the whole file, never part of it. Its mode is 0666 less the umask."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = _create_temporary(path.parent)
     try:
         with os.fdopen(descriptor, "wb") as f:
             f.write(data)
@@ -640,7 +680,12 @@ def prefetch(
     it stopped. ``progress(n)`` is called as each URL is done. Downloaded bytes are
     cached only once ``check`` passed them (default
     :func:`~segments_torch.codecs.check_complete`: a whole image, not an error page or a
-    cut-short body); a URL whose bytes fail it is reported failed, with the reason.
+    cut-short body); a URL whose bytes fail it, or whose cache file cannot be written,
+    is reported failed, with the reason.
+
+    Raises:
+        StorageError: the cache folder is a file, or cannot be made or written (checked
+            before any download).
 
     Example:
         >>> report = prefetch(Storage(cache_dir="/data/cache"), urls, workers=16)  # doctest: +SKIP
@@ -651,6 +696,7 @@ def prefetch(
         from .codecs import check_complete  # deferred: it imports torch, `info` does not
 
         check = check_complete
+    storage.check_cache_dir()  # one clear error, not one per URL
     report = PrefetchReport(stale_removed=remove_stale_partials(storage.cache_dir))
     pending = []
     for url in dict.fromkeys(urls):  # each URL once, in order
@@ -671,7 +717,7 @@ def prefetch(
     def download(url: str) -> int | str:
         """How many bytes were downloaded and cached, or why none were."""
         try:
-            return len(storage.read(url, check))
+            return len(storage._load(url, check, must_cache=True)[0])
         except (StorageError, DecodeError) as exc:
             return str(exc)
 

@@ -240,6 +240,51 @@ def test_prefetch_url_map_and_usage_errors(tmp_path, file_server, capsys):
     )
 
 
+def test_prefetch_into_a_folder_it_cannot_use_is_one_line(
+    tmp_path, file_server, capsys, monkeypatch
+):
+    release = str(served_release(tmp_path, file_server))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    unwritable = tmp_path / "unwritable"
+    real_open = os.open
+
+    def refuse_in_unwritable(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path).startswith(f"{unwritable}/"):  # as a read-only mount would
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse_in_unwritable)
+    for cache, why in [
+        (a_file, "not a folder"),
+        (a_file / "cache", "cannot create it (Not a directory)"),
+        (unwritable, "cannot write in it (Permission denied)"),
+    ]:
+        assert main(["prefetch", release, "--cache-dir", str(cache)]) == 1
+        assert capsys.readouterr() == ("", f"segments-torch: error: cache folder {cache}: {why}\n")
+    assert file_server.count() == 0  # said before any download
+
+
+def test_prefetch_counts_a_failed_cache_write_as_failed(tmp_path, file_server, capsys, monkeypatch):
+    release = str(served_release(tmp_path, file_server))
+    cache = tmp_path / "cache"
+
+    def disk_full(source: Any, target: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    assert main(["prefetch", release, "--cache-dir", str(cache)]) == 1
+    out = capsys.readouterr().out
+    assert "downloaded       0 (0.0 MB)\nalready cached   0\nfailed           4\n" in out
+    failures = out.splitlines()[-4:]
+    assert [line.split(": ")[0] for line in failures] == [
+        f"  {file_server.url_for(name)}" for name in ("a.jpg", "a.jpg.png", "b.jpg", "b.jpg.png")
+    ]
+    assert all(": cannot write the cache file " in line for line in failures)
+    assert all(line.endswith(": No space left on device") for line in failures)
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
+
+
 def test_export_on_error_skip_goes_on_past_a_nul_in_a_url(tmp_path, capsys):
     shutil.copytree(DEMO_RELEASE.parent, tmp_path / "demo", ignore=shutil.ignore_patterns("*.py"))
     release = tmp_path / "demo" / "release.json"

@@ -1671,3 +1671,49 @@ def test_cache_files_are_created_as_the_umask_says(
     assert entry is not None
     assert entry.stat().st_mode & 0o777 == file_mode
     assert entry.parent.stat().st_mode & 0o777 == folder_mode
+
+
+# -- 15. prefetch into a cache it cannot use --------------------------------------------------
+
+
+def test_check_cache_dir_makes_the_folder_and_leaves_nothing(tmp_path):
+    cache = tmp_path / "a" / "cache"
+    Storage(cache_dir=cache).check_cache_dir()
+    assert cache.is_dir()
+    assert list(cache.iterdir()) == []
+    Storage().check_cache_dir()  # no cache: nothing to check
+
+
+def test_prefetch_into_a_file_raises_before_any_download(tmp_path, file_server):
+    serve(tmp_path, "a.jpg", jpeg_bytes())
+    (tmp_path / "cache").write_text("a file")
+    with pytest.raises(StorageError) as info:
+        prefetch(Storage(cache_dir=tmp_path / "cache"), [file_server.url_for("a.jpg")])
+    assert str(info.value) == f"cache folder {tmp_path / 'cache'}: not a folder"
+    assert isinstance(info.value, SegmentsTorchError)
+    assert file_server.count() == 0
+
+
+def test_prefetch_reports_a_failed_cache_write_and_read_serves_uncached(
+    tmp_path, file_server, monkeypatch, caplog, warned
+):
+    data = serve(tmp_path, "a.jpg", jpeg_bytes())
+    storage = Storage(cache_dir=tmp_path / "cache")
+    url = file_server.url_for("a.jpg", query=SECRET)
+
+    def disk_full(source: Any, target: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    report = prefetch(storage, [url])
+    assert (report.downloaded, report.bytes_downloaded) == (0, 0)
+    assert report.failed == {
+        file_server.url_for("a.jpg"): (
+            f"cannot write the cache file {storage.cache_path(url)}: No space left on device"
+        )
+    }
+    with caplog.at_level(logging.WARNING, logger="segments_torch.storage"):
+        assert storage.read(url) == data  # a reader is served, uncached
+        assert storage.read(url) == data
+    assert len(caplog.records) == 1  # once per process
+    assert files_under(tmp_path / "cache") == []
