@@ -22,6 +22,8 @@ from .errors import (
     ReleaseFormatError,
     ReleaseReadError,
     SegmentsTorchError,
+    SourceUnavailableError,
+    StorageError,
     UnknownLabelsetError,
 )
 from .release import Category, Labelset, Layout, Release, load_release, parse_release
@@ -56,7 +58,9 @@ __all__ = [
     "SegmentsDataset",
     "SegmentsTorchError",
     "SelectionError",
+    "SourceUnavailableError",
     "SplitError",
+    "StorageError",
     "UnknownLabelsetError",
     "UnsupportedTaskError",
     "collate_detection",

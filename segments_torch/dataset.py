@@ -27,7 +27,7 @@ from torchvision import tv_tensors
 from .categories import CategoryMap
 from .codecs import DEFAULT_MAX_PIXELS, decode_bitmap, decode_image
 from .collate import collate_detection, collate_semantic
-from .errors import AssetError, DecodeError, SegmentsTorchError
+from .errors import AssetError, DecodeError, SegmentsTorchError, SourceUnavailableError
 from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
 from .samples import LABEL_STATUSES, SampleRecord
 from .storage import RetryPolicy, Storage, StorageError, UrlMap, display_url, release_base_url
@@ -87,6 +87,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
             image or bitmap cannot be read or used; ``"skip"`` serves the next sample that
             works instead (deterministically), logs the failure once and counts it in
             :attr:`failures`, so a long training run survives a handful of broken files.
+            A host that is down is no broken file: its
+            :class:`~segments_torch.errors.SourceUnavailableError` is raised either way
+            (see :class:`~segments_torch.storage.RetryPolicy`).
         max_pixels: the most pixels a sample's image or bitmap may declare in its header;
             larger ones are refused before decoding (an :class:`AssetError`, skipped under
             ``on_error="skip"``), so a small hostile file cannot take gigabytes. The
@@ -314,9 +317,12 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         return target
 
     def _read(self, name: str, url: str, assets: Iterator[Any]) -> Any:
-        """The next of ``assets``, what the decoder of ``url`` made of it."""
+        """The next of ``assets``, what the decoder of ``url`` made of it. A host that is
+        down is no failure of this sample: its error ends the run, skip or not."""
         try:
             return next(assets)
+        except SourceUnavailableError:
+            raise
         except StorageError as exc:
             raise AssetError(name, exc.url, str(exc)) from exc
         except DecodeError as exc:

@@ -16,6 +16,7 @@ __all__ = [
     "ReleaseFormatError",
     "ReleaseReadError",
     "SegmentsTorchError",
+    "SourceUnavailableError",
     "StorageError",
     "UnknownLabelsetError",
 ]
@@ -140,6 +141,57 @@ class StorageError(SegmentsTorchError, OSError):
             type(self), status=self.status, attempts=self.attempts, retryable=self.retryable
         )
         return (rebuild, (self.url, self.reason))
+
+
+class SourceUnavailableError(StorageError):
+    """A source (one host: scheme and address) is evidently down: reads of it failed to
+    connect (refused, unknown host, reset, timed out) ``RetryPolicy.outage_after`` times in
+    a row, with no answer from it in between. Every later read of it in this process
+    raises this error at once, without a request, until
+    :meth:`~segments_torch.storage.Storage.reset_outages`.
+
+    It is no failure of one sample: a dataset does not turn it into an
+    :class:`AssetError`, so it ends a run under ``on_error="skip"`` too (and crosses
+    DataLoader workers), rather than skipping every sample one timeout after another.
+
+    Attributes:
+        source: the host, e.g. ``"https://cdn.example"``.
+        failures: how many reads failed in a row.
+        last_reason: why the last of them failed.
+
+    Example:
+        >>> error = SourceUnavailableError("http://10.0.0.7:8000", 3, "timed out")
+        >>> print(error)  # doctest: +NORMALIZE_WHITESPACE
+        http://10.0.0.7:8000 is unavailable: 3 reads in a row failed to connect (the last:
+        timed out); not read again in this process until Storage.reset_outages()
+    """
+
+    def __init__(
+        self,
+        source: str,
+        failures: int | None = None,
+        last_reason: str | None = None,
+        *,
+        url: str = "",
+    ) -> None:
+        if failures is None or last_reason is None:
+            super().__init__(source)  # rebuilt from its message alone (see StorageError)
+            self.source, self.failures, self.last_reason = "", 0, ""
+            return
+        self.source = source
+        self.failures = failures
+        self.last_reason = last_reason
+        super().__init__(
+            url or source,
+            f"{source} is unavailable: {failures} reads in a row failed to connect (the last: "
+            f"{last_reason}); not read again in this process until Storage.reset_outages()",
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if not self.source:
+            return (type(self), (str(self),))
+        rebuild = functools.partial(type(self), url=self.url)
+        return (rebuild, (self.source, self.failures, self.last_reason))
 
 
 class ExportError(SegmentsTorchError, ValueError):

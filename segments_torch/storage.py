@@ -20,6 +20,11 @@
 - **Retries**: bounded exponential backoff with jitter for connection errors, timeouts,
   truncated bodies, HTTP 429 and 5xx; none for 400, 401, 403 and 404. HTTP requests get a
   per-request timeout (fsspec's HTTP filesystem has neither).
+- **Outages**: a host that reads after read cannot be reached is down for the process
+  (:class:`RetryPolicy`): one read backs off from it, later ones try once, and after
+  ``RetryPolicy.outage_after`` failures in a row every read of it raises
+  :class:`~segments_torch.errors.SourceUnavailableError` at once, which no
+  ``on_error="skip"`` skips (:meth:`Storage.reset_outages` forgets).
 - **Concurrent reads**: :meth:`Storage.read_each` starts the downloads of a sample's
   assets together, so a sample costs one round trip, not one per file.
 - **Processes**: a Storage holds strings and options only. Filesystem objects are made per
@@ -55,10 +60,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from .errors import DecodeError, StorageError
+from .errors import DecodeError, SourceUnavailableError, StorageError
 
 __all__ = [
     "PrefetchReport",
@@ -140,16 +145,33 @@ def release_base_url(source: str) -> str | None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded exponential backoff with full jitter.
+    """Bounded exponential backoff with full jitter, and when to call a source down.
 
     Attempt ``k`` (from 1) that fails with a retryable error waits a random time in
     ``[0, min(max_delay, base_delay * 2 ** (k - 1))]`` before the next, up to ``attempts``
     attempts in all.
+
+    Outages: a read that fails to connect to its host (refused, unknown host, reset,
+    timed out; an HTTP status is an answer, not such a failure) backs off and retries as
+    above, but one read of a host at a time: another that fails meanwhile waits for that
+    read's outcome. Once a read has failed for good, later reads of the host try once,
+    until the host answers again. After ``outage_after`` reads in a row have failed so,
+    the host is down for this process: each read of it raises
+    :class:`~segments_torch.errors.SourceUnavailableError` at once, without a request,
+    until :meth:`Storage.reset_outages`. Local files are never down.
+
+    Attributes:
+        attempts: requests per read, at most.
+        base_delay: seconds; the first backoff is at most this long.
+        max_delay: seconds; no backoff is longer.
+        outage_after: reads of one host in a row that failed to connect (with no answer
+            from it in between) that make it down (default 3).
     """
 
     attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 20.0
+    outage_after: int = 3
 
     def delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
@@ -203,6 +225,113 @@ def _client_error_status(exc: BaseException) -> int | None:
         if isinstance(status, int):
             return status
     return None
+
+
+#: The names of errors (in an error's lineage) of reads that did not reach their host or
+#: lost it: refused, unknown host, reset, dropped, timed out, as Python, aiohttp,
+#: botocore and azure-core name them.
+_UNREACHABLE = frozenset(
+    {
+        "ConnectionError",
+        "ClientConnectionError",
+        "ServiceRequestError",
+        "TimeoutError",
+        "ReadTimeoutError",
+        "gaierror",
+    }
+)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the host was not reached (no HTTP status: no answer)."""
+    return any(cls.__name__ in _UNREACHABLE for cls in type(exc).__mro__)
+
+
+def _source(location: str) -> str:
+    """The host of a remote URL, as outages are counted: ``scheme://host[:port]``."""
+    parts = urlsplit(location)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
+
+
+class _Outages:
+    """The hosts that fail to connect, read after read, in one process (see
+    :class:`RetryPolicy`). Thread-safe: a condition guards it, and lets the reads of a
+    host wait for the one read that backs off from it."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.changed = threading.Condition()
+        self.failures: dict[str, int] = {}  # host -> reads failed for good in a row
+        self.last: dict[str, str] = {}  # host -> why the last of them failed
+        self.backing_off: set[str] = set()  # hosts a read is backing off from
+
+    def read(self, source: str, url: str, limit: int) -> _HostRead:
+        """The outage bookkeeping of one read of ``url`` from host ``source``; raises
+        :class:`SourceUnavailableError` if the host is down (``limit`` failures)."""
+        with self.changed:
+            failures = self.failures.get(source, 0)
+            if failures >= limit:
+                raise SourceUnavailableError(source, failures, self.last[source], url=url)
+        return _HostRead(self, source)
+
+
+class _HostRead:
+    """One read's part in its host's outage bookkeeping (a context manager: the backoff
+    it holds is released however the read ends)."""
+
+    def __init__(self, outages: _Outages, source: str) -> None:
+        self._outages = outages
+        self._source = source
+        self._holding = False  # this read holds the host's backoff
+
+    def __enter__(self) -> _HostRead:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._update(None)
+
+    def next_step(self) -> Literal["back off", "again", "stop"]:
+        """After a failure to connect, with attempts left: ``"back off"`` (this read
+        holds the host's backoff), ``"again"`` (it waited for the read that held it,
+        whose retry reached the host: retry at once) or ``"stop"`` (a read has failed for
+        good since the host last answered)."""
+        outages, source = self._outages, self._source
+        with outages.changed:
+            if not self._holding and source in outages.backing_off:
+                outages.changed.wait_for(lambda: source not in outages.backing_off)
+                return "stop" if outages.failures.get(source) else "again"
+            if outages.failures.get(source):
+                self._update(None)
+                return "stop"
+            outages.backing_off.add(source)
+            self._holding = True
+            return "back off"
+
+    def answered(self) -> None:
+        """The host answered (bytes, an HTTP status): it is up."""
+        self._update(0)
+
+    def failed(self, reason: str) -> int:
+        """This read failed to connect for good: returns the host's failures in a row."""
+        with self._outages.changed:
+            failures = self._outages.failures.get(self._source, 0) + 1
+            self._outages.last[self._source] = reason
+            self._update(failures)
+            return failures
+
+    def _update(self, failures: int | None) -> None:
+        """Set the host's failures in a row (``None``: leave them) and release the
+        backoff this read holds."""
+        outages = self._outages
+        with outages.changed:
+            if failures == 0:
+                outages.failures.pop(self._source, None)
+            elif failures is not None:
+                outages.failures[self._source] = failures
+            if self._holding:
+                self._holding = False
+                outages.backing_off.discard(self._source)
+                outages.changed.notify_all()
 
 
 #: Server texts that add nothing to "access denied (HTTP 403)".
@@ -259,11 +388,32 @@ class Storage:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
+        self._outages = _Outages()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_pool"] = None  # threads belong to the process that started them
+        del state["_outages"]  # so do outages: another process starts with none
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._outages = _Outages()
+
+    def reset_outages(self) -> None:
+        """Forget which hosts are down in this process (see :class:`RetryPolicy`): their
+        next reads try again.
+
+        Example:
+            >>> ds.storage.reset_outages()  # doctest: +SKIP
+        """
+        self._outages = _Outages()
+
+    def _outages_here(self) -> _Outages:
+        # A forked child inherits the parent's, its lock perhaps held: it starts anew.
+        if self._outages.pid != os.getpid():
+            self._outages = _Outages()
+        return self._outages
 
     # -- where ---------------------------------------------------------------------------
 
@@ -459,31 +609,47 @@ class Storage:
         return self._pool[1]
 
     def fetch(self, url: str) -> bytes:
-        """Read ``url`` from its source (never the cache), retrying transient failures."""
+        """Read ``url`` from its source (never the cache), retrying transient failures.
+
+        Raises:
+            StorageError: it could not be read (see :class:`RetryPolicy`).
+            SourceUnavailableError: its host is down (a :class:`StorageError` too).
+        """
         location = self.resolve(url)
         if _is_local(location):
             return self._read_local(url, location)
+        shown, source = display_url(location), _source(location)
+        http = urlsplit(location).scheme in ("http", "https")
         attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._read_remote(location)
-            except Exception as exc:  # classified below: never swallowed
-                http = urlsplit(location).scheme in ("http", "https")
-                reason, status, retryable = _classify(exc, http=http)
-                if not retryable or attempt >= self.retry.attempts:
-                    raise StorageError(
-                        display_url(location),
-                        reason,
-                        status=status,
-                        attempts=attempt,
-                        retryable=retryable,
-                    ) from None  # fsspec's and aiohttp's errors show the signed URL
-                delay = self.retry.delay(attempt)
-                logger.debug(
-                    "%s: %s; retry %d in %.2f s", display_url(location), reason, attempt, delay
-                )
-                time.sleep(delay)
+        with self._outages_here().read(source, shown, self.retry.outage_after) as host:
+            while True:
+                attempt += 1
+                try:
+                    data = self._read_remote(location)
+                except Exception as exc:  # classified below: never swallowed
+                    reason, status, retryable = _classify(exc, http=http)
+                    unreachable = status is None and _unreachable(exc)
+                    if not unreachable:
+                        host.answered()  # a status, a cut body: the host is up
+                    step = "stop"
+                    if retryable and attempt < self.retry.attempts:
+                        step = host.next_step() if unreachable else "back off"
+                    if step == "stop":
+                        failures = host.failed(reason) if unreachable else 0
+                        if unreachable and failures >= self.retry.outage_after:
+                            raise SourceUnavailableError(
+                                source, failures, reason, url=shown
+                            ) from None
+                        raise StorageError(
+                            shown, reason, status=status, attempts=attempt, retryable=retryable
+                        ) from None  # fsspec's and aiohttp's errors show the signed URL
+                    if step == "back off":
+                        delay = self.retry.delay(attempt)
+                        logger.debug("%s: %s; retry %d in %.2f s", shown, reason, attempt, delay)
+                        time.sleep(delay)
+                else:
+                    host.answered()
+                    return data
 
     def _read_local(self, url: str, location: str) -> bytes:
         path = _local_path(location)
@@ -686,6 +852,8 @@ def prefetch(
     Raises:
         StorageError: the cache folder is a file, or cannot be made or written (checked
             before any download).
+        SourceUnavailableError: a host is down (see :class:`RetryPolicy`): prefetch
+            stops, leaving the URLs not yet started.
 
     Example:
         >>> report = prefetch(Storage(cache_dir="/data/cache"), urls, workers=16)  # doctest: +SKIP
@@ -718,10 +886,13 @@ def prefetch(
         """How many bytes were downloaded and cached, or why none were."""
         try:
             return len(storage._load(url, check, must_cache=True)[0])
+        except SourceUnavailableError:
+            raise  # no failure of one URL: it ends the prefetch
         except (StorageError, DecodeError) as exc:
             return str(exc)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         for url, outcome in zip(pending, pool.map(download, pending), strict=True):
             if isinstance(outcome, str):
                 report.failed[display_url(storage.resolve(url))] = outcome
@@ -730,4 +901,6 @@ def prefetch(
                 report.bytes_downloaded += outcome
             if progress is not None:
                 progress(1)
+    finally:
+        pool.shutdown(cancel_futures=True)  # after an error, the URLs not started never are
     return report

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import io
+import json
 import logging
 import multiprocessing
 import os
@@ -36,7 +37,12 @@ import segments_torch.errors as errors_module
 import segments_torch.storage as storage_module
 from segments_torch import SegmentsDataset
 from segments_torch.codecs import check_complete
-from segments_torch.errors import AssetError, DecodeError, SegmentsTorchError
+from segments_torch.errors import (
+    AssetError,
+    DecodeError,
+    SegmentsTorchError,
+    SourceUnavailableError,
+)
 from segments_torch.storage import (
     RetryPolicy,
     Storage,
@@ -1057,6 +1063,7 @@ def test_forked_workers_after_the_parent_read_over_http(tmp_path, file_server):
         "timeout",
         "retry",
         "_pool",  # (pid, threads) of read_each: a forked worker makes its own
+        "_outages",  # the hosts down in this process: a worker starts with none
     }
     assert ds.storage._pool is not None
     assert ds.storage._pool[0] == os.getpid()
@@ -1717,3 +1724,163 @@ def test_prefetch_reports_a_failed_cache_write_and_read_serves_uncached(
         assert storage.read(url) == data
     assert len(caplog.records) == 1  # once per process
     assert files_under(tmp_path / "cache") == []
+
+
+# -- 16. outages: a host that is evidently down ends the run ---------------------------------
+
+
+def refused_port() -> int:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_source_unavailable_error_is_a_storage_error_and_crosses_processes():
+    error = SourceUnavailableError(
+        "http://h.example:81", 3, "timed out", url="http://h.example:81/a"
+    )
+    assert isinstance(error, StorageError)
+    assert isinstance(error, SegmentsTorchError)
+    assert str(error) == (
+        "http://h.example:81 is unavailable: 3 reads in a row failed to connect (the last: "
+        "timed out); not read again in this process until Storage.reset_outages()"
+    )
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.url) == (SourceUnavailableError, str(error), error.url)
+    assert (copy.source, copy.failures, copy.last_reason) == ("http://h.example:81", 3, "timed out")
+    # How a DataLoader re-raises a worker's error: type(error)(message).
+    rebuilt = SourceUnavailableError(f"Caught in worker:\n{error}")
+    assert str(rebuilt) == f"Caught in worker:\n{error}"
+    assert str(pickle.loads(pickle.dumps(rebuilt))) == str(rebuilt)
+
+
+def test_skip_stops_at_an_outage_after_one_retry_cycle(tmp_path, file_server, sleeps):
+    port = refused_port()
+    text = json.dumps(http_release(tmp_path, file_server, count=20))
+    text = text.replace(file_server.url, f"http://127.0.0.1:{port}")
+    ds = SegmentsDataset(json.loads(text), on_error="skip", retry=FAST)
+    with pytest.raises(SourceUnavailableError) as info:
+        ds[0]
+    assert ds.failures <= 3  # not 20 samples, each after its own retries
+    assert len(sleeps) <= FAST.attempts - 1  # one retry cycle for the host
+    error = info.value
+    # The third failure makes the host down; a bitmap's read, in a thread, may add one.
+    assert error.source == f"http://127.0.0.1:{port}"
+    assert error.failures in (3, 4)
+    assert str(error).startswith(
+        f"http://127.0.0.1:{port} is unavailable: {error.failures} reads in a row failed to "
+        f"connect (the last: ClientConnectorError: Cannot connect to host 127.0.0.1:{port} "
+    )
+    assert "secret" not in str(error)
+    slept = len(sleeps)
+    with pytest.raises(SourceUnavailableError):
+        ds[7]  # at once: no more attempts, no more sleeps
+    assert len(sleeps) == slept
+
+
+def test_later_reads_of_a_down_host_try_once_then_not_at_all(tmp_path, file_server, sleeps):
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
+        serve(tmp_path, name, jpeg_bytes())
+        file_server.drop(name, times=100)
+    storage = Storage(retry=FAST)
+    with pytest.raises(StorageError) as info:
+        storage.read(file_server.url_for("a.jpg"))
+    first = info.value
+    assert (type(first), first.attempts, len(sleeps)) == (StorageError, 5, 4)
+    # aiohttp itself resends an idempotent request once after a dropped connection.
+    assert file_server.count("a.jpg") == 10
+    with pytest.raises(StorageError) as info:
+        storage.read(file_server.url_for("b.jpg", query=SECRET))
+    assert (type(info.value), info.value.attempts, len(sleeps)) == (StorageError, 1, 4)
+    with pytest.raises(SourceUnavailableError) as info:
+        storage.read(file_server.url_for("c.jpg"))
+    assert info.value.url == file_server.url_for("c.jpg")
+    assert info.value.last_reason == "ServerDisconnectedError: Server disconnected"
+    requests = file_server.count()
+    for _ in range(3):
+        with pytest.raises(SourceUnavailableError):
+            storage.fetch(file_server.url_for("d.jpg"))
+    assert file_server.count() == requests  # no request to a host that is down
+    assert len(sleeps) == 4
+    storage.reset_outages()
+    file_server.reset()
+    assert storage.read(file_server.url_for("d.jpg")) == (tmp_path / "d.jpg").read_bytes()
+
+
+def test_an_answer_in_between_and_http_statuses_keep_a_host_up(tmp_path, file_server, sleeps):
+    serve(tmp_path, "a.jpg", jpeg_bytes())
+    storage = Storage(retry=RetryPolicy(attempts=2, base_delay=0.01, outage_after=2))
+    url = file_server.url_for("a.jpg")
+    for _ in range(3):
+        file_server.drop("a.jpg", times=4)
+        with pytest.raises(StorageError) as info:
+            storage.read(url)
+        assert type(info.value) is StorageError
+        assert storage.read(url) == (tmp_path / "a.jpg").read_bytes()  # an answer: up
+    for status in (404, 503, 403, 404, 500):
+        file_server.fail("a.jpg", status, times=2 if status >= 500 else 1)
+        with pytest.raises(StorageError) as info:
+            storage.read(url)
+        assert (type(info.value), info.value.status) == (StorageError, status)
+    file_server.drop("a.jpg", times=4)
+    with pytest.raises(StorageError) as info:
+        storage.read(url)
+    assert type(info.value) is StorageError  # the statuses in between were answers
+
+
+def test_local_files_are_never_down(tmp_path):
+    storage = Storage(retry=RetryPolicy(outage_after=1))
+    for _ in range(5):
+        with pytest.raises(StorageError) as info:
+            storage.read(str(tmp_path / "missing.jpg"))
+        assert type(info.value) is StorageError
+
+
+def test_concurrent_reads_of_a_failing_host_back_off_once(tmp_path, file_server, sleeps):
+    urls = []
+    for name in ("a.jpg", "b.png", "c.png", "d.png"):
+        serve(tmp_path, name, jpeg_bytes())
+        file_server.drop(name, times=100)
+        urls.append(file_server.url_for(name))
+    storage = Storage(retry=FAST)
+    reads = storage.read_each(urls)
+    with pytest.raises(StorageError):
+        next(reads)
+    assert storage._pool is not None
+    storage._pool[1].shutdown(wait=True)  # the other reads have ended too
+    # One read backed off; the others waited for its outcome, then failed at once.
+    assert len(sleeps) == FAST.attempts - 1
+    # Two requests an attempt (aiohttp resends once): the others tried once, if at all.
+    assert file_server.count() <= 2 * (FAST.attempts + len(urls) - 1)
+
+
+def test_prefetch_stops_at_an_outage(tmp_path, file_server, sleeps):
+    urls = []
+    for k in range(30):
+        serve(tmp_path, f"{k}.jpg", jpeg_bytes())
+        file_server.drop(f"{k}.jpg", times=100)
+        urls.append(file_server.url_for(f"{k}.jpg"))
+    with pytest.raises(SourceUnavailableError):
+        prefetch(Storage(cache_dir=tmp_path / "cache", retry=FAST), urls, workers=4)
+    assert len(sleeps) == FAST.attempts - 1
+    assert {r.path for r in file_server.requests} < {f"{k}.jpg" for k in range(30)}
+
+
+def test_an_outage_crosses_dataloader_workers(tmp_path, file_server):
+    port = refused_port()
+    text = json.dumps(http_release(tmp_path, file_server, count=6))
+    text = text.replace(file_server.url, f"http://127.0.0.1:{port}")
+    retry = RetryPolicy(attempts=2, base_delay=0.01)
+    ds = SegmentsDataset(json.loads(text), on_error="skip", retry=retry)
+    loader = DataLoader(
+        ds, batch_size=None, collate_fn=keep, num_workers=1, multiprocessing_context="fork"
+    )
+    batches = iter(loader)
+    try:
+        with pytest.raises(SourceUnavailableError) as raised:
+            list(batches)
+        text = str(raised.value)
+    finally:
+        batches._shutdown_workers()  # type: ignore[attr-defined]
+        del raised
+    assert f"http://127.0.0.1:{port} is unavailable: " in text
