@@ -709,10 +709,13 @@ class Storage:
         return data
 
     def __repr__(self) -> str:
-        return (
-            f"Storage(base_url={self.base_url!r}, cache_dir={self.cache_dir!r}, "
-            f"url_map={self.url_map!r})"
-        )
+        # base_url keeps a user:password@ (relative URLs need it to be read); a repr
+        # ends up in logs.
+        base_url = display_url(self.base_url) if self.base_url is not None else None
+        url_map = self.url_map
+        if isinstance(url_map, Mapping):
+            url_map = {display_url(k): display_url(v) for k, v in url_map.items()}
+        return f"Storage(base_url={base_url!r}, cache_dir={self.cache_dir!r}, url_map={url_map!r})"
 
 
 #: Around a fork: the parent's HTTP filesystems, which the child keeps and never closes.

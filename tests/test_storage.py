@@ -1884,3 +1884,15 @@ def test_an_outage_crosses_dataloader_workers(tmp_path, file_server):
         batches._shutdown_workers()  # type: ignore[attr-defined]
         del raised
     assert f"http://127.0.0.1:{port} is unavailable: " in text
+
+
+def test_a_storage_repr_shows_no_password():
+    storage = Storage(
+        base_url=f"https://user:{PASSWORD}@h.example/r",
+        url_map={f"https://user:{PASSWORD}@h.example/": "/mirror/"},
+    )
+    assert storage.base_url == f"https://user:{PASSWORD}@h.example/r"  # relative URLs need it
+    assert repr(storage) == (
+        "Storage(base_url='https://h.example/r', cache_dir=None, "
+        "url_map={'https://h.example/': '/mirror/'})"
+    )
