@@ -502,7 +502,8 @@ class Storage:
                 propagates and nothing is cached, so a server's error page sent with
                 status 200, or a body cut short without a ``Content-Length``, never
                 becomes a cache entry (e.g. :func:`~segments_torch.codecs.check_complete`).
-                Without it, the bytes are cached as they came.
+                Without it, the bytes are cached as they came. Bytes read from the cache
+                are not checked again.
 
         Raises:
             StorageError: the asset could not be read; ``str()`` is the reason, without
