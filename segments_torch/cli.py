@@ -235,15 +235,16 @@ def selected_statuses(args: argparse.Namespace) -> list[str] | None:
 
 
 def _prefetch(args: argparse.Namespace) -> int:
-    release = load_release(args.release)
+    url_map = parse_url_map(args.url_map)
+    release = load_release(args.release, url_map=url_map)
     table = release.samples
     labelset = table.resolve_labelset(args.labelset)
     rows = table.select(labelset=labelset, statuses=selected_statuses(args))
     bitmaps = table.labels[labelset].bitmap_urls
     urls = [url for row in rows.tolist() for url in (table.image_urls[row], bitmaps[row]) if url]
     storage = Storage(
-        args.asset_root or release_base_url(release.source),
-        url_map=parse_url_map(args.url_map),
+        args.asset_root or release_base_url(args.release),
+        url_map=url_map,
         cache_dir=args.cache_dir,
         cache_key=args.cache_key,
     )

@@ -132,6 +132,11 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
         if labelset is not None and task is not None and labelset != task:
             raise ValueError(f"labelset={labelset!r} and task={task!r} name different labelsets")
+        # Relative asset URLs resolve against the release's folder as given: Release.source
+        # is for showing, without user:password@ (or a query), which the assets may need.
+        base_url = asset_root
+        if base_url is None and isinstance(release, str | os.PathLike):
+            base_url = release_base_url(os.fspath(release))
         if not isinstance(release, Release):  # read as the assets are: same settings
             release = load_release(
                 release,
@@ -180,7 +185,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         failed = torch.zeros(len(self.rows), dtype=torch.uint8)
         self._failed = failed.share_memory_()  # type: ignore[no-untyped-call]
         self.storage = Storage(
-            asset_root if asset_root is not None else release_base_url(self.release.source),
+            base_url if base_url is not None else release_base_url(self.release.source),
             storage_options,
             url_map=url_map,
             cache_dir=cache_dir,

@@ -55,7 +55,7 @@ from .codecs import DEFAULT_MAX_PIXELS
 from .dataset import SegmentsDataset
 from .release import Release, ReleaseSource, load_release
 from .splits import Split, SplitAssignment, SplitError, sample_keys, split_from_dict
-from .storage import RetryPolicy, UrlMap, prefetch
+from .storage import RetryPolicy, UrlMap, prefetch, release_base_url
 
 __all__ = ["STAGES", "SegmentsDataModule"]
 
@@ -427,13 +427,17 @@ class SegmentsDataModule(pl.LightningDataModule):
                 "stage off"
             )
         members = self.assignment.rows(split)
+        options = dict(self.dataset_options)
+        if options["asset_root"] is None and isinstance(self.release_source, str | os.PathLike):
+            # The folder as given, user:password@ included (Release.source drops it).
+            options["asset_root"] = release_base_url(os.fspath(self.release_source))
         ds = SegmentsDataset(
             self.release,
             filter_by=self.filters[stage],
             filter_by_metadata=self.filter_by_metadata,
             rows=members,  # the split narrows what the filters keep
             transforms=self.transforms[stage],
-            **self.dataset_options,
+            **options,
         )
         logger.info("%s stage: split %r, %d samples", stage, split, len(ds))
         self._datasets[stage] = ds

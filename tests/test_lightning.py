@@ -378,6 +378,18 @@ def test_the_release_is_read_with_the_asset_storage_settings(tmp_path, file_serv
     assert len(mirrored.dataset("train")[0]) == 2
 
 
+def test_relative_assets_keep_the_release_urls_user_and_password(tmp_path, file_server):
+    serve_demo(tmp_path)  # the demo's asset URLs are relative to the release file
+    url = file_server.url_for("served/release.json").replace("//", "//user:pw@", 1)
+    dm = SegmentsDataModule(url, split=MetadataSplit(), filter_by=None)
+    assert dm.release.source == file_server.url_for("served/release.json")
+    ds = dm.dataset("train")
+    assert ds.storage.base_url == url.removesuffix("/release.json")
+    ds[0]
+    auth = {r.headers.get("Authorization") for r in file_server.requests if "images/" in r.path}
+    assert auth == {"Basic dXNlcjpwdw=="}  # user:pw
+
+
 def test_prefetch_failures_raise_or_warn(tmp_path, file_server: FileServer, caplog):
     served = serve_demo(tmp_path)
     (served / "bitmaps" / "shapes-001.png").unlink()

@@ -8,6 +8,7 @@ stall tests a 0.3 s timeout, so the file runs in seconds.
 
 from __future__ import annotations
 
+import base64
 import gc
 import hashlib
 import io
@@ -1896,3 +1897,23 @@ def test_a_storage_repr_shows_no_password():
         "Storage(base_url='https://h.example/r', cache_dir=None, "
         "url_map={'https://h.example/': '/mirror/'})"
     )
+
+
+def test_relative_assets_of_a_release_read_with_a_password_keep_it(tmp_path, file_server):
+    # Release.source is for showing (no user:password@); relative asset URLs resolve
+    # against the release's folder as given, credentials included.
+    document = http_release(tmp_path, file_server, count=2)
+    for record in document["dataset"]["samples"]:
+        image = record["attributes"]["image"]
+        image["url"] = image["url"].removeprefix(f"{file_server.url}/").partition("?")[0]
+    (tmp_path / "release.json").write_text(json.dumps(document))
+    url = file_server.url_for("release.json").replace("//", f"//user:{PASSWORD}@", 1)
+    ds = SegmentsDataset(url)
+    assert ds.release.source == file_server.url_for("release.json")
+    assert ds.storage.base_url == url.rpartition("/")[0] + "/"
+    assert ds[1][1]["image_id"] == 1
+    image_requests = [r for r in file_server.requests if r.path == "images/s1.jpg"]
+    assert [r.headers.get("Authorization") for r in image_requests] == [
+        "Basic " + base64.b64encode(f"user:{PASSWORD}".encode()).decode()
+    ]
+    assert PASSWORD not in repr(ds.storage)
