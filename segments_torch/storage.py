@@ -503,7 +503,8 @@ class Storage:
                 status 200, or a body cut short without a ``Content-Length``, never
                 becomes a cache entry (e.g. :func:`~segments_torch.codecs.check_complete`).
                 Without it, the bytes are cached as they came. Bytes read from the cache
-                are not checked again.
+                are checked too: a cache entry that fails with a
+                :class:`~segments_torch.errors.DecodeError` is dropped and the source read.
 
         Raises:
             StorageError: the asset could not be read; ``str()`` is the reason, without
@@ -526,7 +527,12 @@ class Storage:
         if cached is not None:
             data = _read_cache_entry(cached)
             if data is not None:
-                return data, decode(data)
+                try:
+                    return data, decode(data)
+                except DecodeError as exc:  # damaged on disk, or cached by an older version
+                    logger.warning("dropping the cache file %s, which fails: %s", cached, exc)
+                    with contextlib.suppress(OSError):
+                        cached.unlink()
         data = self.fetch(url)
         value = decode(data)
         if cached is not None:

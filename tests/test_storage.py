@@ -1513,6 +1513,34 @@ def test_read_caches_only_what_its_check_passed(tmp_path, file_server):
     assert storage.cache_path(url) == files_under(cache)[0]
 
 
+def test_a_cache_entry_that_fails_its_check_is_dropped_and_fetched_again(
+    tmp_path, file_server, caplog
+):
+    # An entry damaged on disk, or poisoned by a version that cached unchecked bodies.
+    data = serve(tmp_path, "a.jpg", jpeg_bytes())
+    storage = Storage(cache_dir=tmp_path / "cache")
+    url = file_server.url_for("a.jpg", query=SECRET)
+    entry = storage.cache_path(url)
+    assert entry is not None
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(ERROR_PAGE)
+    with caplog.at_level(logging.WARNING, logger="segments_torch.storage"):
+        assert storage.read(url, check=check_complete) == data
+    assert caplog.messages == [
+        f"dropping the cache file {entry}, which fails: expected an image, found HTML text"
+    ]
+    assert entry.read_bytes() == data
+    assert file_server.count("a.jpg") == 1
+    # A good entry is served as it is; one failing a check the source fails too is gone.
+    assert storage.read(url, check=check_complete) == data
+    assert file_server.count("a.jpg") == 1
+    entry.write_bytes(data[:-2])
+    file_server.serve_instead("a.jpg", ERROR_PAGE)
+    with pytest.raises(DecodeError, match=r"^expected an image, found HTML text$"):
+        storage.read(url, check=check_complete)
+    assert files_under(tmp_path / "cache") == []
+
+
 def test_a_body_cut_short_without_content_length_is_not_cached(tmp_path, file_server):
     data = serve(tmp_path, "a.jpg", jpeg_bytes())
     cache = tmp_path / "cache"
