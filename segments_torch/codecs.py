@@ -206,6 +206,8 @@ def declared_size(data: bytes) -> tuple[int, int]:
 
 
 def _check_pixels(what: str, width: int, height: int, max_pixels: int | None) -> None:
+    if width == 0 or height == 0:
+        raise DecodeError(f"the {what} declares {width}x{height} pixels: it holds none")
     if max_pixels is not None and width * height > max_pixels:
         raise DecodeError(
             f"the {what} declares {width}x{height} pixels ({width * height:,}), more than "
@@ -394,6 +396,11 @@ def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             # a variant the fast decoder refuses (e.g. CMYK, arithmetic coding): Pillow
         try:
             return _decode_with_pillow(data)
+        except UnidentifiedImageError:  # its text names only Pillow's buffer object
+            raise DecodeError(
+                f"cannot decode the image ({_found(data)}): damaged or truncated, no decoder "
+                "reads it"
+            ) from None
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise DecodeError(f"cannot decode the image ({_found(data)}): {exc}") from None
 

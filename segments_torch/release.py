@@ -289,10 +289,12 @@ def _decode_json(data: bytes, name: str) -> Any:
     except UnicodeDecodeError as exc:
         raise ReleaseFormatError(name, "", f"not valid JSON: not UTF-8 text ({exc})") from None
     except json.JSONDecodeError as exc:
-        ends_early = exc.pos >= len(exc.doc.rstrip())
+        # A string still open at the end is reported where it starts.
+        ends_early = exc.pos >= len(exc.doc.rstrip()) or exc.msg.startswith("Unterminated")
         hint = " (the file ends early: is it truncated?)" if ends_early else ""
+        what = exc.msg.removesuffix(" at")  # "Unterminated string starting at"
         raise ReleaseFormatError(
-            name, "", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
+            name, "", f"not valid JSON: {what} at line {exc.lineno} column {exc.colno}{hint}"
         ) from None
     except RecursionError:
         raise _nesting_error(data, name) from None

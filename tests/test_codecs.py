@@ -1520,3 +1520,19 @@ def test_check_complete_refuses_other_formats_cut_short(fmt):
 )
 def test_check_complete_says_what_it_found_instead_of_an_image(data, found):
     assert decode_error(codecs.check_complete, data) == f"expected an image, found {found}"
+
+
+def test_an_image_declaring_no_pixels_is_refused():
+    data = encode(Image.fromarray(random_u8((8, 8, 3))), "JPEG")
+    zero = bytearray(data)
+    struct.pack_into(">HH", zero, zero.index(b"\xff\xc0") + 5, 0, 8)
+    assert decode_error(decode_image, bytes(zero)) == (
+        "the image declares 8x0 pixels: it holds none"
+    )
+
+
+def test_an_image_no_decoder_identifies_says_so_without_pillows_buffer():
+    data = encode(Image.fromarray(random_u8((8, 8, 3))), "PNG")
+    assert decode_error(decode_image, data[:40]) == (
+        "cannot decode the image (PNG data): damaged or truncated, no decoder reads it"
+    )

@@ -253,6 +253,11 @@ def test_missing_file(tmp_path):
             "column 40 (the file ends early: is it truncated?)",
         ),
         (
+            b'{"name": "v1", "dataset": {"samples": [{"name": "a.j',
+            "not valid JSON: Unterminated string starting at line 1 "
+            "column 49 (the file ends early: is it truncated?)",
+        ),
+        (
             b'{"name": "caf\xe9"}',
             "not valid JSON: not UTF-8 text ('utf-8' codec can't decode "
             "byte 0xe9 in position 13: invalid continuation byte)",
@@ -273,6 +278,7 @@ def test_missing_file(tmp_path):
         "empty",
         "not-json",
         "truncated",
+        "truncated-in-a-string",
         "not-utf8",
         "truncated-gzip",
         "not-object",
