@@ -8,12 +8,17 @@ answer (:meth:`FileServer.drop`), stall before answering (:meth:`FileServer.stal
 :attr:`FileServer.delay`), send fewer bytes than its ``Content-Length`` promised
 (:meth:`FileServer.truncate`), send part of a body without any ``Content-Length``
 (:meth:`FileServer.cut`), answer 200 with another body, as a proxy's error page
-(:meth:`FileServer.serve_instead`), or send bodies slowly (:attr:`FileServer.bytes_per_second`,
-with progress in :meth:`FileServer.bytes_sent`). It answers ``GET`` and ``HEAD``, honours
-single ``Range`` requests (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``) as fsspec's HTTP files
-send them, ignores query strings (signed URLs carry their signature there), and speaks
-HTTP/1.0, so every connection closes after its response and shutdown never waits on an idle
-client.
+(:meth:`FileServer.serve_instead`), fail, drop, truncate or stall at random on a share of
+the requests (:meth:`FileServer.chaos`, seeded), or send bodies slowly
+(:attr:`FileServer.bytes_per_second`, with progress in :meth:`FileServer.bytes_sent`). It
+answers ``GET`` and ``HEAD``, honours single ``Range`` requests (``bytes=a-b``, ``bytes=a-``,
+``bytes=-n``) as fsspec's HTTP files send them, ignores query strings (signed URLs carry
+their signature there), and speaks HTTP/1.0, so every connection closes after its response
+and shutdown never waits on an idle client.
+
+:meth:`FileServer.stop` stops it for certain, in bounded time, and leaves no thread or socket
+behind: it first closes this process's fsspec HTTP client sessions, then ends stalls and slow
+sends, shuts the connections still open, and joins every thread the server started.
 
 Use it as a context manager, or through the ``file_server`` fixture, which serves the
 test's ``tmp_path`` and shuts the server down in teardown::
@@ -28,11 +33,15 @@ test's ``tmp_path`` and shuts the server down in teardown::
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import os
+import random
 import re
+import socket
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -44,9 +53,13 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
+from tests.servers import close_filesystems
+
 __all__ = ["FileServer", "ServedRequest", "file_server_fixture"]
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+#: Seconds :meth:`FileServer.stop` waits, in all, for the server's threads to end.
+_STOP_WITHIN = 5.0
 
 
 @dataclass(frozen=True)
@@ -82,9 +95,59 @@ class _Fault:
     body: bytes = b""
 
 
+@dataclass(frozen=True)
+class _Chaos:
+    """Random faults on a share of the requests (see :meth:`FileServer.chaos`)."""
+
+    rate: float
+    seed: int
+    stall: float
+
+    def draw(self, path: str, arrival: int) -> _Fault | None:
+        """The fault of the ``arrival``-th request (from 0) for ``path``, if any."""
+        rng = random.Random(f"{self.seed}/{path}/{arrival}")
+        if rng.random() >= self.rate:
+            return None
+        return rng.choice(
+            [
+                _Fault("status", status=500),
+                _Fault("status", status=503),
+                _Fault("drop"),
+                _Fault("truncate", keep=rng.uniform(0.0, 0.9)),
+                _Fault("stall", seconds=self.stall),
+            ]
+        )
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     owner: FileServer
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler]) -> None:
+        super().__init__(address, handler)
+        # Each connection being handled, with its thread: stop() shuts the sockets (a
+        # handler blocked on a client that neither reads nor closes then fails at once)
+        # and joins the threads.
+        self.connections: dict[threading.Thread, socket.socket] = {}
+        self.connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"FileServer {client_address[1]}",
+            daemon=True,
+        )
+        with self.connections_lock:
+            self.connections[thread] = request
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.connections_lock:
+                self.connections.pop(threading.current_thread(), None)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
@@ -212,6 +275,8 @@ class FileServer:
         self._stopping = threading.Event()
         self._log: list[ServedRequest] = []
         self._faults: dict[str, list[_Fault]] = {}
+        self._chaos: _Chaos | None = None
+        self._arrivals: Counter[str] = Counter()
         self._bytes_sent: Counter[str] = Counter()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -233,16 +298,31 @@ class FileServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving, close the socket and join the thread (idempotent)."""
+        """Stop serving for certain, within a few seconds, and never raise (idempotent).
+
+        Closes this process's fsspec HTTP client sessions first (their connections would
+        outlive the server), then stops accepting, ends stalls and slow sends, shuts every
+        connection still open and joins the server's threads.
+        """
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is None:
             return
+        http = sys.modules.get("fsspec.implementations.http")
+        if http is not None:
+            close_filesystems(http.HTTPFileSystem)
         self._stopping.set()
-        server.shutdown()
+        if thread is not None and thread.is_alive():  # else shutdown() would wait forever
+            server.shutdown()
         server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        with server.connections_lock:
+            open_connections = dict(server.connections)
+        for connection in open_connections.values():
+            with contextlib.suppress(OSError):  # closed by its handler meanwhile
+                connection.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + _STOP_WITHIN
+        for handler in [*open_connections, *([thread] if thread is not None else [])]:
+            handler.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> FileServer:
         return self.start()
@@ -299,10 +379,12 @@ class FileServer:
             return self._bytes_sent[path.lstrip("/")]
 
     def reset(self) -> None:
-        """Forget the request log, the bytes sent and any pending failures."""
+        """Forget the request log, the bytes sent, any pending failures and chaos."""
         with self._lock:
             self._log.clear()
             self._faults.clear()
+            self._chaos = None
+            self._arrivals.clear()
             self._bytes_sent.clear()
 
     # Planned failures queue up per path, in the order they are asked for, each taken by
@@ -336,14 +418,30 @@ class FileServer:
         ``text/html``) instead of the file, as a proxy or CDN sends its error page."""
         self._plan(path, _Fault("instead", body=body), times)
 
+    def chaos(self, rate: float, seed: int, stall: float) -> None:
+        """From now on, misbehave at random on about ``rate`` of the requests.
+
+        Each fault is one of: status 500, status 503, a dropped connection, a body cut
+        short (0 to 90% of it sent), a stall of ``stall`` seconds, drawn with equal odds.
+        The draw for the n-th request of a path depends on ``seed``, the path and n only,
+        so concurrent clients asking in any order meet the same faults on every run.
+        Faults planned with :meth:`fail` and the like come first.
+        """
+        with self._lock:
+            self._chaos = _Chaos(rate, seed, stall)
+
     def _plan(self, path: str, fault: _Fault, times: int) -> None:
         with self._lock:
             self._faults.setdefault(path.lstrip("/"), []).extend([fault] * times)
 
     def _take_fault(self, path: str) -> _Fault | None:
         with self._lock:
+            arrival = self._arrivals[path]
+            self._arrivals[path] += 1
             pending = self._faults.get(path)
-            return pending.pop(0) if pending else None
+            if pending:
+                return pending.pop(0)
+            return self._chaos.draw(path, arrival) if self._chaos is not None else None
 
     def _sent(self, path: str, size: int) -> None:
         with self._lock:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,14 +125,6 @@ def assert_instance_targets(items: list[Any]) -> None:
     assert first["labels"].tolist() == [1, 2, 2]  # person, donut, donut (+1 offset)
     assert first["masks"].sum(dim=(1, 2)).tolist() == [18 * 27, 16 * 15, 30 * 19]
     assert items[2][1]["masks"].shape[0] == 0  # c.jpg: no bitmap, empty targets
-
-
-def free_port() -> int:
-    """A port of 127.0.0.1 that nothing listens on now, for an emulator to bind."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

@@ -1536,3 +1536,124 @@ def test_an_image_no_decoder_identifies_says_so_without_pillows_buffer():
     assert decode_error(decode_image, data[:40]) == (
         "cannot decode the image (PNG data): damaged or truncated, no decoder reads it"
     )
+
+
+# -- 9. properties: Pillow's bitmaps, every id, pixels_to_ids on any view -----------------
+
+#: The decoders decode_bitmap can use, by the optional packages hidden to reach each one.
+BITMAP_DECODERS = {
+    "pyspng": (),
+    "torchcodec": ("_PYSPNG",),
+    "Pillow": ("_PYSPNG", "_TORCHCODEC"),
+}
+
+
+def decode_bitmap_with_each_decoder(data: bytes) -> dict[str, torch.Tensor]:
+    """``decode_bitmap(data)`` by each of :data:`BITMAP_DECODERS` (those installed)."""
+    decoded = {}
+    for name, hidden in BITMAP_DECODERS.items():
+        if getattr(codecs, f"_{name.upper()}", True) is None:
+            continue  # not installed: the decoders after it are still tried
+        with pytest.MonkeyPatch.context() as patch:
+            for attribute in hidden:
+                patch.setattr(codecs, attribute, None)
+            decoded[name] = decode_bitmap(data)
+    return decoded
+
+
+def pillow_bitmap(pixels: npt.NDArray[np.uint8], compress_level: int = 1) -> bytes:
+    """``pixels`` (H, W, 3 or 4) as an RGB or RGBA PNG written by Pillow."""
+    return encode(Image.fromarray(pixels), "PNG", compress_level=compress_level)
+
+
+channel_values = st.one_of(st.sampled_from([0, 1, 127, 128, 254, 255]), st.integers(0, 255))
+pillow_pixels = st.sampled_from([3, 4]).flatmap(
+    lambda channels: hnp.arrays(
+        np.uint8,
+        st.tuples(st.integers(1, 16), st.integers(1, 16), st.just(channels)),
+        elements=channel_values,
+    )
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(pixels=pillow_pixels, compress_level=st.integers(0, 9))
+def test_pillow_rgb_and_rgba_bitmaps_decode_to_their_ids(pixels, compress_level):
+    # Any alpha, 0 included: the id is R + 256 G + 65536 B whatever the alpha.
+    data = pillow_bitmap(pixels, compress_level)
+    assert png_header(data).mode == ("8-bit RGBA" if pixels.shape[2] == 4 else "8-bit RGB")
+    expected = ids_of(pixels).tolist()
+    for name, ids in decode_bitmap_with_each_decoder(data).items():
+        assert (ids.dtype, tuple(ids.shape)) == (torch.int32, pixels.shape[:2]), name
+        assert ids.tolist() == expected, name
+
+
+@pytest.mark.parametrize("writer", ["Pillow RGB", "Pillow RGBA, alpha varying", "encode_bitmap"])
+def test_every_id_is_reachable(writer):
+    # All 2^24 ids, once each, in one 4096 x 4096 bitmap.
+    ids = np.arange(2**24, dtype=np.uint32).reshape(4096, 4096)
+    if writer == "encode_bitmap":
+        data = encode_bitmap(ids)
+    else:
+        channels: list[npt.NDArray[Any]] = [ids & 0xFF, (ids >> 8) & 0xFF, ids >> 16]
+        if writer == "Pillow RGBA, alpha varying":
+            channels.append(ids % 251)
+        data = pillow_bitmap(np.stack(channels, axis=-1).astype(np.uint8))
+    del ids
+    every_id = torch.arange(2**24, dtype=torch.int32).reshape(4096, 4096)
+    for name, decoded in decode_bitmap_with_each_decoder(data).items():
+        assert torch.equal(decoded, every_id), name
+
+
+@st.composite
+def pixel_views(draw: st.DrawFn) -> torch.Tensor:
+    """(H, W, 3 or 4) uint8 views that are not plain contiguous tensors: strided rows
+    and columns, an HWC view of a CHW tensor, transposed, the first channels of wider
+    pixels, an odd storage offset, a broadcast row (stride 0), or a batch of these."""
+    channels = draw(st.sampled_from([3, 4]))
+    height, width = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    kind = draw(
+        st.sampled_from(
+            ["strided", "chw", "transposed", "wider", "offset", "broadcast", "batch of strided"]
+        )
+    )
+
+    def u8(*shape: int) -> torch.Tensor:
+        return torch.from_numpy(draw(hnp.arrays(np.uint8, shape, elements=channel_values)))
+
+    if kind in ("strided", "batch of strided"):
+        step_y, step_x = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        top, left = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+        batch = (2,) if kind == "batch of strided" else ()
+        base = u8(*batch, top + height * step_y, left + width * step_x, channels)
+        return base[..., top::step_y, left::step_x, :]
+    if kind == "chw":
+        return u8(channels, height, width).permute(1, 2, 0)
+    if kind == "transposed":
+        return u8(width, height, channels).transpose(0, 1)
+    if kind == "wider":
+        return u8(height, width, channels + draw(st.integers(1, 3)))[..., :channels]
+    if kind == "offset":
+        offset = draw(st.integers(0, 7))
+        flat = u8(offset + height * width * channels)
+        return flat[offset:].view(height, width, channels)
+    return u8(1, width, channels).expand(height, width, channels)
+
+
+@settings(max_examples=100, deadline=None)
+@given(pixels=pixel_views())
+def test_pixels_to_ids_of_any_view(pixels):
+    expected = ids_of(pixels.contiguous().numpy())
+    ids = pixels_to_ids(pixels)
+    assert ids.dtype == torch.int32
+    assert tuple(ids.shape) == tuple(pixels.shape[:-1])
+    assert ids.tolist() == expected.tolist()
+
+
+def test_pixels_to_ids_of_a_1x1_hwc_view_of_a_chw_tensor():
+    # torch calls this (1, 1, 4) view contiguous, whatever the strides of its size-1
+    # dimensions (here 1 and 1); reading it as int32 needs strides that are multiples of 4.
+    pixels = torch.tensor([[[1]], [[2]], [[3]], [[255]]], dtype=torch.uint8).permute(1, 2, 0)
+    assert pixels.is_contiguous()
+    assert pixels.stride() == (1, 1, 1)
+    assert pixels_to_ids(pixels).tolist() == [[1 + 2 * 256 + 3 * 65536]]

@@ -5,13 +5,18 @@ import gzip
 import io
 import json
 import pickle
+import re
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import numpy as np
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from segments_torch import (
     Category,
@@ -23,6 +28,8 @@ from segments_torch import (
     load_release,
     parse_release,
 )
+from segments_torch.release import BITMAP_TASK_TYPES
+from segments_torch.samples import LABEL_STATUSES
 from segments_torch.storage import RetryPolicy, StorageError
 from tests.http_server import FileServer
 from tests.releases import (
@@ -965,3 +972,300 @@ def test_storage_options_per_protocol_or_for_the_source_alone(monkeypatch):
     load_release(url, storage_options={"skip_instance_cache": True})
     load_release(url, storage_options={"s3": {"anon": True}})  # another protocol's: unused
     assert seen == [{"skip_instance_cache": True}, {"skip_instance_cache": True}, {}]
+
+
+# -- properties: generated releases and their corruptions ----------------------------------
+
+TEXT = st.text(st.characters(codec="utf-8"), max_size=8)
+NAME = st.text(st.characters(codec="utf-8"), min_size=1, max_size=8)
+#: A value of each JSON type, for replacing a field with a value of another type.
+JSON_VALUES: dict[str, Any] = {
+    "null": None,
+    "bool": True,
+    "int": 7,
+    "float": 1.5,
+    "string": "x",
+    "list": [1],
+    "object": {"a": 1},
+}
+
+
+def json_type(value: Any) -> str:
+    for name, cls in (("bool", bool), ("int", int), ("float", float), ("string", str)):
+        if isinstance(value, cls):
+            return name
+    return "list" if isinstance(value, list) else "object" if isinstance(value, dict) else "null"
+
+
+@dataclass
+class GeneratedRelease:
+    """A generated release document and what its SampleTable must hold per labelset:
+    for each sample, (status, bitmap URL or "", annotation ids, category ids)."""
+
+    document: dict[str, Any]
+    layout: Layout
+    names: list[str]
+    uuids: list[str]
+    image_urls: list[str]
+    labels: dict[str, list[tuple[str, str, list[int], list[int]]]]
+
+
+@st.composite
+def categories_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
+    ids = draw(st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=4, unique=True))
+    categories = []
+    for category_id in ids:
+        category: dict[str, Any] = {"id": category_id, "name": draw(NAME)}
+        color = draw(
+            st.none() | st.lists(st.integers(0, 255), min_size=3, max_size=4) | st.just("absent")
+        )
+        if color != "absent":
+            category["color"] = color
+        if draw(st.booleans()):
+            category["has_instances"] = draw(st.booleans())
+        categories.append(category)
+    return categories
+
+
+@st.composite
+def generated_labels(
+    draw: st.DrawFn, category_ids: list[int]
+) -> tuple[Any, tuple[str, str, list[int], list[int]]]:
+    """A label in any of its forms, and the row it must become."""
+    if draw(st.integers(0, 4)) == 0:
+        return None, ("UNLABELED", "", [], [])
+    status = draw(st.sampled_from(LABEL_STATUSES))
+    spelled = draw(st.sampled_from([status, status.lower(), status.title()]))
+    form = draw(st.sampled_from(["full", "empty attributes", "null attributes"]))
+    if form != "full":
+        return {
+            "label_status": spelled,
+            "attributes": {} if form == "empty attributes" else None,
+        }, (
+            status,
+            "",
+            [],
+            [],
+        )
+    ids = draw(st.lists(st.integers(1, 2**24 - 1), max_size=4, unique=True))
+    categories = [draw(st.sampled_from(category_ids)) for _ in ids]
+    url = draw(st.none() | TEXT)
+    bitmap = draw(st.sampled_from(["object", "bare"])) if url is not None else "object"
+    full: dict[str, Any] = {
+        "format_version": "0.1",
+        "annotations": [
+            {"id": i, "category_id": c, "attributes": {}}
+            for i, c in zip(ids, categories, strict=True)
+        ],
+        "segmentation_bitmap": {"url": url} if bitmap == "object" else url,
+    }
+    label_document = {
+        "label_status": spelled,
+        "label_type": "segmentation-bitmap",
+        "attributes": full,
+    }
+    return label_document, (status, url or "", ids, categories)
+
+
+@st.composite
+def generated_releases(draw: st.DrawFn) -> GeneratedRelease:
+    """A valid release in one of the three layouts (dataset.tasks as a dict or a list)."""
+    layout, tasks_as = draw(
+        st.sampled_from(
+            [
+                (Layout.LABELSETS, ""),
+                (Layout.DATASET_TASKS, "dict"),
+                (Layout.DATASET_TASKS, "list"),
+                (Layout.TASKS, "list"),
+            ]
+        )
+    )
+    labelsets = draw(st.lists(NAME, min_size=1, max_size=2, unique=True))
+    categories = draw(categories_lists())
+    category_ids = [c["id"] for c in categories]
+    task_types = st.sampled_from(sorted(BITMAP_TASK_TYPES))
+    names, uuids, urls = [], [], []
+    rows: dict[str, list[tuple[str, str, list[int], list[int]]]] = {ls: [] for ls in labelsets}
+    samples = []
+    for _ in range(draw(st.integers(0, 5))):
+        name, image_url = draw(TEXT), draw(TEXT)
+        entry: dict[str, Any] = {
+            "name": name,
+            "data_type": "IMAGE",
+            "attributes": {"image": {"url": image_url}},
+            "labels": {},
+        }
+        uuid = ""
+        if layout is not Layout.TASKS:
+            uuid = draw(TEXT)
+            entry["uuid"] = uuid
+            if draw(st.booleans()):
+                entry["metadata"] = draw(st.dictionaries(NAME, st.integers(), max_size=2))
+        for labelset in labelsets:
+            if draw(st.integers(0, 5)) == 0:  # no label in this labelset: UNLABELED
+                rows[labelset].append(("UNLABELED", "", [], []))
+                continue
+            label_document, row = draw(generated_labels(category_ids))
+            entry["labels"][labelset] = label_document
+            rows[labelset].append(row)
+        samples.append(entry)
+        names.append(name)
+        uuids.append(uuid)
+        urls.append(image_url)
+
+    def task(name: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "description": "",
+            "task_type": draw(task_types),
+            "attributes": {"format_version": "0.1", "categories": copy.deepcopy(categories)},
+        }
+        return body if name is None else {"name": name, **body}
+
+    head = {"name": draw(TEXT), "description": draw(TEXT), "created_at": draw(TEXT)}
+    document: dict[str, Any]
+    if layout is Layout.LABELSETS:
+        dataset = {
+            "name": draw(TEXT),
+            "owner": draw(st.sampled_from([{"username": "jane"}, "jane"])),
+            "task_type": draw(task_types),
+            "task_attributes": {"format_version": "0.1", "categories": categories},
+            "labelsets": [{"name": ls, "description": ""} for ls in labelsets],
+            "samples": samples,
+        }
+        document = {**head, "dataset": dataset}
+    elif layout is Layout.DATASET_TASKS:
+        tasks: Any = (
+            {ls: task(None) for ls in labelsets}
+            if tasks_as == "dict"
+            else [task(ls) for ls in labelsets]
+        )
+        document = {**head, "dataset": {"name": draw(TEXT), "tasks": tasks, "samples": samples}}
+    else:
+        document = {**head, "tasks": [task(ls) for ls in labelsets], "samples": samples}
+    return GeneratedRelease(document, layout, names, uuids, urls, rows)
+
+
+@settings(max_examples=100, deadline=None)
+@given(generated=generated_releases())
+def test_generated_releases_load_into_exactly_their_samples(generated):
+    data = json.dumps(generated.document).encode()
+    release = load_release(io.BytesIO(data))
+    assert release.layout is generated.layout
+    assert release.labelset_names == tuple(generated.labels)
+    table = release.samples
+    assert list(table.names) == generated.names
+    assert list(table.uuids) == generated.uuids
+    assert list(table.image_urls) == generated.image_urls
+    for labelset, rows in generated.labels.items():
+        columns = table.label_columns(labelset)
+        assert [LABEL_STATUSES[code] for code in columns.status] == [r[0] for r in rows]
+        assert list(columns.bitmap_urls) == [r[1] for r in rows]
+        for row, (_, _, annotation_ids, category_ids) in enumerate(rows):
+            ids, categories = columns.annotations(row)
+            assert (ids.tolist(), categories.tolist()) == (annotation_ids, category_ids)
+            assert ids.dtype == categories.dtype == np.dtype(np.int32)
+
+
+def json_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The path (keys and indices) of ``value`` and of everything inside it."""
+    yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from json_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from json_paths(item, (*path, index))
+
+
+def rendered(path: tuple[Any, ...]) -> str:
+    """A path as ReleaseFormatError.path writes it: ``dataset.samples[2].name``."""
+    text = ""
+    for key in path:
+        text = f"{text}[{key}]" if isinstance(key, int) else f"{text}.{key}" if text else key
+    return text
+
+
+def field_kind(path: tuple[Any, ...]) -> str:
+    """``path`` with its indices, and the names of labelsets, tasks and metadata keys,
+    as ``*``: ``dataset.samples[*].labels.*.label_status``."""
+    named = ("labels", "tasks", "metadata")
+    return rendered(
+        tuple(
+            "*" if isinstance(key, int) or (i and path[i - 1] in named) else key
+            for i, key in enumerate(path)
+        )
+    )
+
+
+def is_ancestor_or_self(ancestor: str, path: str) -> bool:
+    return ancestor in ("", path) or path.startswith((f"{ancestor}.", f"{ancestor}["))
+
+
+#: Where a category, labelset or task is defined: removing one leaves references to it
+#: dangling, reported where they are (a label's key, an annotation's category_id).
+VOCABULARY = re.compile(r"(^|\.)(categories|labelsets|tasks)$")
+REFERENCES = re.compile(r"\.labels$|\.annotations\[\d+\]\.category_id$")
+
+
+@settings(max_examples=100, deadline=None)
+@given(generated=generated_releases(), data=st.data())
+def test_corrupted_releases_raise_format_errors_at_the_change(generated, data):
+    document = copy.deepcopy(generated.document)
+    # A kind of field first (its path without indices and names), then one of that kind:
+    # every kind is tried alike, not mostly the annotations that outnumber the rest.
+    kinds_of_field: dict[str, list[tuple[Any, ...]]] = {}
+    for candidate in json_paths(document):
+        kinds_of_field.setdefault(field_kind(candidate), []).append(candidate)
+    shape = data.draw(st.sampled_from(sorted(kinds_of_field)), label="field")
+    path = data.draw(st.sampled_from(kinds_of_field[shape]), label="path")
+    parent = document
+    for key in path[:-1]:
+        parent = parent[key]
+    value = parent[path[-1]] if path else document
+    kinds = ["replace"]
+    if path and isinstance(path[-1], str):
+        kinds.append("remove")
+    if isinstance(value, list) and value:
+        kinds.append("truncate")
+    kind = data.draw(st.sampled_from(kinds), label="kind")
+    changed = rendered(path)
+    if kind == "replace":
+        other = data.draw(st.sampled_from([t for t in JSON_VALUES if t != json_type(value)]))
+        replacement = copy.deepcopy(JSON_VALUES[other])
+        if path:
+            parent[path[-1]] = replacement
+        else:
+            document = replacement
+    elif kind == "remove":
+        del parent[path[-1]]
+    else:
+        del value[data.draw(st.integers(0, len(value) - 1), label="kept") :]
+
+    error = format_error(document)
+    event(f"{kind}: {'ReleaseFormatError' if error else 'still valid'}")
+    if error is None:  # still a valid release (an optional field, fewer samples)
+        return
+    assert error.source == "generated.json"
+    where = f"generated.json: {error.path}" if error.path else "generated.json"
+    assert str(error).startswith(f"{where}: ")
+    # The error is at the changed field or around it, or inside the value put there; a
+    # definition removed (a task's key, a shortened list of categories or labelsets) is
+    # reported where it was referred to (a label's key, an annotation's category_id).
+    within = kind == "replace" and is_ancestor_or_self(changed, error.path)
+    removed = changed if kind == "truncate" else rendered(path[:-1])
+    dangling = kind != "replace" and VOCABULARY.search(removed) is not None
+    assert (
+        is_ancestor_or_self(error.path, changed)
+        or within
+        or (dangling and REFERENCES.search(error.path) is not None)
+    ), (kind, changed, error.path)
+
+
+def format_error(document: Any) -> ReleaseFormatError | None:
+    """The ReleaseFormatError that parsing ``document`` raises (any other exception
+    propagates and fails the test), or None where it parses."""
+    try:
+        parse_release(document, source="generated.json")
+    except ReleaseFormatError as error:
+        return error
+    return None

@@ -3,18 +3,18 @@
 Azurite (Microsoft's storage emulator, a Node.js program from the npm registry) runs its
 blob service in memory on 127.0.0.1 and a free port, with its well-known development
 account; adlfs reads it through a connection string whose blob endpoint is that port, so
-nothing here can reach Azure. ``make test`` installs Azurite under ``.tools/`` (git-ignored);
-the module skips when adlfs or the ``azurite-blob`` program is missing (``AZURITE_BLOB``
-names another one).
+nothing here can reach Azure. Azurite's telemetry is switched off: it is on by default, and
+its Application Insights client then opens connections to Azure's instance metadata address
+(169.254.169.254) that never complete without a network; those open sockets kept Azurite
+running from 8 s to more than 35 s after SIGTERM, though its blob service had closed.
+``make test`` installs Azurite under ``.tools/`` (git-ignored); the module skips when adlfs
+or the ``azurite-blob`` program is missing (``AZURITE_BLOB`` names another one).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +30,10 @@ from tests.object_store import (
     empty,
     fill,
     forked_items,
-    free_port,
     missing_image_dataset,
     not_found,
 )
+from tests.servers import close_filesystems, free_port, serve
 
 adlfs = pytest.importorskip("adlfs", reason="Azure tests need adlfs")
 
@@ -70,44 +70,29 @@ class FakeAzure:
         return adlfs.AzureBlobFileSystem(**self.options())
 
 
-def _wait_for(port: int, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"azurite-blob exited with {process.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"azurite-blob did not listen on 127.0.0.1:{port} in {seconds} s")
-
-
 @pytest.fixture(scope="module")
-def fake_azure() -> Iterator[FakeAzure]:
+def fake_azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeAzure]:
     """Azurite's blob service on 127.0.0.1, in memory, with an empty container."""
     port = free_port()
-    process = subprocess.Popen(
-        [
-            str(AZURITE),
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--silent",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for(port, process)
-        azure = FakeAzure(f"http://127.0.0.1:{port}")
-        azure.fs().mkdir(CONTAINER)
-        yield azure
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    command = [
+        str(AZURITE),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--inMemoryPersistence",
+        "--skipApiVersionCheck",
+        "--silent",
+        "--disableTelemetry",
+    ]
+    log = tmp_path_factory.mktemp("azurite") / "azurite.log"
+    with serve("azurite-blob", command, port, log):
+        try:
+            azure = FakeAzure(f"http://127.0.0.1:{port}")
+            azure.fs().mkdir(CONTAINER)
+            yield azure
+        finally:
+            close_filesystems(adlfs.AzureBlobFileSystem)
 
 
 @pytest.fixture(scope="module")

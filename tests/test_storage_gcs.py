@@ -1,8 +1,9 @@
 """Releases and assets in a Google Cloud Storage bucket, served by gcp-storage-emulator.
 
-The emulator's server runs in a thread on 127.0.0.1, in memory, with the bucket made at
-start. gcsfs reads it with ``endpoint_url`` set to the server and ``token="anon"``, so it
-never looks for credentials; the metadata server is pointed at a closed local port and
+The emulator runs as a process of its own on 127.0.0.1, in memory, with the bucket made at
+start, and is stopped for certain when the module ends (:mod:`tests.servers`). gcsfs reads
+it with ``endpoint_url`` set to the server and ``token="anon"``, so it never looks for
+credentials; the metadata server is pointed at a closed local port and
 ``STORAGE_EMULATOR_HOST`` at the emulator, so nothing here can reach Google. gcsfs's
 experimental ``ExtendedGcsFileSystem`` (what ``gcsfs.GCSFileSystem`` is unless
 ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT`` is false when gcsfs is imported) first asks the Storage
@@ -14,6 +15,7 @@ module skips when gcsfs or gcp-storage-emulator is not installed.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,15 +31,13 @@ from tests.object_store import (
     empty,
     fill,
     forked_items,
-    free_port,
     missing_image_dataset,
     not_found,
 )
+from tests.servers import close_filesystems, free_port, serve
 
 gcsfs_core = pytest.importorskip("gcsfs.core", reason="GCS tests need gcsfs")
-emulator_server = pytest.importorskip(
-    "gcp_storage_emulator.server", reason="GCS tests need gcp-storage-emulator"
-)
+pytest.importorskip("gcp_storage_emulator", reason="GCS tests need gcp-storage-emulator")
 
 BUCKET = "bucket"
 
@@ -56,7 +56,7 @@ class FakeGcs:
 
 
 @pytest.fixture(scope="module")
-def fake_gcs() -> Iterator[FakeGcs]:
+def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
     """gcp-storage-emulator on 127.0.0.1, in memory, with an empty ``bucket``."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -76,14 +76,25 @@ def fake_gcs() -> Iterator[FakeGcs]:
         registry = importlib.import_module("fsspec.registry")._registry
         for protocol in ("gs", "gcs"):
             env.setitem(registry, protocol, gcsfs_core.GCSFileSystem)
-        server = emulator_server.create_server(
-            "127.0.0.1", port, in_memory=True, default_bucket=BUCKET
-        )
-        server.start()
-        try:
-            yield FakeGcs(endpoint)
-        finally:
-            server.stop()
+        command = [
+            sys.executable,
+            "-m",
+            "gcp_storage_emulator",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--in-memory",
+            "--default-bucket",
+            BUCKET,
+        ]
+        log = tmp_path_factory.mktemp("gcs") / "gcp-storage-emulator.log"
+        with serve("gcp-storage-emulator", command, port, log):
+            try:
+                yield FakeGcs(endpoint)
+            finally:
+                close_filesystems(gcsfs_core.GCSFileSystem)
 
 
 # -- the bucket's contents -------------------------------------------------------------

@@ -1,23 +1,25 @@
 """Releases and assets in a private S3 bucket, served by moto's standalone server.
 
-moto's :class:`~moto.server.ThreadedMotoServer` runs in a thread on 127.0.0.1 (nothing
-else is contacted: fake credentials, instance metadata off, every endpoint set to the
-server). IAM authentication is switched on once the bucket's reader exists, so the bucket
-is private for real: requests signed with the reader's key pass; anonymous requests, a
-wrong secret and an unknown key id are refused. The server's request log (werkzeug's
-``werkzeug`` logger, one record per request, written before the response is sent) counts
-what reached S3. The module skips when s3fs or moto is not installed.
+moto's server runs as a process of its own on 127.0.0.1 and a free port (nothing else is
+contacted: fake credentials, instance metadata off, every endpoint set to the server), and
+is stopped for certain when the module ends (:mod:`tests.servers`). IAM authentication is
+switched on once the bucket's reader exists, so the bucket is private for real: requests
+signed with the reader's key pass; anonymous requests, a wrong secret and an unknown key id
+are refused. The server's log (werkzeug's, one line per request, written and flushed before
+the response is sent) counts what reached S3. The module skips when s3fs or moto is not
+installed.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import logging
 import re
+import sys
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,26 +38,37 @@ from tests.object_store import (
     release_document,
     write_files,
 )
+from tests.servers import close_filesystems, free_port, serve
 
-pytest.importorskip("s3fs", reason="S3 tests need s3fs")
-moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto[server]")
+s3fs = pytest.importorskip("s3fs", reason="S3 tests need s3fs")
+pytest.importorskip("moto.server", reason="S3 tests need moto[server]")
 boto3 = pytest.importorskip("boto3", reason="S3 tests need boto3 (a dependency of moto)")
 
 BUCKET = "bucket"
 URL = f"s3://{BUCKET}/"
 REGION = "us-east-1"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_REQUEST_LINE = re.compile(r"(\S+) (\S+) HTTP/")
+#: A request in werkzeug's log: '127.0.0.1 - - [date] "GET /path?query HTTP/1.1" 200 -'.
+_REQUEST_LINE = re.compile(r'"(\S+) (\S+) HTTP/[\d.]+" (\d{3}) ')
 
 
-@dataclass
+@dataclass(frozen=True)
 class MotoS3:
-    """The running server, the bucket reader's credentials and the server's request log."""
+    """The running server, the bucket reader's credentials and the server's log file."""
 
     endpoint: str
     key: str
     secret: str
-    requests: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, status
+    log: Path
+
+    @property
+    def requests(self) -> list[tuple[str, str, str]]:
+        """Every request the server answered so far: method, path (no query), status."""
+        text = _ANSI.sub("", self.log.read_text(errors="replace"))
+        return [
+            (method, path.partition("?")[0], status)
+            for method, path, status in _REQUEST_LINE.findall(text)
+        ]
 
     def options(self, **overrides: Any) -> dict[str, Any]:
         """s3fs options (fsspec.open keywords) for the reader, with ``overrides``."""
@@ -73,25 +86,9 @@ class MotoS3:
     def count(self, prefix: str = f"/{BUCKET}/", method: str | None = None) -> int:
         return sum(
             1
-            for m, path, _ in list(self.requests)
+            for m, path, _ in self.requests
             if path.startswith(prefix) and (method is None or m == method)
         )
-
-
-class _RequestLog(logging.Handler):
-    """Keeps werkzeug's per-request records (``'"GET /path HTTP/1.1" 200 -'``)."""
-
-    def __init__(self, requests: list[tuple[str, str, str]]) -> None:
-        super().__init__()
-        self.requests = requests
-
-    def emit(self, record: logging.LogRecord) -> None:
-        args = record.args
-        if not isinstance(args, tuple) or len(args) != 3:
-            return  # not a request line (an error, a startup message)
-        match = _REQUEST_LINE.match(_ANSI.sub("", str(args[0])))
-        if match:
-            self.requests.append((match[1], match[2].partition("?")[0], str(args[1])))
 
 
 def _post(url: str, body: bytes) -> bytes:
@@ -104,15 +101,12 @@ def _post(url: str, body: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def moto_s3() -> Iterator[MotoS3]:
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
     """moto on 127.0.0.1 with IAM authentication on and a reader allowed ``s3:*``."""
-    requests: list[tuple[str, str, str]] = []
-    werkzeug_log = logging.getLogger("werkzeug")
-    saved = (werkzeug_log.level, werkzeug_log.propagate)
-    handler = _RequestLog(requests)
-    werkzeug_log.addHandler(handler)  # before the first request: werkzeug adds no printer
-    werkzeug_log.setLevel(logging.INFO)
-    werkzeug_log.propagate = False
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     with pytest.MonkeyPatch.context() as env:
         # Fake credentials and no configuration files: nothing here can reach AWS.
         for name, value in {
@@ -122,41 +116,30 @@ def moto_s3() -> Iterator[MotoS3]:
             "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
             "AWS_CONFIG_FILE": "/nonexistent/config",
+            "AWS_ENDPOINT_URL": endpoint,  # any client without an endpoint
         }.items():
             env.setenv(name, value)
         env.delenv("AWS_SESSION_TOKEN", raising=False)
         env.delenv("AWS_PROFILE", raising=False)
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
-            env.setenv("AWS_ENDPOINT_URL", endpoint)  # any client without an endpoint
-            iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION)
-            iam.create_user(UserName="reader")
-            policy = {
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-            }
-            iam.put_user_policy(
-                UserName="reader", PolicyName="s3", PolicyDocument=json.dumps(policy)
-            )
-            access_key = iam.create_access_key(UserName="reader")["AccessKey"]
-            previous = json.loads(_post(f"{endpoint}/moto-api/reset-auth", b"0"))
+        with serve("moto_server", command, port, log):
             try:
+                iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION)
+                iam.create_user(UserName="reader")
+                policy = {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+                }
+                iam.put_user_policy(
+                    UserName="reader", PolicyName="s3", PolicyDocument=json.dumps(policy)
+                )
+                access_key = iam.create_access_key(UserName="reader")["AccessKey"]
+                iam.close()
+                _post(f"{endpoint}/moto-api/reset-auth", b"0")  # authentication from now on
                 yield MotoS3(
-                    endpoint, access_key["AccessKeyId"], access_key["SecretAccessKey"], requests
+                    endpoint, access_key["AccessKeyId"], access_key["SecretAccessKey"], log
                 )
-            finally:  # moto's settings are process-wide: put them back
-                _post(
-                    f"{endpoint}/moto-api/reset-auth",
-                    previous["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"].encode(),
-                )
-        finally:
-            server.stop()
-            werkzeug_log.removeHandler(handler)
-            werkzeug_log.setLevel(saved[0])
-            werkzeug_log.propagate = saved[1]
+            finally:
+                close_filesystems(s3fs.S3FileSystem)
 
 
 # -- the bucket's contents -------------------------------------------------------------
@@ -182,6 +165,7 @@ def bucket(moto_s3: MotoS3, tmp_path_factory: pytest.TempPathFactory) -> Store:
     client.create_bucket(Bucket=BUCKET, ACL="private")
     for key, data in files.items():
         client.put_object(Bucket=BUCKET, Key=key, Body=data)
+    client.close()
     store = Store("s3", BUCKET, moto_s3.options(), tmp_path_factory.mktemp("local"))
     write_files(store.local, files)
     return store
