@@ -433,17 +433,26 @@ def decode_bitmap_pixels(
             raise DecodeError(f"cannot decode the {header.mode} PNG bitmap: {exc}") from None
 
 
+def _int32_pixels(pixels: torch.Tensor) -> bool:
+    """Whether ``(H, W, 4)`` uint8 pixels can be viewed as int32, one per pixel: four
+    bytes a pixel in a row, every pixel 4-byte aligned. ``is_contiguous`` alone is not
+    enough: it ignores the strides of dimensions of size 1 (a 1 x 1 view of a CHW tensor)."""
+    return (
+        pixels.shape[-1] == 4
+        and pixels.stride(-1) == 1
+        and all(stride % 4 == 0 for stride in pixels.stride()[:-1])
+        and pixels.storage_offset() % 4 == 0
+        and pixels.is_contiguous()
+        and sys.byteorder == "little"
+    )
+
+
 def pixels_to_ids(pixels: torch.Tensor) -> torch.Tensor:
     """``(H, W, C)`` uint8 bitmap pixels to ``(H, W)`` int32 ids ``R + 256 G + 65536 B``.
 
     Pure tensor code: runs where ``pixels`` are, CPU or CUDA.
     """
-    if (
-        pixels.shape[-1] == 4
-        and pixels.is_contiguous()
-        and pixels.storage_offset() % 4 == 0
-        and sys.byteorder == "little"
-    ):
+    if _int32_pixels(pixels):
         # One pass: the 4 bytes of a pixel read as a little-endian int32 are
         # R | G << 8 | B << 16 | A << 24; masking drops alpha.
         return pixels.view(torch.int32).squeeze(-1) & _MAX_ID
@@ -459,7 +468,7 @@ def decode_bitmap(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     (see :func:`decode_bitmap_pixels`).
     """
     pixels = decode_bitmap_pixels(data, max_pixels=max_pixels)
-    if pixels.shape[-1] == 4 and pixels.is_contiguous() and sys.byteorder == "little":
+    if _int32_pixels(pixels):
         # The decoder's buffer is ours alone: mask alpha off in place, so no second
         # H x W buffer is allocated and faulted in (a third of the bitmap's cost at 10 MP).
         return pixels.view(torch.int32).squeeze(-1).bitwise_and_(_MAX_ID)
