@@ -437,7 +437,7 @@ def _int32_pixels(pixels: torch.Tensor) -> bool:
     """Whether ``(H, W, 4)`` uint8 pixels can be viewed as int32, one per pixel: four
     bytes a pixel in a row, every pixel 4-byte aligned. ``is_contiguous`` alone is not
     enough: it ignores the strides of dimensions of size 1 (a 1 x 1 view of a CHW tensor)."""
-    return (
+    return bool(
         pixels.shape[-1] == 4
         and pixels.stride(-1) == 1
         and all(stride % 4 == 0 for stride in pixels.stride()[:-1])

@@ -1133,6 +1133,24 @@ def test_asset_error_for_a_missing_bitmap(tmp_path, file_server):
     assert pickle.loads(pickle.dumps(error)).args == error.args
 
 
+def raised_in_a_worker(ds: SegmentsDataset, error: type[Exception]) -> str:
+    """The message of the ``error`` that reading ``ds`` through one forked DataLoader
+    worker raises: torch re-raises a worker's error as ``type(error)(message)``, the
+    message holding the worker's formatted traceback."""
+    loader = DataLoader(
+        ds, batch_size=None, collate_fn=keep, num_workers=1, multiprocessing_context="fork"
+    )
+    batches = iter(loader)
+    try:
+        with pytest.raises(error) as raised:
+            list(batches)
+        return str(raised.value)
+    finally:
+        # Shut the worker down now, not when the garbage collector finds the iterator
+        # (its __del__ then waits up to 5 s for the worker).
+        batches._shutdown_workers()  # type: ignore[attr-defined]
+
+
 def test_asset_errors_from_workers_do_not_show_the_query_string(tmp_path, file_server):
     document = http_release(tmp_path, file_server, count=2)
     bitmap = document["dataset"]["samples"][1]["labels"]["ground-truth"]["attributes"]
@@ -1141,21 +1159,7 @@ def test_asset_errors_from_workers_do_not_show_the_query_string(tmp_path, file_s
     with pytest.raises(AssetError) as info:
         ds[1]
     assert not [line for line in shown_in_a_traceback(info.value) if "secret" in line]
-    loader = DataLoader(
-        ds, batch_size=None, collate_fn=keep, num_workers=1, multiprocessing_context="fork"
-    )
-    batches = iter(loader)
-    try:
-        # torch re-raises the worker's error as type(error)(message), the message holding
-        # the worker's formatted traceback.
-        with pytest.raises(AssetError) as raised:
-            list(batches)
-        text = str(raised.value)
-    finally:
-        # Shut the worker down now, not when the garbage collector finds the iterator
-        # (its __del__ then waits up to 5 s for the worker).
-        batches._shutdown_workers()  # type: ignore[attr-defined]
-        del raised
+    text = raised_in_a_worker(ds, AssetError)
     assert f"sample 's1.jpg': {file_server.url}/bitmaps/x.png: not found (HTTP 404)" in text
     assert "secret" not in text
 
@@ -1901,17 +1905,7 @@ def test_an_outage_crosses_dataloader_workers(tmp_path, file_server):
     text = text.replace(file_server.url, f"http://127.0.0.1:{port}")
     retry = RetryPolicy(attempts=2, base_delay=0.01)
     ds = SegmentsDataset(json.loads(text), on_error="skip", retry=retry)
-    loader = DataLoader(
-        ds, batch_size=None, collate_fn=keep, num_workers=1, multiprocessing_context="fork"
-    )
-    batches = iter(loader)
-    try:
-        with pytest.raises(SourceUnavailableError) as raised:
-            list(batches)
-        text = str(raised.value)
-    finally:
-        batches._shutdown_workers()  # type: ignore[attr-defined]
-        del raised
+    text = raised_in_a_worker(ds, SourceUnavailableError)
     assert f"http://127.0.0.1:{port} is unavailable: " in text
 
 
