@@ -269,8 +269,11 @@ def _prefetch(args: argparse.Namespace) -> int:
 
 def _dataset(args: argparse.Namespace, target: str, on_error: str = "raise") -> SegmentsDataset:
     """The SegmentsDataset that the selection and storage options describe."""
-    from .dataset import SegmentsDataset  # deferred: torch takes a second to import
+    # deferred: torch takes a second to import
+    from .codecs import DEFAULT_MAX_PIXELS
+    from .dataset import SegmentsDataset
 
+    limit = args.max_pixels
     return SegmentsDataset(
         args.release,
         labelset=args.labelset,
@@ -281,6 +284,7 @@ def _dataset(args: argparse.Namespace, target: str, on_error: str = "raise") -> 
         cache_dir=args.cache_dir,
         cache_key=args.cache_key,
         on_error=on_error,
+        max_pixels=DEFAULT_MAX_PIXELS if limit is None else limit or None,  # 0: no limit
     )
 
 
@@ -330,6 +334,15 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, not {text}")
     return value
+
+
+def _add_max_pixels(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pixels",
+        type=_count,
+        help="refuse images and bitmaps that declare more pixels, before decoding "
+        "(default 268435456, i.e. 2^28; 0: no limit)",
+    )
 
 
 def add_selection_options(
@@ -462,6 +475,7 @@ def _parser() -> argparse.ArgumentParser:
         "list it and exit with 1 at the end",
     )
     add_storage_options(export, cache_required=False)
+    _add_max_pixels(export)
     export.set_defaults(run=_export)
 
     preview = commands.add_parser(
@@ -480,6 +494,7 @@ def _parser() -> argparse.ArgumentParser:
         "--tile", type=_positive, default=256, help="tile size in pixels (default 256)"
     )
     add_storage_options(preview, cache_required=False)
+    _add_max_pixels(preview)
     preview.set_defaults(run=_preview)
     return parser
 

@@ -579,3 +579,26 @@ def test_preview_errors(tmp_path, capsys):
         f"segments-torch: error: {DEMO_RELEASE}: no sample selected, nothing to preview\n"
     )
     assert not out.exists()
+
+
+def test_max_pixels_reaches_export_and_preview(tmp_path, capsys):
+    # The demo's images are at most 320 x 240 (76,800 pixels).
+    base = ["--workers", "0"]
+    assert main(["export", str(DEMO_RELEASE), "--out", str(tmp_path / "a"), *base]) == 0
+    unlimited = ["--out", str(tmp_path / "b"), "--max-pixels", "0"]
+    assert main(["export", str(DEMO_RELEASE), *unlimited, *base]) == 0
+    capsys.readouterr()
+    for command in (
+        ["export", str(DEMO_RELEASE), "--out", str(tmp_path / "c"), *base],
+        ["preview", str(DEMO_RELEASE), "--out", str(tmp_path / "p.png")],
+    ):
+        assert main([*command, "--max-pixels", "76799"]) == 1
+        image = DEMO_RELEASE.parent / "images" / "shapes-000.jpg"
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"segments-torch: error: sample 'shapes-000.jpg': {image}: the image declares "
+            "320x240 pixels (76,800), more than max_pixels=76,799"
+        )
+    assert not (tmp_path / "c").exists()
+    with pytest.raises(SystemExit) as info:
+        main(["preview", str(DEMO_RELEASE), "--max-pixels", "-1"])
+    assert info.value.code == 2
