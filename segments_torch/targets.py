@@ -52,6 +52,7 @@ from torchvision import tv_tensors
 __all__ = [
     "INSTANCE_FIELDS",
     "TARGET_KINDS",
+    "SegmentMap",
     "SegmentTargets",
     "allocate",
     "build_target",
@@ -109,13 +110,92 @@ def _to_device(values: npt.NDArray[Any], device: torch.device) -> torch.Tensor:
     return torch.from_numpy(values).to(device)
 
 
+#: Widths of a segment map, narrowest first, with the most segments each holds.
+_SEGMENT_DTYPES = ((torch.uint8, 1 << 8), (torch.int16, 1 << 15), (torch.int32, 1 << 31))
+
+
+@dataclass(frozen=True)
+class SegmentMap:
+    """A bitmap's instance ids in compact form: each pixel's segment number, and the
+    sorted table of the distinct ids, so that ``ids[segments]`` is the id map.
+
+    A label is a few dozen regions, so the segments fit in one byte a pixel where the
+    id map takes four; they compress several times smaller than the PNG and decompress
+    in a fraction of its decoding (the label cache stores them), and every target is
+    built from them as from the ids (:func:`build_target` takes either).
+
+    Attributes:
+        segments: ``(H, W)`` segment numbers, in the narrowest of uint8, int16, int32
+            that holds the count of distinct ids; on any device.
+        ids: ``(K,)`` int32 CPU tensor, the distinct ids ascending (``0``, unlabelled,
+            among them where some pixel has it). Per-segment work reads it on the host.
+
+    Example:
+        >>> compact = SegmentMap.from_ids(torch.tensor([[0, 70000], [70000, 3]], dtype=torch.int32))
+        >>> compact.segments.tolist(), compact.ids.tolist()
+        ([[0, 2], [2, 1]], [0, 3, 70000])
+        >>> compact.to_ids().tolist()
+        [[0, 70000], [70000, 3]]
+    """
+
+    segments: torch.Tensor
+    ids: torch.Tensor
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.segments.shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.segments.device
+
+    @staticmethod
+    def dtype_for(count: int) -> torch.dtype:
+        """The narrowest segment dtype that numbers ``count`` segments."""
+        return next(dtype for dtype, most in _SEGMENT_DTYPES if count <= most)
+
+    @classmethod
+    def from_ids(cls, ids: torch.Tensor) -> SegmentMap:
+        """The compact form of an ``(H, W)`` int32 id map, on its device."""
+        if ids.device.type != "cpu":
+            table, inverse = torch.unique(ids, return_inverse=True)
+            segments = inverse.to(cls.dtype_for(len(table)))
+            return cls(segments, table.cpu().to(torch.int32))
+        flat = ids.reshape(-1).numpy()
+        if not flat.size:
+            return cls(torch.zeros(ids.shape, dtype=torch.uint8), torch.zeros(0, dtype=torch.int32))
+        # The distinct ids from the values of the runs of equal ids along the rows: labels
+        # are regions, so a few thousand values stand for millions of pixels.
+        starts = np.empty(flat.size, dtype=bool)
+        starts[0] = True
+        np.not_equal(flat[1:], flat[:-1], out=starts[1:])
+        table = np.unique(flat[starts])
+        # Each id's segment by one gather from a table indexed by id: at most 2^24 slots,
+        # of which only the ids' pages are ever touched (np.zeros maps the rest lazily).
+        dtype = cls.dtype_for(len(table))
+        number = np.zeros(int(table[-1]) + 1, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+        number[table] = np.arange(len(table))
+        segments = torch.index_select(torch.from_numpy(number), 0, ids.reshape(-1))
+        return cls(segments.view(ids.shape), torch.from_numpy(table.astype(np.int32)))
+
+    def to_ids(self) -> torch.Tensor:
+        """The ``(H, W)`` int32 id map, on the segments' device."""
+        table = self.ids.to(self.device)
+        index = self.segments.reshape(-1).to(torch.int32)
+        return torch.index_select(table, 0, index).view(self.shape)
+
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> SegmentMap:
+        """The segments on ``device``; the id table stays on the host."""
+        return SegmentMap(self.segments.to(device, non_blocking=non_blocking), self.ids)
+
+
 def map_ids(
-    ids: torch.Tensor, annotation_ids: Annotations, values: Annotations, fill: int
+    ids: torch.Tensor | SegmentMap, annotation_ids: Annotations, values: Annotations, fill: int
 ) -> torch.Tensor:
     """Replace each pixel's instance id by the value of its annotation.
 
     Args:
-        ids: ``(H, W)`` int32 instance ids (0 = unlabelled).
+        ids: ``(H, W)`` int32 instance ids (0 = unlabelled), or their :class:`SegmentMap`.
         annotation_ids: ``(N,)`` distinct ids of the label's annotations.
         values: ``(N,)`` the value for each annotation (a dtype numpy has).
         fill: the value of pixels whose id has no annotation (0 included).
@@ -135,15 +215,16 @@ class _IdLookup:
     slot past them for the fill, so tables never scale with 2^24.
     """
 
-    def __init__(self, ids: torch.Tensor, annotation_ids: npt.NDArray[np.int64]) -> None:
+    def __init__(
+        self, ids: torch.Tensor | SegmentMap, annotation_ids: npt.NDArray[np.int64]
+    ) -> None:
         self.shape = ids.shape
         self.device = ids.device
         count = len(annotation_ids)
-        flat = ids.reshape(-1)
-        #: ``(H * W,)`` the ids, flat: the slots themselves where the table is dense.
-        self.flat_ids = flat
         #: ``(H * W,)`` slot of each pixel; ``None`` when there is no annotation.
         self.index: torch.Tensor | None = None
+        #: ``(H * W,)`` the slots where they are the pixels' ids (see :meth:`_is_identity`).
+        self.flat_ids: torch.Tensor | None = None
         #: ``(N,)`` slot of each annotation (host).
         self.slots = annotation_ids
         self.size = 0
@@ -151,6 +232,11 @@ class _IdLookup:
         self.fitted = True
         if count == 0:
             return
+        if isinstance(ids, SegmentMap):
+            self._segments(ids, annotation_ids)
+            return
+        flat = ids.reshape(-1)
+        self.flat_ids = flat
         largest = int(annotation_ids.max())
         self.limit = max(1 << 16, ids.numel())
         if largest < self.limit:
@@ -172,6 +258,20 @@ class _IdLookup:
         self.slots[order] = np.arange(count)
         self.size = count + 1
 
+    def _segments(self, compact: SegmentMap, annotation_ids: npt.NDArray[np.int64]) -> None:
+        """Slots of a :class:`SegmentMap`: a pixel's slot is its segment, an annotation's
+        the segment of its id, or one past them all where no pixel has its id."""
+        table = compact.ids.numpy().astype(np.int64)
+        count = len(table)
+        position = np.searchsorted(table, annotation_ids).clip(max=max(count - 1, 0))
+        found = table[position] == annotation_ids if count else np.zeros(len(annotation_ids), bool)
+        self.slots = np.where(found, position, count)
+        self.size = count + int(not found.all())
+        # int32: index_select takes no uint8 index (one conversion, then every lookup).
+        self.index = compact.segments.reshape(-1).to(torch.int32)
+        if np.array_equal(table, np.arange(count)):  # each pixel's segment is its id
+            self.flat_ids = self.index
+
     def _fit(self) -> None:
         """Make the dense table hold every pixel id, the ids above the largest annotation
         id on fill slots: sized by the largest pixel id (one read of the ids) where that
@@ -180,6 +280,7 @@ class _IdLookup:
         if self.fitted:
             return
         self.fitted = True
+        assert self.flat_ids is not None  # unfitted tables are dense tables of the ids
         top = int(self.flat_ids.max()) if self.flat_ids.numel() else 0
         if top < self.limit:
             self.size = max(self.size, top + 1)
@@ -446,7 +547,7 @@ def _ones_per_row(masks: torch.Tensor) -> torch.Tensor:
 
 def build_target(
     kind: str,
-    ids: torch.Tensor,
+    ids: torch.Tensor | SegmentMap,
     annotation_ids: Annotations,
     labels: Annotations,
     is_thing: Annotations,
@@ -459,7 +560,8 @@ def build_target(
 
     Args:
         kind: ``"instance"``, ``"semantic"`` or ``"panoptic"``.
-        ids: ``(H, W)`` int32 instance ids of the bitmap; the target is made on its device.
+        ids: ``(H, W)`` int32 instance ids of the bitmap, or their :class:`SegmentMap`
+            (the same target); the target is made on its device.
         annotation_ids: ``(N,)`` the label's annotation ids (tensors on any device, or
             numpy arrays, as ``labels`` and ``is_thing``).
         labels: ``(N,)`` training label of each annotation, ``-1`` when its category is

@@ -15,6 +15,7 @@ from segments_torch import targets
 from segments_torch.targets import (
     _WORDS_PER_SUM,
     INSTANCE_FIELDS,
+    SegmentMap,
     _IdLookup,
     _ones_per_row,
     allocate,
@@ -995,3 +996,131 @@ def test_map_ids_and_segment_targets_same_on_cuda():
     segments_cuda = segment_targets(cuda, len(values))
     for name in ("masks", "boxes", "area", "segments", "segment_map"):
         assert torch.equal(getattr(segments_cuda, name).cpu(), getattr(segments_cpu, name)), name
+
+
+# ------------------------------------------------------------------- SegmentMap
+
+
+def test_segment_map_docstring_example():
+    compact = SegmentMap.from_ids(i32([[0, 70000], [70000, 3]]))
+    assert compact.segments.dtype == torch.uint8
+    assert compact.segments.tolist() == [[0, 2], [2, 1]]
+    assert compact.ids.dtype == torch.int32
+    assert compact.ids.tolist() == [0, 3, 70000]
+    assert compact.to_ids().tolist() == [[0, 70000], [70000, 3]]
+    assert (compact.shape, compact.device) == (torch.Size([2, 2]), torch.device("cpu"))
+
+
+@pytest.mark.parametrize(
+    ("count", "dtype"),
+    [
+        (1, torch.uint8),
+        (256, torch.uint8),
+        (257, torch.int16),
+        (32768, torch.int16),
+        (32769, torch.int32),
+    ],
+)
+def test_segment_map_is_as_narrow_as_its_segment_count(count, dtype):
+    assert SegmentMap.dtype_for(count) == dtype
+    ids = torch.arange(count, dtype=torch.int32).mul_(509).remainder_(2**24).view(1, count)
+    compact = SegmentMap.from_ids(ids)
+    assert compact.segments.dtype == dtype
+    assert len(compact.ids) == count
+    assert torch.equal(compact.to_ids(), ids)
+
+
+def test_segment_map_of_no_pixels():
+    compact = SegmentMap.from_ids(torch.zeros((0, 3), dtype=torch.int32))
+    assert compact.shape == (0, 3)
+    assert compact.to_ids().shape == (0, 3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(id_maps())
+def test_segment_map_round_trips_any_id_map(case):
+    ids = torch.from_numpy(case[0])
+    compact = SegmentMap.from_ids(ids)
+    assert compact.ids.tolist() == sorted(set(case[0].reshape(-1).tolist()))
+    assert torch.equal(compact.to_ids(), ids)
+    assert torch.equal(compact.ids[compact.segments.long()], ids)
+
+
+@settings(max_examples=150, deadline=None)
+@given(id_maps())
+def test_map_ids_of_a_segment_map_equals_map_ids_of_the_ids(case):
+    ids, annotation_ids, values, fill = case
+    tensor = torch.from_numpy(ids)
+    expected = map_ids(tensor, i64(annotation_ids), i64(values), fill)
+    assert torch.equal(
+        map_ids(SegmentMap.from_ids(tensor), i64(annotation_ids), i64(values), fill), expected
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(panoptic_cases(), st.sampled_from(["instance", "semantic", "panoptic"]), st.integers(0, 2))
+def test_build_target_of_a_segment_map_equals_that_of_the_ids(case, kind, label_offset):
+    ids, annotation_ids, labels, things = case
+    args = (i64(annotation_ids), i64(labels), bools(things))
+    tensor = torch.from_numpy(ids)
+    expected = build_target(kind, tensor, *args, label_offset=label_offset)
+    got = build_target(kind, SegmentMap.from_ids(tensor), *args, label_offset=label_offset)
+    assert_same_target(got, expected)
+
+
+def assert_same_target(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert type(got[key]) is type(value), key
+        assert got[key].dtype == value.dtype, key
+        assert torch.equal(got[key], value), key
+        boxes = got[key]
+        if isinstance(value, tv_tensors.BoundingBoxes) and isinstance(
+            boxes, tv_tensors.BoundingBoxes
+        ):
+            assert boxes.canvas_size == value.canvas_size
+
+
+@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@TARGET_EXAMPLES
+def test_build_target_of_segment_maps_on_the_examples(kind, example):
+    ids, annotation_ids, labels, things = example
+    args = (i64(annotation_ids), i64(labels), bools(things))
+    expected = build_target(kind, i32(ids), *args)
+    assert_same_target(build_target(kind, SegmentMap.from_ids(i32(ids)), *args), expected)
+
+
+def test_a_segment_map_of_ids_numbered_in_order_is_copied_not_gathered(monkeypatch):
+    # ids 0 .. K-1 in order: each pixel's segment is its id, a conversion suffices.
+    compact = SegmentMap.from_ids(i32([[1, 1, 2], [0, 3, 3]]))
+    assert compact.ids.tolist() == [0, 1, 2, 3]
+
+    def no_gather(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("gathered")
+
+    monkeypatch.setattr(torch, "index_select", no_gather)
+    out = map_ids(compact, i64([1, 2, 3]), i64([1, 2, 3]), 0)
+    assert out.tolist() == [[1, 1, 2], [0, 3, 3]]
+
+
+@pytest.mark.gpu
+@CUDA
+@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+def test_segment_maps_on_cuda_give_the_cpu_target(kind):
+    ids, annotation_ids, labels, things = (
+        PANOPTIC_IDS,
+        PANOPTIC_ANNOTATIONS,
+        PANOPTIC_LABELS,
+        PANOPTIC_THINGS,
+    )
+    args = (i64(annotation_ids), i64(labels), bools(things))
+    cpu = build_target(kind, i32(ids), *args)
+    on_cuda = SegmentMap.from_ids(i32(ids, "cuda"))
+    assert on_cuda.segments.device.type == "cuda"
+    assert on_cuda.ids.device.type == "cpu"
+    moved = SegmentMap.from_ids(i32(ids)).to("cuda")
+    for compact in (on_cuda, moved):
+        target = build_target(kind, compact, *args)
+        for key, value in cpu.items():
+            assert target[key].device.type == "cuda", key
+            assert torch.equal(target[key].cpu(), value), key
