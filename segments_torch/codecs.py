@@ -58,6 +58,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "PngHeader",
     "check_complete",
+    "check_pixels",
     "declared_size",
     "decode_bitmap",
     "decode_bitmap_pixels",
@@ -205,7 +206,9 @@ def declared_size(data: bytes) -> tuple[int, int]:
         raise DecodeError(f"cannot decode the image ({_found(data)}): {exc}") from None
 
 
-def _check_pixels(what: str, width: int, height: int, max_pixels: int | None) -> None:
+def check_pixels(what: str, width: int, height: int, max_pixels: int | None) -> None:
+    """Raise :class:`DecodeError` unless a ``width`` x ``height`` image (``what``: "image"
+    or "bitmap") has pixels and at most ``max_pixels`` of them (``None``: no limit)."""
     if width == 0 or height == 0:
         raise DecodeError(f"the {what} declares {width}x{height} pixels: it holds none")
     if max_pixels is not None and width * height > max_pixels:
@@ -382,7 +385,7 @@ def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         torch.Size([3, 720, 1280])
     """
     width, height = declared_size(data)
-    _check_pixels("image", width, height, max_pixels)
+    check_pixels("image", width, height, max_pixels)
     kind = sniff(data)
     with _memory_guard("image", width, height, channels=3):
         try:
@@ -415,7 +418,7 @@ def decode_bitmap_pixels(
     header = png_header(data)
     if header.bit_depth != 8 or header.color_type not in (2, 6):
         raise DecodeError(f"expected an 8-bit RGBA or RGB PNG bitmap, found {header.mode}")
-    _check_pixels("bitmap", header.width, header.height, max_pixels)
+    check_pixels("bitmap", header.width, header.height, max_pixels)
     channels = _PNG_CHANNELS[header.color_type]
     with _memory_guard("bitmap", header.width, header.height, channels):
         try:

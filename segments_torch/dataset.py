@@ -25,19 +25,24 @@ from torch.utils.data import get_worker_info
 from torchvision import tv_tensors
 
 from .categories import CategoryMap
-from .codecs import DEFAULT_MAX_PIXELS, decode_bitmap, decode_image
+from .codecs import DEFAULT_MAX_PIXELS, check_pixels, decode_bitmap, decode_image
 from .collate import collate_detection, collate_semantic
 from .errors import AssetError, DecodeError, SegmentsTorchError, SourceUnavailableError
+from .label_cache import LabelCache
 from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
 from .samples import LABEL_STATUSES, SampleRecord
 from .storage import RetryPolicy, Storage, StorageError, UrlMap, display_url, release_base_url
-from .targets import TARGET_KINDS, build_target
+from .targets import TARGET_KINDS, SegmentMap, build_target
 
 __all__ = ["SegmentsDataset", "UnsupportedTaskError"]
 
 logger = logging.getLogger(__name__)
 
 Item = tuple[tv_tensors.Image, dict[str, Any]]
+
+
+#: Processes that warned that their label cache cannot be written.
+_WARNED_LABEL_CACHE: set[int] = set()
 
 
 class UnsupportedTaskError(SegmentsTorchError, ValueError):
@@ -94,6 +99,10 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
             larger ones are refused before decoding (an :class:`AssetError`, skipped under
             ``on_error="skip"``), so a small hostile file cannot take gigabytes. The
             default, 2^28 (16384 x 16384), passes any camera photo; ``None``: no limit.
+        label_cache: keep each bitmap's decoded label in this folder (a few KB each,
+            see :mod:`~segments_torch.label_cache`): later reads take it from there and
+            never read or decode the PNG again. Targets are the same with or without it.
+            Safe to share between workers and processes of one machine.
 
     Example:
         >>> ds = SegmentsDataset("flowers-v1.0.json", task="segmentation",
@@ -127,6 +136,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         retry: RetryPolicy | None = None,
         on_error: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        label_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         if target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
@@ -181,6 +191,8 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         if max_pixels is not None and max_pixels < 1:
             raise ValueError(f"max_pixels must be None or at least 1, not {max_pixels}")
         self.max_pixels = max_pixels
+        #: Decoded labels kept on disk (see :mod:`~segments_torch.label_cache`), or None.
+        self.label_cache = LabelCache(label_cache) if label_cache is not None else None
         # One flag per sample in shared memory: workers' failures count in the parent.
         failed = torch.zeros(len(self.rows), dtype=torch.uint8)
         self._failed = failed.share_memory_()  # type: ignore[no-untyped-call]
@@ -272,41 +284,58 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         def image_of(data: bytes) -> torch.Tensor:
             return decode_image(data, max_pixels=self.max_pixels)
 
-        def decode_target(data: bytes) -> tuple[torch.Tensor, dict[str, Any]]:
+        label = identity = None
+        if bitmap_url and self.label_cache is not None:
+            identity = self._identity(name, bitmap_url)
+            label = self.label_cache.get(*identity)
+
+        def decode_target(data: bytes) -> tuple[torch.Size, dict[str, Any]]:
             ids = decode_bitmap(data, max_pixels=self.max_pixels)
-            return ids, self.target_for(row, ids, shared=shared)
+            if identity is not None:
+                self._keep_label(identity, SegmentMap.from_ids(ids))
+            return ids.shape, self.target_for(row, ids, shared=shared)
 
         # Remote assets download at once: the bitmap is downloaded, decoded and made into
         # the target by a storage thread while this one downloads and decodes the image
         # (over loopback HTTP, 6-14% less time an item than building it here after both).
         assets = (
             self.storage.read_each([image_url, bitmap_url], [image_of, decode_target])
-            if bitmap_url
+            if bitmap_url and label is None
             else self.storage.read_each([image_url], [image_of])
         )
         image = self._read(name, image_url, assets)
         height, width = image.shape[-2:]
-        if bitmap_url:
-            ids, target = self._read(name, bitmap_url, assets)
-            if tuple(ids.shape) != (height, width):
-                raise AssetError(
-                    name,
-                    display_url(bitmap_url),
-                    f"the bitmap is {ids.shape[1]}x{ids.shape[0]} (width x height) but the "
-                    f"oriented image is {width}x{height}",
-                )
+        if label is not None:  # decoded once before: the PNG is not read
+            try:
+                check_pixels("bitmap", label.shape[1], label.shape[0], self.max_pixels)
+            except DecodeError as exc:
+                where = display_url(self.storage.resolve(bitmap_url))
+                raise AssetError(name, where, str(exc)) from exc
+            shape, target = label.shape, self.target_for(row, label, shared=shared)
+        elif bitmap_url:
+            shape, target = self._read(name, bitmap_url, assets)
         else:  # a selected sample without a bitmap: empty targets
-            ids = torch.zeros((height, width), dtype=torch.int32)
-            target = self.target_for(row, ids, shared=shared)
+            shape = torch.Size((height, width))
+            target = self.target_for(row, torch.zeros(shape, dtype=torch.int32), shared=shared)
+        if tuple(shape) != (height, width):
+            raise AssetError(
+                name,
+                display_url(bitmap_url),
+                f"the bitmap is {shape[1]}x{shape[0]} (width x height) but the "
+                f"oriented image is {width}x{height}",
+            )
         item: Item = (tv_tensors.Image(image), target)
         if self.transforms is not None:
             item = self.transforms(*item)
         return item
 
-    def target_for(self, row: int, ids: torch.Tensor, *, shared: bool = False) -> dict[str, Any]:
-        """The target of release row ``row`` from its ``(H, W)`` int32 id map, on the id
-        map's device (CPU or CUDA): what ``ds[i]`` returns for ``row = ds.rows[i]``.
-        ``shared``: masks and per-pixel maps in shared memory (``targets.allocate``)."""
+    def target_for(
+        self, row: int, ids: torch.Tensor | SegmentMap, *, shared: bool = False
+    ) -> dict[str, Any]:
+        """The target of release row ``row`` from its ``(H, W)`` int32 id map (or its
+        :class:`~segments_torch.targets.SegmentMap`), on the map's device (CPU or CUDA):
+        what ``ds[i]`` returns for ``row = ds.rows[i]``. ``shared``: masks and per-pixel
+        maps in shared memory (``targets.allocate``)."""
         annotation_ids, category_ids = self._labels.annotations(row)
         target: dict[str, Any] = build_target(
             self.target,
@@ -320,6 +349,25 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         )
         target["image_id"] = torch.tensor(row, device=ids.device)
         return target
+
+    def _identity(self, name: str, url: str) -> tuple[str, str]:
+        """The label cache's key of a bitmap and the record of its content (see
+        :meth:`~segments_torch.storage.Storage.identity`)."""
+        try:
+            return self.storage.identity(url)
+        except StorageError as exc:
+            raise AssetError(name, exc.url, str(exc)) from exc
+
+    def _keep_label(self, identity: tuple[str, str], label: SegmentMap) -> None:
+        """Store a decoded label in the label cache; a cache that cannot be written is
+        warned of once per process, and the item is served all the same."""
+        assert self.label_cache is not None
+        try:
+            self.label_cache.put(*identity, label)
+        except OSError as exc:
+            if os.getpid() not in _WARNED_LABEL_CACHE:
+                _WARNED_LABEL_CACHE.add(os.getpid())
+                logger.warning("cannot write to the label cache %s: %s", self.label_cache, exc)
 
     def _read(self, name: str, url: str, assets: Iterator[Any]) -> Any:
         """The next of ``assets``, what the decoder of ``url`` made of it. A host that is

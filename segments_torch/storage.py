@@ -75,6 +75,7 @@ __all__ = [
     "prefetch",
     "release_base_url",
     "remove_stale_partials",
+    "write_atomically",
 ]
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,14 @@ def _local_path(location: str) -> str:
     if urlsplit(location).scheme != "file":
         return location
     return unquote(urlsplit(location).path)
+
+
+def _local_error(path: str, exc: OSError | ValueError) -> StorageError:
+    """The StorageError of a local file that could not be opened or looked at."""
+    if isinstance(exc, ValueError):  # a NUL character, a lone surrogate: no file has that name
+        return StorageError(path, f"the system refuses this path: {exc}")
+    reason, status, _ = _classify(exc)
+    return StorageError(path, reason, status=status, attempts=1, retryable=False)
 
 
 def release_base_url(source: str) -> str | None:
@@ -447,6 +456,29 @@ class Storage:
         # A signed URL's query string is no part of a mirrored file's name.
         return mapped.partition("?")[0] if _is_local(mapped) else mapped
 
+    def identity(self, url: str) -> tuple[str, str]:
+        """What names ``url``'s content, for caches of what is decoded from it: its
+        location without query string or ``user:password@`` (as the asset cache keys
+        files), and what changes with the content where that costs no request: a local
+        file's size and modification time in nanoseconds, ``""`` for a remote URL.
+
+        Raises:
+            StorageError: a local file that cannot be found or read.
+
+        Example:
+            >>> Storage().identity("/data/bitmaps/a.png")  # doctest: +SKIP
+            ('/data/bitmaps/a.png', '15321:1700000000123456789')
+        """
+        location = self.resolve(url)
+        if not _is_local(location):
+            return display_url(location), ""
+        path = self._local_file(url, location)
+        try:
+            status = os.stat(path)
+        except (OSError, ValueError) as exc:
+            raise _local_error(path, exc) from exc
+        return path, f"{status.st_size}:{status.st_mtime_ns}"
+
     def cache_path(self, url: str) -> Path | None:
         """Where ``url``'s bytes are cached (``None``: no cache, or a local file)."""
         location = self.resolve(url)
@@ -537,7 +569,7 @@ class Storage:
         value = decode(data)
         if cached is not None:
             try:
-                _write_atomically(cached, data)
+                write_atomically(cached, data)
             except OSError as exc:  # a full or read-only disk: serve the bytes uncached
                 if must_cache:
                     location = display_url(self.resolve(url))
@@ -659,6 +691,16 @@ class Storage:
                     return data
 
     def _read_local(self, url: str, location: str) -> bytes:
+        path = self._local_file(url, location)
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except (OSError, ValueError) as exc:
+            raise _local_error(path, exc) from exc
+
+    @staticmethod
+    def _local_file(url: str, location: str) -> str:
+        """The file a local ``location`` names; StorageError for a relative one."""
         path = _local_path(location)
         if not os.path.isabs(path):
             url = url.partition("?")[0]  # a query string may hold a signature
@@ -670,14 +712,7 @@ class Storage:
                 attempts=1,
                 retryable=False,
             )
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except OSError as exc:
-            reason, status, _ = _classify(exc)
-            raise StorageError(path, reason, status=status, attempts=1, retryable=False) from exc
-        except ValueError as exc:  # a NUL character, a lone surrogate: no file has that name
-            raise StorageError(path, f"the system refuses this path: {exc}") from exc
+        return path
 
     def _options(self, protocol: str) -> dict[str, Any]:
         """fsspec options for ``protocol``, with the request timeout for HTTP."""
@@ -802,7 +837,7 @@ def _create_temporary(folder: Path) -> tuple[int, Path]:
             continue
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Write ``path`` by a temporary file in its folder and a rename: readers see the old
     state or the whole file, never part of it. Its mode is 0666 less the umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
