@@ -31,7 +31,15 @@ from .errors import AssetError, DecodeError, SegmentsTorchError, SourceUnavailab
 from .label_cache import LabelCache
 from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
 from .samples import LABEL_STATUSES, SampleRecord
-from .storage import RetryPolicy, Storage, StorageError, UrlMap, display_url, release_base_url
+from .storage import (
+    RetryPolicy,
+    Storage,
+    StorageError,
+    UrlMap,
+    display_url,
+    release_base_url,
+    warn_once,
+)
 from .targets import TARGET_KINDS, SegmentMap, build_target
 
 __all__ = ["SegmentsDataset", "UnsupportedTaskError"]
@@ -39,10 +47,6 @@ __all__ = ["SegmentsDataset", "UnsupportedTaskError"]
 logger = logging.getLogger(__name__)
 
 Item = tuple[tv_tensors.Image, dict[str, Any]]
-
-
-#: Processes that warned that their label cache cannot be written.
-_WARNED_LABEL_CACHE: set[int] = set()
 
 
 class UnsupportedTaskError(SegmentsTorchError, ValueError):
@@ -365,9 +369,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         try:
             self.label_cache.put(*identity, label)
         except OSError as exc:
-            if os.getpid() not in _WARNED_LABEL_CACHE:
-                _WARNED_LABEL_CACHE.add(os.getpid())
-                logger.warning("cannot write to the label cache %s: %s", self.label_cache, exc)
+            warn_once(logger, "label-write", "cannot write to %s: %s", self.label_cache, exc)
 
     def _read(self, name: str, url: str, assets: Iterator[Any]) -> Any:
         """The next of ``assets``, what the decoder of ``url`` made of it. A host that is

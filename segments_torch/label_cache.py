@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .storage import write_atomically
+from .storage import warn_once, write_atomically
 from .targets import SegmentMap
 
 __all__ = ["FORMAT_VERSION", "LabelCache"]
@@ -108,7 +108,7 @@ class LabelCache:
         except FileNotFoundError:
             return None
         except OSError as exc:  # a folder in its place, no permission: as if not cached
-            logger.warning("cannot read the label cache entry %s: %s", path, exc)
+            warn_once(logger, "label-read", "cannot read the label cache entry %s: %s", path, exc)
             return None
         try:
             return _decode(data, source)

@@ -75,6 +75,7 @@ __all__ = [
     "prefetch",
     "release_base_url",
     "remove_stale_partials",
+    "warn_once",
     "write_atomically",
 ]
 
@@ -575,7 +576,7 @@ class Storage:
                     location = display_url(self.resolve(url))
                     why = f"cannot write the cache file {cached}: {exc.strerror or exc}"
                     raise StorageError(location, why) from exc
-                _warn_once("write", "cannot write the cache file %s: %s", cached, exc)
+                warn_once(logger, "write", "cannot write the cache file %s: %s", cached, exc)
         return data, value
 
     def read_each(
@@ -801,13 +802,13 @@ if hasattr(os, "register_at_fork"):
 _WARNED: set[tuple[int, str]] = set()
 
 
-def _warn_once(kind: str, message: str, *args: object) -> None:
-    """Log a cache trouble the first time this process meets its ``kind``: a cache that
-    fails for one file usually fails for every file, and a warning per file would bury
-    the log."""
+def warn_once(log: logging.Logger, kind: str, message: str, *args: object) -> None:
+    """Log a cache trouble to ``log`` the first time this process meets its ``kind``: a
+    cache that fails for one file usually fails for every file, and a warning per file
+    would bury the log."""
     if (os.getpid(), kind) not in _WARNED:
         _WARNED.add((os.getpid(), kind))
-        logger.warning(message + " (warned once per process)", *args)
+        log.warning(message + " (warned once per process)", *args)
 
 
 def _read_cache_entry(path: Path) -> bytes | None:
@@ -819,7 +820,9 @@ def _read_cache_entry(path: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        _warn_once("read", "cannot read the cache file %s, reading the source: %s", path, exc)
+        warn_once(
+            logger, "read", "cannot read the cache file %s, reading the source: %s", path, exc
+        )
         return None
 
 
