@@ -43,7 +43,7 @@ import struct
 import sys
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,7 @@ from .errors import DecodeError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "DeviceImage",
     "PngHeader",
     "check_complete",
     "check_pixels",
@@ -63,9 +64,12 @@ __all__ = [
     "decode_bitmap",
     "decode_bitmap_pixels",
     "decode_image",
+    "decode_jpegs",
     "encode_bitmap",
+    "orient",
     "pixels_to_ids",
     "png_header",
+    "prepare_image",
     "sniff",
 ]
 
@@ -87,6 +91,7 @@ _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 #: Output of one inflate step when checking a bitmap's zlib stream (kept in cache, dropped).
 _INFLATE_STEP = 1 << 18
 _MAX_ID = 2**24 - 1
+_EXIF_ORIENTATION = 0x0112
 #: The most pixels an image or bitmap may declare unless told otherwise (2^28: 16384 x
 #: 16384, 27 times a 10 MP photo); a 2^28-pixel RGBA bitmap decodes to 1 GiB.
 DEFAULT_MAX_PIXELS = 2**28
@@ -151,8 +156,25 @@ def png_header(data: bytes) -> PngHeader:
     return PngHeader(width, height, bit_depth, color_type, interlaced=data[28] == 1)
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    """``(width, height)`` from a JPEG's frame header (SOF), without decoding."""
+@dataclass(frozen=True)
+class _JpegFrame:
+    """What a JPEG's frame header (SOF) says: its kind of coding, size and components."""
+
+    marker: int
+    width: int
+    height: int
+    components: int
+
+    @property
+    def for_every_decoder(self) -> bool:
+        """Huffman-coded baseline, extended or progressive, grey or three components: the
+        JPEGs nvJPEG and libjpeg-turbo's fast paths both take (not CMYK, arithmetic
+        coding or lossless ones, which Pillow decodes)."""
+        return self.marker in (0xC0, 0xC1, 0xC2) and self.components in (1, 3)
+
+
+def _jpeg_frame(data: bytes) -> _JpegFrame:
+    """A JPEG's frame header, read without decoding."""
     position = 2
     while position + 4 <= len(data):
         if data[position] != 0xFF:  # stray bytes between segments: decoders skip them too
@@ -168,10 +190,10 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
         elif marker in (0xD9, 0xDA):  # EOI, or the scan began: no frame header before it
             break
         elif marker in _JPEG_FRAMES:
-            if position + 9 > len(data):
+            if position + 10 > len(data):
                 break
-            height, width = struct.unpack_from(">HH", data, position + 5)
-            return width, height
+            height, width, components = struct.unpack_from(">HHB", data, position + 5)
+            return _JpegFrame(marker, width, height, components)
         else:
             position += 2 + struct.unpack_from(">H", data, position + 2)[0]
     raise DecodeError("cannot decode the image (JPEG data): no frame header (truncated?)")
@@ -190,7 +212,8 @@ def declared_size(data: bytes) -> tuple[int, int]:
     """
     kind = sniff(data)
     if kind == "jpeg":
-        return _jpeg_size(data)
+        frame = _jpeg_frame(data)
+        return frame.width, frame.height
     if kind == "png":
         header = png_header(data)
         return header.width, header.height
@@ -406,6 +429,143 @@ def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             ) from None
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise DecodeError(f"cannot decode the image ({_found(data)}): {exc}") from None
+
+
+# -- the device path: JPEGs decoded where the model runs ------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceImage:
+    """An image as a DataLoader worker ships it for decoding on the device
+    (:func:`prepare_image`): a JPEG as its encoded bytes, anything else decoded.
+
+    Attributes:
+        data: a JPEG's bytes as a 1-D uint8 tensor, or the ``(3, H, W)`` decoded image.
+        jpeg: whether ``data`` is a JPEG still to decode (:func:`decode_jpegs`).
+        orientation: the JPEG's EXIF orientation (1 to 8; 1 where it has none).
+        height: the oriented image's height, as decoding will give it.
+        width: its width.
+    """
+
+    data: torch.Tensor
+    jpeg: bool
+    orientation: int
+    height: int
+    width: int
+
+
+def prepare_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DeviceImage:
+    """What a worker does with an image's bytes for decoding on the device: a JPEG that
+    every JPEG decoder takes is kept encoded, its size, EXIF orientation and pixel limit
+    read from its header; any other image is decoded here (:func:`decode_image`).
+
+    Example:
+        >>> shipped = prepare_image(open("photo.jpg", "rb").read())  # doctest: +SKIP
+        >>> shipped.jpeg, shipped.height, shipped.width  # doctest: +SKIP
+        (True, 720, 1280)
+    """
+    if sniff(data) == "jpeg":
+        frame = _jpeg_frame(data)
+        check_pixels("image", frame.width, frame.height, max_pixels)
+        if frame.for_every_decoder:
+            orientation = _exif_orientation(data)
+            height, width = frame.height, frame.width
+            if orientation >= 5:  # a quarter turn or a transposition: sides swap
+                height, width = width, height
+            return DeviceImage(_as_tensor(data), True, orientation, height, width)
+    image = decode_image(data, max_pixels=max_pixels)
+    return DeviceImage(image, False, 1, image.shape[-2], image.shape[-1])
+
+
+def _exif_orientation(data: bytes) -> int:
+    """The EXIF orientation of a JPEG (1 where it has none, or an invalid one), as
+    Pillow and the decoders read it; from the header only."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 1
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
+    """``(..., H, W)`` stored pixels turned as EXIF ``orientation`` says they are shown
+    (what ``PIL.ImageOps.exif_transpose`` does), on any device.
+
+    Example:
+        >>> orient(torch.tensor([[1, 2], [3, 4]]), 6).tolist()  # a quarter turn clockwise
+        [[3, 1], [4, 2]]
+    """
+    dims = (-2, -1)
+    if orientation == 2:
+        return image.flip(-1)
+    if orientation == 3:
+        return image.flip(dims)
+    if orientation == 4:
+        return image.flip(-2)
+    if orientation == 5:
+        return image.transpose(-2, -1)
+    if orientation == 6:
+        return torch.rot90(image, -1, dims)
+    if orientation == 7:
+        return torch.rot90(image.transpose(-2, -1), 2, dims)
+    if orientation == 8:
+        return torch.rot90(image, 1, dims)
+    return image
+
+
+def decode_jpegs(
+    images: Sequence[DeviceImage], device: torch.device | str
+) -> list[torch.Tensor | DecodeError]:
+    """Decode shipped JPEGs on ``device``, EXIF orientation applied: ``(3, H, W)`` uint8
+    each, or the :class:`DecodeError` that one raised (never raised itself, so that one
+    bad image does not take its batch along).
+
+    On CUDA, one batched call of torchcodec's nvJPEG decoder (orientation applied here
+    where the decoder leaves it out); a JPEG it refuses, and every JPEG on the CPU, is
+    decoded as :func:`decode_image` decodes it on the host, so both paths give the same
+    pixels wherever they run on the CPU.
+    """
+    device = torch.device(device)
+    if device.type != "cpu" and _TORCHCODEC is not None and images:
+        sources = [image.data for image in images]
+        try:
+            decoded = _TORCHCODEC.decode_jpeg(sources, mode="RGB", device=device)
+        except RuntimeError:
+            pass  # one of them (at least) is refused: each on its own below
+        else:
+            turned = not _decoder_orients(device)
+            return [
+                orient(pixels, image.orientation) if turned else pixels
+                for pixels, image in zip(decoded, images, strict=True)
+            ]
+    results: list[torch.Tensor | DecodeError] = []
+    for image in images:
+        try:
+            pixels = decode_image(image.data.numpy().tobytes(), max_pixels=None)
+        except DecodeError as exc:
+            results.append(exc)
+        else:
+            results.append(pixels.to(device, non_blocking=True))
+    return results
+
+
+#: Device type -> whether torchcodec's JPEG decoder there applies the EXIF orientation.
+_ORIENTS: dict[str, bool] = {}
+
+
+def _decoder_orients(device: torch.device) -> bool:
+    """Whether torchcodec's decoder on ``device`` applies EXIF orientation itself (its
+    CPU decoder does): found once per device type by decoding a 2 x 1 JPEG marked as
+    turned a quarter."""
+    if device.type not in _ORIENTS:
+        exif = Image.Exif()
+        exif[_EXIF_ORIENTATION] = 6
+        buffer = io.BytesIO()
+        Image.new("RGB", (2, 1)).save(buffer, format="JPEG", exif=exif)
+        probe = _TORCHCODEC.decode_jpeg(_as_tensor(buffer.getvalue()), device=device)
+        _ORIENTS[device.type] = tuple(probe.shape[-2:]) == (2, 1)
+    return _ORIENTS[device.type]
 
 
 def decode_bitmap_pixels(

@@ -25,8 +25,16 @@ from torch.utils.data import get_worker_info
 from torchvision import tv_tensors
 
 from .categories import CategoryMap
-from .codecs import DEFAULT_MAX_PIXELS, check_pixels, decode_bitmap, decode_image
+from .codecs import (
+    DEFAULT_MAX_PIXELS,
+    DeviceImage,
+    check_pixels,
+    decode_bitmap,
+    decode_image,
+    prepare_image,
+)
 from .collate import collate_detection, collate_semantic
+from .device import DeviceDecoder, EncodedSample, collate_device
 from .errors import AssetError, DecodeError, SegmentsTorchError, SourceUnavailableError
 from .label_cache import LabelCache
 from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
@@ -53,7 +61,7 @@ class UnsupportedTaskError(SegmentsTorchError, ValueError):
     """The release's task type is one this dataset does not serve (yet)."""
 
 
-class SegmentsDataset(torch.utils.data.Dataset[Item]):
+class SegmentsDataset(torch.utils.data.Dataset[Any]):
     """A Segments.ai release as a map-style dataset of ``(image, target)`` pairs.
 
     Args:
@@ -107,6 +115,10 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
             see :mod:`~segments_torch.label_cache`): later reads take it from there and
             never read or decode the PNG again. Targets are the same with or without it.
             Safe to share between workers and processes of one machine.
+        decode: ``"host"`` (the default): ``ds[i]`` is a decoded ``(image, target)``.
+            ``"device"``: ``ds[i]`` is an :class:`~segments_torch.device.EncodedSample`
+            (the JPEG still encoded, the bitmap as a one-byte segment map) for
+            :meth:`device_decoder` to finish on the GPU (see :mod:`segments_torch.device`).
 
     Example:
         >>> ds = SegmentsDataset("flowers-v1.0.json", task="segmentation",
@@ -141,6 +153,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         on_error: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         label_cache: str | os.PathLike[str] | None = None,
+        decode: str = "host",
     ) -> None:
         if target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
@@ -195,6 +208,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         if max_pixels is not None and max_pixels < 1:
             raise ValueError(f"max_pixels must be None or at least 1, not {max_pixels}")
         self.max_pixels = max_pixels
+        if decode not in ("host", "device"):
+            raise ValueError(f"decode must be 'host' or 'device', not {decode!r}")
+        self.decode = decode
         #: Decoded labels kept on disk (see :mod:`~segments_torch.label_cache`), or None.
         self.label_cache = LabelCache(label_cache) if label_cache is not None else None
         # One flag per sample in shared memory: workers' failures count in the parent.
@@ -223,12 +239,31 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         return self.categories.num_labels + extra
 
     @property
-    def collate_fn(self) -> Callable[[list[Item]], Any]:
-        """The collate function for this target kind: lists of images and targets for
-        ``"instance"`` and ``"panoptic"``, padded stacks for ``"semantic"``."""
+    def collate_fn(self) -> Callable[[list[Any]], Any]:
+        """The collate function of this dataset's items: with ``decode="host"``, lists of
+        images and targets for ``"instance"`` and ``"panoptic"``, padded stacks for
+        ``"semantic"``; with ``decode="device"``, a
+        :class:`~segments_torch.device.DeviceBatch` for :meth:`device_decoder`."""
+        if self.decode == "device":
+            return collate_device
+        return self.host_collate_fn
+
+    @property
+    def host_collate_fn(self) -> Callable[[list[Item]], Any]:
+        """The collate function of decoded ``(image, target)`` items (what
+        :attr:`collate_fn` is with ``decode="host"``; what the device decoder returns)."""
         if self.target == "semantic":
             return collate_semantic(ignore_index=self.ignore_index)
         return collate_detection
+
+    def device_decoder(self) -> DeviceDecoder:
+        """The decoder that finishes this dataset's ``decode="device"`` batches on their
+        device: ``images, targets = ds.device_decoder()(batch.to("cuda"))`` gives what
+        :attr:`collate_fn` gives with ``decode="host"`` (see :mod:`segments_torch.device`).
+        """
+        if self.decode != "device":
+            raise ValueError("device_decoder() finishes the batches of decode='device' datasets")
+        return DeviceDecoder(self)
 
     def sample_info(self, index: int) -> SampleRecord:
         """The sample behind ``ds[index]`` (uuid, name, URLs, status, metadata), without
@@ -241,7 +276,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
             raise IndexError(f"index {index} is out of range for {len(self.rows)} samples")
         return index % len(self.rows)
 
-    def __getitem__(self, index: int) -> Item:
+    def __getitem__(self, index: int) -> Any:
+        """``(image, target)``, or with ``decode="device"`` an
+        :class:`~segments_torch.device.EncodedSample`."""
         position = self._position(index)
         if self.on_error == "raise":
             return self._item(position)
@@ -252,13 +289,18 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
             try:
                 return self._item(candidate)
             except AssetError as error:
-                if not self._failed[candidate]:
-                    self._failed[candidate] = 1
-                    logger.warning("skipping %s (on_error='skip')", error)
+                self.count_failure(candidate, error)
                 last = error
         raise AssetError(
             last.sample, last.url, f"{last.reason} (on_error='skip': all {len(self)} failed)"
         )
+
+    def count_failure(self, index: int, error: AssetError) -> None:
+        """Count ``ds[index]``'s sample as failed and skipped (``on_error="skip"``),
+        logging ``error`` the first time."""
+        if not self._failed[index]:
+            self._failed[index] = 1
+            logger.warning("skipping %s (on_error='skip')", error)
 
     @property
     def failures(self) -> int:
@@ -270,7 +312,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         """The samples that failed and were skipped so far (see :attr:`failures`)."""
         return [self.sample_info(int(i)) for i in torch.nonzero(self._failed).flatten()]
 
-    def _item(self, position: int) -> Item:
+    def _item(self, position: int) -> Any:
+        if self.decode == "device":
+            return self._encoded_item(position)
         row = int(self.rows[position])
         table = self.release.samples
         name = table.names[row]
@@ -288,10 +332,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         def image_of(data: bytes) -> torch.Tensor:
             return decode_image(data, max_pixels=self.max_pixels)
 
-        label = identity = None
-        if bitmap_url and self.label_cache is not None:
-            identity = self._identity(name, bitmap_url)
-            label = self.label_cache.get(*identity)
+        identity, label = self._cached_label(name, bitmap_url)
 
         def decode_target(data: bytes) -> tuple[torch.Size, dict[str, Any]]:
             ids = decode_bitmap(data, max_pixels=self.max_pixels)
@@ -310,24 +351,13 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         image = self._read(name, image_url, assets)
         height, width = image.shape[-2:]
         if label is not None:  # decoded once before: the PNG is not read
-            try:
-                check_pixels("bitmap", label.shape[1], label.shape[0], self.max_pixels)
-            except DecodeError as exc:
-                where = display_url(self.storage.resolve(bitmap_url))
-                raise AssetError(name, where, str(exc)) from exc
             shape, target = label.shape, self.target_for(row, label, shared=shared)
         elif bitmap_url:
             shape, target = self._read(name, bitmap_url, assets)
         else:  # a selected sample without a bitmap: empty targets
             shape = torch.Size((height, width))
             target = self.target_for(row, torch.zeros(shape, dtype=torch.int32), shared=shared)
-        if tuple(shape) != (height, width):
-            raise AssetError(
-                name,
-                display_url(bitmap_url),
-                f"the bitmap is {shape[1]}x{shape[0]} (width x height) but the "
-                f"oriented image is {width}x{height}",
-            )
+        self._check_size(name, bitmap_url, shape, (height, width))
         item: Item = (tv_tensors.Image(image), target)
         if self.transforms is not None:
             item = self.transforms(*item)
@@ -340,19 +370,102 @@ class SegmentsDataset(torch.utils.data.Dataset[Item]):
         :class:`~segments_torch.targets.SegmentMap`), on the map's device (CPU or CUDA):
         what ``ds[i]`` returns for ``row = ds.rows[i]``. ``shared``: masks and per-pixel
         maps in shared memory (``targets.allocate``)."""
-        annotation_ids, category_ids = self._labels.annotations(row)
         target: dict[str, Any] = build_target(
             self.target,
             ids,
-            annotation_ids,
-            self.categories.labels_for(category_ids),
-            self.categories.things_for(category_ids),
+            *self.annotation_tables(row),
             ignore_index=self.ignore_index,
             label_offset=self.label_offset,
             shared=shared,
         )
         target["image_id"] = torch.tensor(row, device=ids.device)
         return target
+
+    def annotation_tables(
+        self, row: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Release row ``row``'s annotation ids, the training label of each (``-1``:
+        category not selected) and whether its category has instances."""
+        annotation_ids, category_ids = self._labels.annotations(row)
+        return (
+            np.asarray(annotation_ids, dtype=np.int64),
+            self.categories.labels_for(category_ids),
+            self.categories.things_for(category_ids),
+        )
+
+    def _encoded_item(self, position: int) -> EncodedSample:
+        """``ds[i]`` with ``decode="device"``: the image as the worker ships it, the
+        bitmap as its segment map (see :mod:`segments_torch.device`)."""
+        row = int(self.rows[position])
+        name = self.release.samples.names[row]
+        image_url = self.release.samples.image_urls[row]
+        bitmap_url = self._labels.bitmap_urls[row]
+
+        def prepared(data: bytes) -> DeviceImage:
+            return prepare_image(data, max_pixels=self.max_pixels)
+
+        identity, label = self._cached_label(name, bitmap_url)
+
+        def compact(data: bytes) -> SegmentMap:
+            decoded = SegmentMap.from_ids(decode_bitmap(data, max_pixels=self.max_pixels))
+            if identity is not None:
+                self._keep_label(identity, decoded)
+            return decoded
+
+        reading = bitmap_url and label is None
+        assets = (
+            self.storage.read_each([image_url, bitmap_url], [prepared, compact])
+            if reading
+            else self.storage.read_each([image_url], [prepared])
+        )
+        image: DeviceImage = self._read(name, image_url, assets)
+        size = (image.height, image.width)
+        if reading:
+            label = self._read(name, bitmap_url, assets)
+        elif label is None:  # a selected sample without a bitmap: empty targets
+            label = SegmentMap(
+                torch.zeros(size, dtype=torch.uint8), torch.zeros(1, dtype=torch.int32)
+            )
+        self._check_size(name, bitmap_url, label.shape, size)
+        return EncodedSample(
+            image,
+            label,
+            *self.annotation_tables(row),
+            image_id=row,
+            index=position,
+            name=name,
+            url=display_url(self.storage.resolve(image_url)),
+        )
+
+    def _cached_label(
+        self, name: str, bitmap_url: str
+    ) -> tuple[tuple[str, str] | None, SegmentMap | None]:
+        """The label cache's identity of a bitmap and the label stored for it; ``None``
+        for each where there is no cache (or no bitmap), ``None`` label on a miss."""
+        if not bitmap_url or self.label_cache is None:
+            return None, None
+        identity = self._identity(name, bitmap_url)
+        label = self.label_cache.get(*identity)
+        if label is not None:  # decoded before, maybe under another max_pixels
+            try:
+                check_pixels("bitmap", label.shape[1], label.shape[0], self.max_pixels)
+            except DecodeError as exc:
+                where = display_url(self.storage.resolve(bitmap_url))
+                raise AssetError(name, where, str(exc)) from exc
+        return identity, label
+
+    @staticmethod
+    def _check_size(
+        name: str, bitmap_url: str, shape: Sequence[int], size: tuple[int, int]
+    ) -> None:
+        """A bitmap must be the size of the oriented image it labels."""
+        if tuple(shape) != size:
+            raise AssetError(
+                name,
+                display_url(bitmap_url),
+                f"the bitmap is {shape[1]}x{shape[0]} (width x height) but the "
+                f"oriented image is {size[1]}x{size[0]}",
+            )
 
     def _identity(self, name: str, url: str) -> tuple[str, str]:
         """The label cache's key of a bitmap and the record of its content (see
