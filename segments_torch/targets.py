@@ -387,7 +387,7 @@ def _code_dtype(num_segments: int) -> torch.dtype:
 
 
 def _segment_masks(
-    code: torch.Tensor, num_segments: int, *, shared: bool = False
+    code: torch.Tensor, num_segments: int, *, shared: bool = False, all_present: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Masks, float32 boxes, areas and segment numbers of the segments with pixels.
 
@@ -395,10 +395,15 @@ def _segment_masks(
         code: ``(H, W)`` segment + 1 (0 = none), in :func:`_code_dtype`.
         num_segments: segments ``0 .. num_segments - 1`` were assigned.
         shared: make the masks in shared memory (see :func:`allocate`).
+        all_present: every segment is known to have pixels: the areas are not read to
+            find out (on a GPU, that read would wait for the device).
     """
     masks = _compare(code, num_segments, shared=shared)
     extents = _run_extents(code, num_segments)
     area, boxes = extents if extents is not None else _mask_extents(masks)
+    if all_present:
+        present = torch.arange(num_segments, device=code.device)
+        return masks, boxes.to(torch.float32), area, present
     present = torch.nonzero(area).squeeze(1)
     count = len(present)
     if count < num_segments:  # annotations absent from the bitmap (rare): move the masks
@@ -468,13 +473,16 @@ def _mask_extents(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     position = torch.arange(height, device=device)
     boxes[:, 1] = torch.where(rows, position, height).amin(dim=1)
     boxes[:, 3] = torch.where(rows, position, -1).amax(dim=1) + 1
-    # Columns from each mask's own rows only: a segment spans a fraction of the height,
-    # so this reads a fraction of the masks (at 25 segments, 5-10x faster on CPU than a
-    # second reduction over all of them, in spite of the loop).
-    columns = torch.zeros((count, width), dtype=torch.uint8, device=device)
-    for row, (top, bottom) in enumerate(boxes[:, 1::2].tolist()):
-        if top < bottom:
-            torch.amax(masks[row, top:bottom], dim=0, out=columns[row])
+    if device.type == "cpu":
+        # Columns from each mask's own rows only: a segment spans a fraction of the
+        # height, so this reads a fraction of the masks (at 25 segments, 5-10x faster on
+        # CPU than a second reduction over all of them, in spite of the loop).
+        columns = torch.zeros((count, width), dtype=torch.uint8, device=device)
+        for row, (top, bottom) in enumerate(boxes[:, 1::2].tolist()):
+            if top < bottom:
+                torch.amax(masks[row, top:bottom], dim=0, out=columns[row])
+    else:  # one reduction of every mask: reading the rows to the host would wait for it
+        columns = masks.amax(dim=1) if height else masks.new_zeros((count, width))
     hit = columns > 0
     position = torch.arange(width, device=device)
     boxes[:, 0] = torch.where(hit, position, width).amin(dim=1)
@@ -601,10 +609,19 @@ def build_target(
         thing = selected & _host(is_thing, bool)
         segment_of = _panoptic_segments(labels, thing)
     num_segments = int(segment_of.max()) + 1 if len(segment_of) else 0
+    if isinstance(ids, SegmentMap):
+        # Which segments have pixels is known on the host, from the map's id table:
+        # number only those, so the areas need not be read (on a GPU, a wait for it).
+        has_pixels = np.isin(annotation_ids, ids.ids.numpy())
+        present = np.unique(segment_of[(segment_of >= 0) & has_pixels])
+        segment_of = _renumbered(segment_of, present, num_segments)
+        num_segments = len(present)
     code_dtype = np.uint8 if _code_dtype(num_segments) == torch.uint8 else np.int32
     code = lookup.map((segment_of + 1).astype(code_dtype), 0)
-    masks, boxes, area, present = _segment_masks(code, num_segments, shared=shared)
-    kept = present.cpu().numpy()
+    masks, boxes, area, rows = _segment_masks(
+        code, num_segments, shared=shared, all_present=isinstance(ids, SegmentMap)
+    )
+    kept = rows.cpu().numpy()
     # The first annotation of each kept segment (the only one, for things).
     first = np.full(num_segments + 1, len(segment_of), dtype=np.int64)
     np.minimum.at(first, segment_of + 1, np.arange(len(segment_of)))
@@ -629,6 +646,16 @@ def build_target(
             instance_map = lookup.map(row[segment_of + 1], 0, shared=shared)
         target["instance_map"] = tv_tensors.Mask(instance_map)
     return target
+
+
+def _renumbered(
+    segment_of: npt.NDArray[np.int64], present: npt.NDArray[np.int64], count: int
+) -> npt.NDArray[np.int64]:
+    """``segment_of`` with the ``present`` segments (of ``count``) numbered 0, 1, ... in
+    their order, the others and ``-1`` as ``-1``."""
+    number = np.full(count + 1, -1, dtype=np.int64)
+    number[present + 1] = np.arange(len(present))
+    return number[segment_of + 1]
 
 
 def _panoptic_segments(
