@@ -1657,3 +1657,86 @@ def test_pixels_to_ids_of_a_1x1_hwc_view_of_a_chw_tensor():
     assert pixels.is_contiguous()
     assert pixels.stride() == (1, 1, 1)
     assert pixels_to_ids(pixels).tolist() == [[1 + 2 * 256 + 3 * 65536]]
+
+
+# -- the device path ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_turns_pixels_as_pillow_shows_them(orientation):
+    stored = random_u8((5, 7, 3), seed=80)
+    data = encode(Image.fromarray(stored), "PNG", exif=exif(orientation))
+    turned = codecs.orient(torch.from_numpy(stored).permute(2, 0, 1), orientation)
+    np.testing.assert_array_equal(hwc(turned), pillow_rgb(data))
+    np.testing.assert_array_equal(hwc(turned), ORIENT[orientation](stored))
+
+
+def test_orient_docstring_example():
+    assert codecs.orient(torch.tensor([[1, 2], [3, 4]]), 6).tolist() == [[3, 1], [4, 2]]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_prepare_image_keeps_a_jpeg_encoded_with_its_oriented_size(orientation):
+    stored = random_u8((6, 9, 3), seed=81)
+    data = encode(Image.fromarray(stored), "JPEG", exif=exif(orientation))
+    shipped = codecs.prepare_image(data)
+    assert shipped.jpeg
+    assert shipped.data.numpy().tobytes() == data
+    assert shipped.orientation == orientation
+    expected = (9, 6) if orientation >= 5 else (6, 9)
+    assert (shipped.height, shipped.width) == expected
+    (decoded,) = codecs.decode_jpegs([shipped], "cpu")
+    assert isinstance(decoded, torch.Tensor)
+    assert torch.equal(decoded, decode_image(data))
+    assert tuple(decoded.shape[-2:]) == expected
+
+
+def test_prepare_image_decodes_what_no_gpu_decoder_reads():
+    rgb = random_u8((6, 9, 3), seed=82)
+    for data in (
+        encode(Image.fromarray(rgb), "PNG"),
+        encode(Image.fromarray(rgb).convert("CMYK"), "JPEG"),
+    ):
+        shipped = codecs.prepare_image(data)
+        assert not shipped.jpeg
+        assert torch.equal(shipped.data, decode_image(data))
+        assert (shipped.orientation, shipped.height, shipped.width) == (1, 6, 9)
+
+
+def test_prepare_image_checks_the_pixel_limit_from_the_header(no_decoding):
+    assert decode_error(lambda d: codecs.prepare_image(d), jpeg_declaring(30000, 30000)) == (
+        "the image declares 30000x30000 pixels (900,000,000), more than max_pixels=268,435,456"
+    )
+
+
+def test_decode_jpegs_returns_each_failure_in_its_place():
+    good = encode(Image.fromarray(random_u8((8, 8, 3), seed=83)), "JPEG")
+    cut = good[: good.index(b"\xff\xda") + 30]
+    results = codecs.decode_jpegs([codecs.prepare_image(d) for d in (good, cut, good)], "cpu")
+    assert isinstance(results[0], torch.Tensor)
+    assert isinstance(results[1], DecodeError)
+    assert str(results[1]).startswith("cannot decode the image (JPEG data): ")
+    assert isinstance(results[2], torch.Tensor)
+    assert torch.equal(results[2], results[0])
+    assert codecs.decode_jpegs([], "cpu") == []
+
+
+def test_the_cpu_decoder_applies_exif_orientation_itself():
+    if codecs._TORCHCODEC is None:
+        pytest.skip("torchcodec is not installed")
+    assert codecs._decoder_orients(torch.device("cpu"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_decode_jpegs_on_cuda_orients_as_the_cpu(orientation):
+    stored = random_u8((16, 24, 3), seed=84)
+    data = encode(Image.fromarray(stored), "JPEG", exif=exif(orientation), quality=95)
+    (decoded,) = codecs.decode_jpegs([codecs.prepare_image(data)], "cuda")
+    assert isinstance(decoded, torch.Tensor)
+    assert decoded.device.type == "cuda"
+    expected = decode_image(data)
+    assert decoded.shape == expected.shape
+    difference = (decoded.cpu().to(torch.int16) - expected.to(torch.int16)).abs()
+    assert int(difference.max()) <= 40
