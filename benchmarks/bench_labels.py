@@ -19,8 +19,9 @@ What is measured, in one run, on generated samples (``--data-dir``, default
    with a warm one, the ratio of paired calls (goal: at most 0.6 for instance targets);
    and the first ``ds[i]`` of each sample into an empty cache (cold), against the same
    call without a cache.
-3. **DataLoader** items/s, 2 workers, batch 4, instance targets: no cache, the first epoch
-   into an empty cache (cold), and a later one (warm); median of ``--passes``.
+3. **DataLoader** items/s, 2 workers, batch 4, instance targets, after each epoch's first
+   batch: no cache, an epoch into an empty cache (cold), one from a full cache (warm), in
+   an order that turns from pass to pass; median of ``--passes``.
 4. **Disk**: the entries' bytes against the PNGs' (zstd; zlib when zstandard is missing).
 5. **The SDK** at 1280x720 over loopback HTTP (``bench_dataset.py``'s server and the code
    an SDK user writes for Mask R-CNN targets) against ours over the same server with a warm
@@ -65,6 +66,7 @@ from torch.utils.data import DataLoader
 import segments_torch
 from segments_torch import SegmentsDataset, codecs, label_cache
 from segments_torch.label_cache import LabelCache
+from segments_torch.label_prefetch import fill_label_cache
 from segments_torch.storage import Storage
 from segments_torch.targets import SegmentMap
 
@@ -223,22 +225,31 @@ def paired(timings: Timings, numerator: str, denominator: str) -> float:
 
 
 def epoch_rate(ds: SegmentsDataset, workers: int) -> float:
-    """Items per second of one epoch (worker start-up included)."""
+    """Items per second of one epoch after its first batch (worker start-up left out)."""
     loader = DataLoader(ds, batch_size=BATCH, num_workers=workers, collate_fn=ds.collate_fn)
+    batches = iter(loader)
+    next(batches)
     start = time.perf_counter()
-    items = sum(len(images) for images, _ in loader)
+    items = sum(len(images) for images, _ in batches)
     return items / (time.perf_counter() - start)
 
 
 def measure_loader(release: Path, passes: int, workers: int, cache_dir: Path) -> dict[str, float]:
-    rates: dict[str, list[float]] = {"no cache": [], "cold": [], "warm": []}
+    """Epochs without a cache, into an empty one and from a full one, in an order that
+    turns from pass to pass (the first epoch of a pass may find colder caches)."""
+    warm_dir = cache_dir / "loader-warm"
+    fill_label_cache(SegmentsDataset(release, label_cache=warm_dir), workers=0, progress=False)
+    regimes: list[tuple[str, Callable[[Path], SegmentsDataset]]] = [
+        ("no cache", lambda _: SegmentsDataset(release)),
+        ("cold", lambda folder: SegmentsDataset(release, label_cache=folder)),
+        ("warm", lambda _: SegmentsDataset(release, label_cache=warm_dir)),
+    ]
+    rates: dict[str, list[float]] = {name: [] for name, _ in regimes}
     for p in range(passes):
-        folder = cache_dir / f"loader-{p}"
-        rates["no cache"].append(epoch_rate(SegmentsDataset(release), workers))
-        cached = SegmentsDataset(release, label_cache=folder)
-        rates["cold"].append(epoch_rate(cached, workers))
-        rates["warm"].append(epoch_rate(cached, workers))
-        shutil.rmtree(folder)
+        for name, make in regimes[p % 3 :] + regimes[: p % 3]:
+            folder = cache_dir / f"loader-cold-{p}"
+            rates[name].append(epoch_rate(make(folder), workers))
+            shutil.rmtree(folder, ignore_errors=True)
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
@@ -372,7 +383,7 @@ def measure_setting(setting: Setting, args: argparse.Namespace, tmp: Path, repor
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=10, help="rounds of timed calls")
-    parser.add_argument("--items", type=int, default=48, help="samples in each release")
+    parser.add_argument("--items", type=int, default=96, help="samples in each release")
     parser.add_argument("--passes", type=int, default=3, help="DataLoader passes (median kept)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--quick", action="store_true", help="few repetitions: a sanity check")

@@ -5,10 +5,10 @@ Example:
     >>> ds = segments_torch.SegmentsDataset("flowers.json", target="semantic")  # doctest: +SKIP
     >>> image, target = ds[0]  # doctest: +SKIP
 
-Names that need torch (the dataset, collate functions, category map, export) or an extra
-(``SegmentsDataModule``: lightning) are imported on first use, so ``segments-torch info``
-and release inspection start without loading torch, and the package imports without its
-extras.
+Names that need torch (the dataset, collate functions, category map, export, the label
+cache's filling) or an extra (``SegmentsDataModule``: lightning) are imported on first use,
+so ``segments-torch info`` and release inspection start without loading torch, and the
+package imports without its extras.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .collate import collate_detection, collate_semantic
     from .dataset import SegmentsDataset, UnsupportedTaskError
     from .export import export_dataset
+    from .label_prefetch import LabelReport, fill_label_cache
     from .lightning import SegmentsDataModule
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "CategoryMap",
     "CategorySelectionError",
     "DecodeError",
+    "LabelReport",
     "Labelset",
     "Layout",
     "ListSplit",
@@ -66,6 +68,7 @@ __all__ = [
     "collate_detection",
     "collate_semantic",
     "export_dataset",
+    "fill_label_cache",
     "load_release",
     "parse_release",
 ]
@@ -80,6 +83,8 @@ _LAZY = {
     "SegmentsDataset": "dataset",
     "UnsupportedTaskError": "dataset",
     "export_dataset": "export",
+    "LabelReport": "label_prefetch",
+    "fill_label_cache": "label_prefetch",
     "SegmentsDataModule": "lightning",  # extra "lightning"
 }
 

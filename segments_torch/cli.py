@@ -25,7 +25,7 @@ from .export.formats import FORMAT_ALIASES, FORMATS
 from .progress import Progress
 from .release import Release, load_release
 from .samples import LABEL_STATUSES, SelectionError
-from .storage import Storage, prefetch, release_base_url
+from .storage import Storage, check_folder, prefetch, release_base_url
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -235,27 +235,50 @@ def selected_statuses(args: argparse.Namespace) -> list[str] | None:
 
 
 def _prefetch(args: argparse.Namespace) -> int:
+    if args.labels != (args.label_cache is not None):
+        args.usage.error("--labels and --label-cache DIR go together")
+    if args.cache_dir is None and not args.labels:
+        args.usage.error("the following arguments are required: --cache-dir (or --labels)")
     url_map = parse_url_map(args.url_map)
     release = load_release(args.release, url_map=url_map)
     table = release.samples
     labelset = table.resolve_labelset(args.labelset)
     rows = table.select(labelset=labelset, statuses=selected_statuses(args))
-    bitmaps = table.labels[labelset].bitmap_urls
-    urls = [url for row in rows.tolist() for url in (table.image_urls[row], bitmaps[row]) if url]
-    storage = Storage(
-        args.asset_root or release_base_url(args.release),
-        url_map=url_map,
-        cache_dir=args.cache_dir,
-        cache_key=args.cache_key,
+    # The labels are read as a dataset reads them (it imports torch: only with --labels).
+    dataset = _dataset(args, "instance", release=release) if args.labels else None
+    storage = (
+        dataset.storage
+        if dataset is not None
+        else Storage(
+            args.asset_root or release_base_url(args.release),
+            url_map=url_map,
+            cache_dir=args.cache_dir,
+            cache_key=args.cache_key,
+        )
     )
-    storage.check_cache_dir()  # before the progress bar: its error is the only line
+    # Both folders before any progress bar: an error is the only line.
+    storage.check_cache_dir()
+    if args.label_cache is not None:
+        check_folder(args.label_cache, "label cache folder")
+    print(f"samples          {len(rows)}")
+    failed = False
+    if args.cache_dir is not None:  # first the assets: the labels are then read from there
+        bitmaps = table.labels[labelset].bitmap_urls
+        urls = [u for row in rows.tolist() for u in (table.image_urls[row], bitmaps[row]) if u]
+        failed |= _prefetch_assets(storage, urls, args.workers)
+    if dataset is not None:
+        failed |= _fill_labels(dataset, args.label_workers)
+    return 1 if failed else 0
+
+
+def _prefetch_assets(storage: Storage, urls: list[str], workers: int) -> bool:
+    """Download ``urls`` into the cache and print what happened; whether any failed."""
     progress = Progress(len(dict.fromkeys(urls)), label="prefetch", unit="file")
     try:
-        report = prefetch(storage, urls, workers=args.workers, progress=progress)
+        report = prefetch(storage, urls, workers=workers, progress=progress)
     finally:
         progress.close()
     megabytes = report.bytes_downloaded / 1e6
-    print(f"samples          {len(rows)}")
     print(f"assets           {progress.total}")
     print(f"downloaded       {report.downloaded} ({megabytes:.1f} MB)")
     print(f"already cached   {report.already_cached}")
@@ -264,27 +287,58 @@ def _prefetch(args: argparse.Namespace) -> int:
         print(f"removed {report.stale_removed} temporary files of interrupted writes")
     for url, reason in report.failed.items():
         print(f"  {url}: {reason}")
-    return 1 if report.failed else 0
+    return bool(report.failed)
 
 
-def _dataset(args: argparse.Namespace, target: str, on_error: str = "raise") -> SegmentsDataset:
-    """The SegmentsDataset that the selection and storage options describe."""
+def _fill_labels(dataset: SegmentsDataset, workers: int) -> bool:
+    """Fill the dataset's label cache and print what happened; whether any failed."""
+    from .label_prefetch import fill_label_cache
+
+    report = fill_label_cache(dataset, workers=workers)
+    print(f"labels made      {report.made}")
+    print(f"labels reused    {report.reused}")
+    print(f"labels failed    {len(report.failed)}")
+    entries, pngs = report.entry_bytes / 1e6, report.png_bytes / 1e6
+    sizes = f"label cache {entries:.1f} MB for {pngs:.1f} MB of PNGs"
+    if report.unmeasured:
+        # Their size would cost a request each.
+        sizes += f" ({report.unmeasured} reused entries left out: remote PNGs not in --cache-dir)"
+    print(sizes)
+    for name, reason in report.failed.items():
+        print(f"  {name}: {reason}")
+    return bool(report.failed)
+
+
+def _dataset(
+    args: argparse.Namespace,
+    target: str,
+    on_error: str = "raise",
+    *,
+    release: Release | None = None,
+) -> SegmentsDataset:
+    """The SegmentsDataset that the selection and storage options describe (over
+    ``release`` when it is loaded already)."""
     # deferred: torch takes a second to import
     from .codecs import DEFAULT_MAX_PIXELS
     from .dataset import SegmentsDataset
 
+    asset_root = args.asset_root
+    if asset_root is None and release is not None:
+        # The folder as given, user:password@ included (Release.source drops it).
+        asset_root = release_base_url(args.release)
     limit = args.max_pixels
     return SegmentsDataset(
-        args.release,
+        args.release if release is None else release,
         labelset=args.labelset,
         filter_by=selected_statuses(args),
         target=target,
-        asset_root=args.asset_root,
+        asset_root=asset_root,
         url_map=parse_url_map(args.url_map),
         cache_dir=args.cache_dir,
         cache_key=args.cache_key,
         on_error=on_error,
         max_pixels=DEFAULT_MAX_PIXELS if limit is None else limit or None,  # 0: no limit
+        label_cache=args.label_cache,
     )
 
 
@@ -336,13 +390,17 @@ def _positive(text: str) -> int:
     return value
 
 
-def _add_max_pixels(parser: argparse.ArgumentParser) -> None:
+def _add_max_pixels(parser: argparse.ArgumentParser, what: str = "images and bitmaps") -> None:
     parser.add_argument(
         "--max-pixels",
         type=_count,
-        help="refuse images and bitmaps that declare more pixels, before decoding "
+        help=f"refuse {what} that declare more pixels, before decoding "
         "(default 268435456, i.e. 2^28; 0: no limit)",
     )
+
+
+def _add_label_cache(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--label-cache", type=Path, metavar="DIR", help=help)
 
 
 def add_selection_options(
@@ -424,15 +482,31 @@ def _parser() -> argparse.ArgumentParser:
 
     fetch = commands.add_parser(
         "prefetch",
-        help="download a release's assets into a cache folder, in parallel",
+        help="download a release's assets into a cache folder, decode its bitmaps once",
         description="Download the images and bitmaps of the selected samples into --cache-dir "
         "(atomically; files already there are kept, so a second run resumes), then print "
-        "what was downloaded, what was cached already and what failed.",
+        "what was downloaded, what was cached already and what failed. With --labels "
+        "--label-cache DIR, also (or only, without --cache-dir) decode every bitmap into "
+        "the label cache, which datasets made with label_cache=DIR then read instead of "
+        "the PNGs.",
     )
     add_selection_options(fetch)
     fetch.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
-    add_storage_options(fetch, cache_required=True)
-    fetch.set_defaults(run=_prefetch)
+    add_storage_options(fetch, cache_required=False)
+    fetch.add_argument(
+        "--labels",
+        action="store_true",
+        help="fill --label-cache with every selected bitmap's decoded label",
+    )
+    _add_label_cache(fetch, "the label cache folder --labels fills")
+    fetch.add_argument(
+        "--label-workers",
+        type=_count,
+        default=4,
+        help="worker processes that decode bitmaps for --labels (default 4; 0: none)",
+    )
+    _add_max_pixels(fetch, "bitmaps (with --labels)")
+    fetch.set_defaults(run=_prefetch, usage=fetch)
 
     export = commands.add_parser(
         "export",
@@ -475,6 +549,7 @@ def _parser() -> argparse.ArgumentParser:
         "list it and exit with 1 at the end",
     )
     add_storage_options(export, cache_required=False)
+    _add_label_cache(export, "read decoded labels from DIR, and keep those it decodes there")
     _add_max_pixels(export)
     export.set_defaults(run=_export)
 
@@ -494,6 +569,7 @@ def _parser() -> argparse.ArgumentParser:
         "--tile", type=_positive, default=256, help="tile size in pixels (default 256)"
     )
     add_storage_options(preview, cache_required=False)
+    _add_label_cache(preview, "read decoded labels from DIR, and keep those it decodes there")
     _add_max_pixels(preview)
     preview.set_defaults(run=_preview)
     return parser

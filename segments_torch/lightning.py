@@ -3,7 +3,8 @@
 Lightning's conventions, with the release behind them:
 
 - ``prepare_data()`` (once per node, on local rank 0): loads and validates the release and,
-  with ``prefetch=True``, downloads every selected image and bitmap into ``cache_dir``.
+  with ``prefetch=True``, downloads every selected image and bitmap into ``cache_dir`` and
+  decodes every bitmap into ``label_cache``.
 - ``setup(stage)`` (on every rank): splits the release with the ``split`` rule (see
   :mod:`segments_torch.splits`) and builds one :class:`~segments_torch.dataset.SegmentsDataset`
   per stage, each with its own label-status filter and transforms.
@@ -49,6 +50,7 @@ except ImportError as exc:  # the extra is optional: say which one to install
         "segments_torch.lightning needs Lightning, which is not installed: "
         "pip install 'segments-torch[lightning]'"
     ) from exc
+import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
 from .codecs import DEFAULT_MAX_PIXELS
@@ -110,18 +112,21 @@ class SegmentsDataModule(pl.LightningDataModule):
             shuffling ``DistributedSampler`` under DDP).
         dataloader_options: more ``DataLoader`` arguments (``prefetch_factor``,
             ``multiprocessing_context``, ...).
-        prefetch: in ``prepare_data()``, download the assets of every stage's samples into
-            ``cache_dir`` (``prefetch_workers`` at a time) before training starts.
-        prepare_data_per_node: Lightning's flag: ``True`` (a node-local ``cache_dir``) runs
-            ``prepare_data()`` on local rank 0 of every node, ``False`` (a ``cache_dir`` on a
-            file system all nodes share) on global rank 0 only.
+        prefetch: in ``prepare_data()``, before training starts, download the assets of
+            every stage's samples into ``cache_dir`` (``prefetch_workers`` at a time), and
+            store their decoded labels in ``label_cache`` (``num_workers`` worker
+            processes decode the bitmaps; see
+            :func:`~segments_torch.label_prefetch.fill_label_cache`), where each is given.
+        prepare_data_per_node: Lightning's flag: ``True`` (a node-local ``cache_dir`` and
+            ``label_cache``) runs ``prepare_data()`` on local rank 0 of every node, ``False``
+            (folders on a file system all nodes share) on global rank 0 only.
         exact_distributed_eval: under DDP, validate and test every sample exactly once (an
             unrepeated sampler: ranks may run one batch fewer than others, so validation
             steps must not call collectives per step); ``False`` keeps Lightning's padding
             ``DistributedSampler``.
         labelset, task, filter_by_metadata, target, categories, ignore_index,
             label_offset, shared_memory, asset_root, storage_options, url_map, cache_dir,
-            cache_key, timeout, retry, on_error, max_pixels: as
+            cache_key, timeout, retry, on_error, max_pixels, label_cache: as
             :class:`~segments_torch.dataset.SegmentsDataset`; ``storage_options``,
             ``url_map``, ``timeout`` and ``retry`` also serve to read the release file.
 
@@ -162,6 +167,7 @@ class SegmentsDataModule(pl.LightningDataModule):
         retry: RetryPolicy | None = None,
         on_error: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        label_cache: str | os.PathLike[str] | None = None,
         batch_size: int = 2,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -186,8 +192,8 @@ class SegmentsDataModule(pl.LightningDataModule):
             )
         if persistent_workers and num_workers < 1:
             raise ValueError("persistent_workers=True needs num_workers > 0")
-        if prefetch and cache_dir is None:
-            raise ValueError("prefetch=True needs a cache_dir to download into")
+        if prefetch and cache_dir is None and label_cache is None:
+            raise ValueError("prefetch=True needs a cache_dir to download into or a label_cache")
         self.release_source = release
         self.split = split
         self.split_names: dict[str, str | None] = {
@@ -223,6 +229,7 @@ class SegmentsDataModule(pl.LightningDataModule):
             "retry": retry,
             "on_error": on_error,
             "max_pixels": max_pixels,
+            "label_cache": label_cache,
         }
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size if eval_batch_size is not None else batch_size
@@ -263,14 +270,15 @@ class SegmentsDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Load and validate the release; with ``prefetch=True`` download the assets of
-        every stage's samples into ``cache_dir``.
+        every stage's samples into ``cache_dir``, then store their decoded labels in
+        ``label_cache`` (where each is given).
 
         Lightning runs it once per node (local rank 0) while the other ranks wait, so they
-        start on a full node-local cache. Files already cached are not downloaded again.
+        start on a full node-local cache. Files and labels already cached are kept.
 
         Raises:
-            SegmentsTorchError: some assets failed to download and ``on_error="raise"``;
-                the message names them and why.
+            SegmentsTorchError: some assets failed to download, or some labels to be
+                made, and ``on_error="raise"``; the message names them and why.
         """
         release = self.release
         if not self.prefetch:
@@ -278,6 +286,12 @@ class SegmentsDataModule(pl.LightningDataModule):
         datasets = [self.dataset(stage) for stage in self._available(STAGES)]
         if not datasets:
             return
+        if self.dataset_options["cache_dir"] is not None:
+            self._prefetch_assets(release, datasets)
+        if self.dataset_options["label_cache"] is not None:
+            self._fill_label_cache(datasets)
+
+    def _prefetch_assets(self, release: Release, datasets: list[SegmentsDataset]) -> None:
         table = release.samples
         bitmaps = table.labels[datasets[0].labelset].bitmap_urls
         urls = [
@@ -296,17 +310,47 @@ class SegmentsDataModule(pl.LightningDataModule):
             report.already_cached,
             len(report.failed),
         )
-        if report.failed:
-            failures = "; ".join(f"{url}: {why}" for url, why in list(report.failed.items())[:5])
-            more = len(report.failed) - 5
-            message = (
-                f"prefetch into {datasets[0].storage.cache_dir}: {len(report.failed)} of "
-                f"{len(dict.fromkeys(urls))} assets failed: {failures}"
-                + (f" and {more} more" if more > 0 else "")
-            )
-            if self.dataset_options["on_error"] == "raise":
-                raise SegmentsTorchError(message)
-            logger.warning("%s (on_error='skip': training goes on without them)", message)
+        self._failed(
+            f"prefetch into {datasets[0].storage.cache_dir}",
+            report.failed,
+            f"{len(dict.fromkeys(urls))} assets",
+        )
+
+    def _fill_label_cache(self, datasets: list[SegmentsDataset]) -> None:
+        from .label_prefetch import fill_label_cache
+
+        # One dataset of every stage's samples: a sample of two stages is decoded once.
+        rows = np.unique(np.concatenate([ds.rows for ds in datasets]))
+        everything = SegmentsDataset(self.release, filter_by=None, rows=rows, **self._options())
+        report = fill_label_cache(
+            everything, workers=self.loader_options["num_workers"], progress=False
+        )
+        folder = self.dataset_options["label_cache"]
+        logger.info(
+            "label cache %s: %d made, %d reused, %d failed; %d bytes for %d bytes of PNGs",
+            folder,
+            report.made,
+            report.reused,
+            len(report.failed),
+            report.entry_bytes,
+            report.png_bytes,
+        )
+        labels = report.made + report.reused + len(report.failed)
+        self._failed(f"label cache {folder}", report.failed, f"{labels} labels")
+
+    def _failed(self, what: str, failed: Mapping[str, str], total: str) -> None:
+        """Raise (``on_error="raise"``) or warn of the failures of a prefetch, if any:
+        ``what`` did it, ``failed`` maps what failed to why, out of ``total``."""
+        if not failed:
+            return
+        failures = "; ".join(f"{name}: {why}" for name, why in list(failed.items())[:5])
+        more = len(failed) - 5
+        message = f"{what}: {len(failed)} of {total} failed: {failures}" + (
+            f" and {more} more" if more > 0 else ""
+        )
+        if self.dataset_options["on_error"] == "raise":
+            raise SegmentsTorchError(message)
+        logger.warning("%s (on_error='skip': training goes on without them)", message)
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets of Lightning's ``stage`` (``"fit"``: train and val;
@@ -427,22 +471,26 @@ class SegmentsDataModule(pl.LightningDataModule):
                 "stage off"
             )
         members = self.assignment.rows(split)
-        options = dict(self.dataset_options)
-        if options["asset_root"] is None and isinstance(self.release_source, str | os.PathLike):
-            # The folder as given, user:password@ included (Release.source drops it).
-            options["asset_root"] = release_base_url(os.fspath(self.release_source))
         ds = SegmentsDataset(
             self.release,
             filter_by=self.filters[stage],
             filter_by_metadata=self.filter_by_metadata,
             rows=members,  # the split narrows what the filters keep
             transforms=self.transforms[stage],
-            **options,
+            **self._options(),
         )
         logger.info("%s stage: split %r, %d samples", stage, split, len(ds))
         self._datasets[stage] = ds
         self._check_restored(stage)
         return ds
+
+    def _options(self) -> dict[str, Any]:
+        """Every stage's SegmentsDataset arguments (but filters, rows and transforms)."""
+        options = dict(self.dataset_options)
+        if options["asset_root"] is None and isinstance(self.release_source, str | os.PathLike):
+            # The folder as given, user:password@ included (Release.source drops it).
+            options["asset_root"] = release_base_url(os.fspath(self.release_source))
+        return options
 
     def _available(self, stages: Sequence[str]) -> list[str]:
         """The stages that are on and whose split the rule has."""

@@ -71,6 +71,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "UrlMap",
+    "check_folder",
     "display_url",
     "prefetch",
     "release_base_url",
@@ -507,21 +508,26 @@ class Storage:
         Example:
             >>> Storage(cache_dir="/scratch/segments-cache").check_cache_dir()  # doctest: +SKIP
         """
-        folder = self.cache_dir
-        if folder is None:
-            return
-        if folder.exists() and not folder.is_dir():
-            raise StorageError(str(folder), f"cache folder {folder}: not a folder")
+        if self.cache_dir is not None:
+            check_folder(self.cache_dir, "cache folder")
+
+    def known_size(self, url: str) -> int | None:
+        """The size in bytes of ``url``'s content where it costs no request: a local
+        file's, or the cached copy's of a remote asset; ``None`` otherwise (a remote
+        asset not in the cache, a file that cannot be looked at, a URL that cannot be
+        read at all).
+
+        Example:
+            >>> Storage().known_size("/data/bitmaps/a.png")  # doctest: +SKIP
+            15321
+        """
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            descriptor, probe = _create_temporary(folder)
-        except OSError as exc:
-            action = "write in it" if folder.is_dir() else "create it"
-            raise StorageError(
-                str(folder), f"cache folder {folder}: cannot {action} ({exc.strerror or exc})"
-            ) from exc
-        os.close(descriptor)
-        probe.unlink()
+            location = self.resolve(url)
+            local = _is_local(location)
+            path = Path(self._local_file(url, location)) if local else self.cache_path(url)
+            return path.stat().st_size if path is not None else None
+        except (OSError, ValueError):  # missing, no permission, a NUL in the name
+            return None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -838,6 +844,32 @@ def _create_temporary(folder: Path) -> tuple[int, Path]:
             return os.open(temporary, flags, 0o666), temporary
         except FileExistsError:  # another writer drew the same name: draw again
             continue
+
+
+def check_folder(folder: Path, what: str) -> None:
+    """Make ``folder`` if it is missing and check that files can be created in it (by
+    creating and removing one), so a long job that writes there fails at once rather
+    than file by file.
+
+    Raises:
+        StorageError: it is a file, or cannot be made or written; the message starts
+            with ``what`` and the folder (``"cache folder /x: not a folder"``).
+
+    Example:
+        >>> check_folder(Path("/scratch/labels"), "label cache folder")  # doctest: +SKIP
+    """
+    if folder.exists() and not folder.is_dir():
+        raise StorageError(str(folder), f"{what} {folder}: not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = _create_temporary(folder)
+    except OSError as exc:
+        action = "write in it" if folder.is_dir() else "create it"
+        raise StorageError(
+            str(folder), f"{what} {folder}: cannot {action} ({exc.strerror or exc})"
+        ) from exc
+    os.close(descriptor)
+    probe.unlink()
 
 
 def write_atomically(path: Path, data: bytes) -> None:

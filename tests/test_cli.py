@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+import segments_torch.dataset
 from segments_torch.cli import main
 from segments_torch.codecs import encode_bitmap
 from tests.releases import current_release
@@ -283,6 +284,106 @@ def test_prefetch_counts_a_failed_cache_write_as_failed(tmp_path, file_server, c
     assert all(": cannot write the cache file " in line for line in failures)
     assert all(line.endswith(": No space left on device") for line in failures)
     assert [p for p in cache.rglob("*") if p.is_file()] == []
+
+
+def label_lines(made: int, reused: int, failed: int, left_out: str = "") -> str:
+    """What prefetch --labels prints of the tests' tiny bitmaps (kilobytes: 0.0 MB)."""
+    return (
+        f"labels made      {made}\n"
+        f"labels reused    {reused}\n"
+        f"labels failed    {failed}\n"
+        f"label cache 0.0 MB for 0.0 MB of PNGs{left_out}\n"
+    )
+
+
+def test_prefetch_labels_alone_reads_only_the_bitmaps(tmp_path, file_server, capsys):
+    release = str(served_release(tmp_path, file_server))
+    labels = tmp_path / "labels"
+    command = ["prefetch", release, "--labels", "--label-cache", str(labels)]
+    assert main([*command, "--label-workers", "2"]) == 0
+    assert capsys.readouterr().out == "samples          2\n" + label_lines(2, 0, 0)
+    assert len(list(labels.rglob("*.stlc"))) == 2
+    assert sorted(r.path for r in file_server.requests) == ["a.jpg.png", "b.jpg.png"]
+    # Again: every entry is kept, and no PNG is read.
+    assert main([*command, "--label-workers", "0"]) == 0
+    left_out = " (2 reused entries left out: remote PNGs not in --cache-dir)"
+    assert capsys.readouterr().out == "samples          2\n" + label_lines(0, 2, 0, left_out)
+    assert file_server.count() == 2
+
+
+def test_prefetch_assets_and_labels_reads_each_file_once(tmp_path, file_server, capsys):
+    release = str(served_release(tmp_path, file_server))
+    cache, labels = tmp_path / "cache", tmp_path / "labels"
+    command = ["prefetch", release, "--cache-dir", str(cache), "--labels"]
+    assert main([*command, "--label-cache", str(labels), "--label-workers", "2"]) == 0
+    assert capsys.readouterr().out == (
+        "samples          2\n"
+        "assets           4\n"
+        "downloaded       4 (0.0 MB)\n"
+        "already cached   0\n"
+        "failed           0\n" + label_lines(2, 0, 0)
+    )
+    # The labels were decoded from the downloaded bitmaps.
+    assert file_server.count() == 4
+    assert len(list(labels.rglob("*.stlc"))) == 2
+
+
+def test_prefetch_labels_lists_failures_and_exits_1(tmp_path, file_server, capsys):
+    release = str(served_release(tmp_path, file_server, missing="b.jpg.png"))
+    command = ["prefetch", release, "--labels", "--label-cache", str(tmp_path / "labels")]
+    assert main([*command, "--label-workers", "0"]) == 1
+    assert capsys.readouterr().out == (
+        "samples          2\n"
+        + label_lines(1, 0, 1)
+        + f"  b.jpg: {file_server.url_for('b.jpg.png')}: not found (HTTP 404)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--labels"], "--labels and --label-cache DIR go together"),
+        (["--label-cache", "l", "--cache-dir", "c"], "--labels and --label-cache DIR go together"),
+        ([], "the following arguments are required: --cache-dir (or --labels)"),
+    ],
+)
+def test_prefetch_label_usage_errors_exit_2(options, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["prefetch", "release.json", *options])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.endswith(f"prefetch: error: {message}\n")
+
+
+def test_prefetch_into_a_label_cache_it_cannot_use_is_one_line(tmp_path, file_server, capsys):
+    release = str(served_release(tmp_path, file_server))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    for labels, cache in [(a_file, []), (a_file / "labels", ["--cache-dir", str(tmp_path / "c")])]:
+        assert main(["prefetch", release, "--labels", "--label-cache", str(labels), *cache]) == 1
+        why = "not a folder" if labels == a_file else "cannot create it (Not a directory)"
+        assert capsys.readouterr() == (
+            "",
+            f"segments-torch: error: label cache folder {labels}: {why}\n",
+        )
+    assert file_server.count() == 0  # said before any download
+
+
+def test_export_and_preview_read_through_the_label_cache(tmp_path, capsys, monkeypatch):
+    labels = ["--label-cache", str(tmp_path / "labels")]
+    out = tmp_path / "out"
+    assert main(["export", str(DEMO_RELEASE), "--out", str(out), "--workers", "0", *labels]) == 0
+    assert len(list((tmp_path / "labels").rglob("*.stlc"))) == 6
+    expected = (out / "coco_instance.json").read_text()
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a bitmap was decoded")
+
+    monkeypatch.setattr(segments_torch.dataset, "decode_bitmap", refuse)
+    again = tmp_path / "again"
+    assert main(["export", str(DEMO_RELEASE), "--out", str(again), "--workers", "0", *labels]) == 0
+    assert (again / "coco_instance.json").read_text() == expected
+    assert main(["preview", str(DEMO_RELEASE), "--out", str(tmp_path / "p.png"), *labels]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"preview: {tmp_path / 'p.png'} (")
 
 
 def test_export_on_error_skip_goes_on_past_a_nul_in_a_url(tmp_path, capsys):

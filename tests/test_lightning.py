@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import segments_torch.dataset
 from segments_torch import SegmentsDataset, SegmentsTorchError, load_release
 from segments_torch.demo import RELEASE_PATH
 from segments_torch.lightning import SegmentsDataModule
@@ -169,7 +170,11 @@ def test_a_stage_whose_split_the_rule_lacks():
             "{'train': 0.8, 'val': 0.2}",
         ),
         ({"persistent_workers": True}, ValueError, "persistent_workers=True needs num_workers > 0"),
-        ({"prefetch": True}, ValueError, "prefetch=True needs a cache_dir to download into"),
+        (
+            {"prefetch": True},
+            ValueError,
+            "prefetch=True needs a cache_dir to download into or a label_cache",
+        ),
         ({"batch_size": 0}, ValueError, "batch sizes must be at least 1, not 0 and None"),
     ],
 )
@@ -190,7 +195,7 @@ def test_bad_stage_names():
         dm.dataset("fit")
 
 
-def test_dataset_arguments_reach_every_stage():
+def test_dataset_arguments_reach_every_stage(tmp_path):
     dm = SegmentsDataModule(
         RELEASE_PATH,
         split=MetadataSplit(),
@@ -199,12 +204,15 @@ def test_dataset_arguments_reach_every_stage():
         ignore_index=100,
         shared_memory=False,
         max_pixels=1000,
+        label_cache=tmp_path / "labels",
     )
     for stage in ("train", "val"):
         ds = dm.dataset(stage)
         assert (ds.target, ds.ignore_index, ds.num_classes) == ("semantic", 100, 2)
         assert ds.shared_memory is False
         assert ds.max_pixels == 1000
+        assert ds.label_cache is not None
+        assert ds.label_cache.folder == tmp_path / "labels"
         assert ds.categories.label_names == ["circle", "square"]
 
 
@@ -412,6 +420,68 @@ def test_prefetch_failures_raise_or_warn(tmp_path, file_server: FileServer, capl
         f"{file_server.url}/served/bitmaps/shapes-001.png: not found (HTTP 404) "
         "(on_error='skip': training goes on without them)"
     ]
+
+
+def test_prepare_data_fills_the_label_cache_of_every_stage(
+    tmp_path, file_server: FileServer, caplog, monkeypatch
+):
+    serve_demo(tmp_path)
+    labels = tmp_path / "labels"
+    dm = SegmentsDataModule(
+        file_server.url_for("served/release.json"),
+        # val, test and predict read one split: its bitmaps are decoded once all the same.
+        split=ListSplit({"train": NAMES[:4], "test": NAMES[4:]}),
+        val_split="test",
+        filter_by=None,
+        cache_dir=tmp_path / "cache",
+        label_cache=labels,
+        prefetch=True,
+    )
+    with caplog.at_level(logging.INFO, logger="segments_torch.lightning"):
+        dm.prepare_data()
+    assert [m for m in caplog.messages if m.startswith("label cache")] == [
+        f"label cache {labels}: 7 made, 0 reused, 0 failed; {entry_bytes(labels)} bytes for "
+        f"{bitmap_bytes()} bytes of PNGs"
+    ]
+    # Each asset downloaded once; the labels were decoded from the downloaded bitmaps.
+    assert len(asset_requests(file_server)) == 15
+    assert len(set(asset_requests(file_server))) == 15
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a bitmap was decoded")
+
+    monkeypatch.setattr(segments_torch.dataset, "decode_bitmap", refuse)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader()) + list(dm.val_dataloader())
+    assert sum(len(images) for images, _ in batches) == 8
+
+
+def test_label_cache_failures_raise_or_warn(tmp_path, file_server: FileServer, caplog):
+    served = serve_demo(tmp_path)
+    (served / "bitmaps" / "shapes-001.png").unlink()
+    labels = tmp_path / "labels"
+    options: dict[str, Any] = {"split": MetadataSplit(), "label_cache": labels, "prefetch": True}
+    url = file_server.url_for("served/release.json")
+    failure = (
+        f"label cache {labels}: 1 of 4 labels failed: shapes-001.jpg: "
+        f"{file_server.url}/served/bitmaps/shapes-001.png: not found (HTTP 404)"
+    )
+    with pytest.raises(SegmentsTorchError) as info:
+        SegmentsDataModule(url, **options).prepare_data()
+    assert str(info.value) == failure
+    # Without a cache_dir only the bitmaps are read.
+    assert all(path.startswith("served/bitmaps/") for path in asset_requests(file_server))
+    with caplog.at_level(logging.WARNING, logger="segments_torch.lightning"):
+        SegmentsDataModule(url, on_error="skip", **options).prepare_data()
+    assert caplog.messages == [f"{failure} (on_error='skip': training goes on without them)"]
+
+
+def entry_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*.stlc"))
+
+
+def bitmap_bytes() -> int:
+    return sum(path.stat().st_size for path in (Path(RELEASE_PATH).parent / "bitmaps").iterdir())
 
 
 # -- checkpoints -----------------------------------------------------------------------------

@@ -1724,6 +1724,21 @@ def test_check_cache_dir_makes_the_folder_and_leaves_nothing(tmp_path):
     Storage().check_cache_dir()  # no cache: nothing to check
 
 
+def test_known_size_costs_no_request(tmp_path, file_server):
+    data = serve(tmp_path, "a.jpg", jpeg_bytes())
+    storage = Storage(str(tmp_path), cache_dir=tmp_path / "cache")
+    assert storage.known_size("a.jpg") == len(data)  # a local file
+    assert storage.known_size("missing.jpg") is None
+    assert Storage().known_size("relative.jpg") is None  # no folder to find it in
+    url = file_server.url_for("a.jpg", query="sig=1")
+    assert storage.known_size(url) is None  # remote, not cached
+    assert Storage().known_size(url) is None  # remote, no cache
+    assert file_server.count() == 0
+    storage.read(url)
+    assert storage.known_size(url) == len(data)  # the cached copy's
+    assert file_server.count() == 1
+
+
 def test_prefetch_into_a_file_raises_before_any_download(tmp_path, file_server):
     serve(tmp_path, "a.jpg", jpeg_bytes())
     (tmp_path / "cache").write_text("a file")
