@@ -881,15 +881,29 @@ def run_example(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def final_metrics(result: subprocess.CompletedProcess[str]) -> dict[str, float]:
+    """The metrics the example prints at the end of a one-process run."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("rank 0 of 1: "))
+    metrics: dict[str, float] = json.loads(line.removeprefix("rank 0 of 1: ").replace("'", '"'))
+    return metrics
+
+
 def test_example_fast_dev_run(tmp_path):
     result = run_example([str(EXAMPLE), "--fast-dev-run"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = final_metrics(result)
     assert "samples=5 (LABELED: 3, REVIEWED: 2), num_classes=4" in result.stdout
-    line = next(x for x in result.stdout.splitlines() if x.startswith("rank 0 of 1: "))
-    metrics = json.loads(line.removeprefix("rank 0 of 1: ").replace("'", '"'))
     assert set(metrics) == {"train_loss", "val_loss", "val_miou"}
     assert all(0 <= value < 10 for value in metrics.values())
     assert not (tmp_path / "lightning_logs").exists()  # fast_dev_run writes nothing
+
+
+def test_example_decoded_on_the_device_gets_the_same_metrics(tmp_path):
+    args = [str(EXAMPLE), "--fast-dev-run", "--workers", "0"]
+    host = final_metrics(run_example(args, tmp_path))
+    device = final_metrics(run_example([*args, "--decode", "device"], tmp_path))
+    assert set(device) == {"train_loss", "val_loss", "val_miou"}
+    assert device == host  # the same batches, decoded after the transfer
 
 
 def test_example_under_ddp_gives_each_rank_a_disjoint_share(tmp_path, file_server: FileServer):
