@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 from segments_torch import SegmentsDataset
 from segments_torch.demo import RELEASE_PATH
@@ -144,6 +145,22 @@ def test_deeplab_decoded_on_the_device_learns_as_decoded_by_workers():
     assert "processes 1, device cpu, decode='device'\n" in device.stdout
     loss = losses(device.stdout, 6)
     assert loss == losses(host.stdout, 6)  # the same batch, the same steps
+    assert loss[-1] < loss[0] * 0.7, loss
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("example", ["train_maskrcnn", "train_deeplab"])
+def test_decoded_on_cuda_from_pinned_batches_the_loss_falls(example):
+    # --device cuda pins the worker's DeviceBatches; the loop copies them without blocking
+    # and decodes them on the GPU.
+    result = run_example(
+        example, "--device", "cuda", "--decode", "device", "--overfit", "--steps", "6",
+        "--size", "96", "--batch-size", "2", "--workers", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "processes 1, device cuda, decode='device'\n" in result.stdout
+    loss = losses(result.stdout, 6)
     assert loss[-1] < loss[0] * 0.7, loss
 
 
