@@ -5,7 +5,10 @@ Every example takes a release (a path or any fsspec URL; by default the demo rel
 bundled with the package) and the options ``segments-torch prefetch`` takes for selecting
 samples and reading their assets (``--labelset``, ``--filter-by``, ``--all``,
 ``--cache-dir``, ``--url-map``, ``--cache-key``, ``--asset-root``), so that pointing an
-example at your own data changes nothing but the command line.
+example at your own data changes nothing but the command line. The training examples
+also take ``--decode device`` (:func:`add_decode_option`): DataLoader workers then ship
+JPEG bytes and one-byte segment maps, and :func:`train` moves each batch to the device and
+decodes it there (``decoder(batch.to(device, non_blocking=True))``) before the model.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) :func:`setup_distributed` joins the process group
 (``nccl`` on CUDA, ``gloo`` on CPU), :func:`wrap_model` wraps the model in
@@ -46,13 +49,16 @@ from segments_torch.cli import (
     selected_statuses,
 )
 from segments_torch.demo import RELEASE_PATH
+from segments_torch.device import DeviceDecoder
 
 __all__ = [
     "Distributed",
     "add_data_options",
+    "add_decode_option",
     "add_training_options",
     "dataset_options",
     "make_loader",
+    "ready_batch",
     "run",
     "setup_distributed",
     "to_device",
@@ -68,6 +74,18 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     add_storage_options(parser, cache_required=False)
     parser.add_argument(
         "--workers", type=int, default=2, help="DataLoader workers per process (default 2)"
+    )
+    parser.set_defaults(decode="host")  # for the examples without --decode
+
+
+def add_decode_option(parser: argparse.ArgumentParser) -> None:
+    """``--decode {host,device}``: where images are decoded and targets built."""
+    parser.add_argument(
+        "--decode",
+        choices=("host", "device"),
+        default="host",
+        help="host (default): DataLoader workers decode images and build targets; device: "
+        "workers ship JPEG bytes and segment maps, the training device decodes them",
     )
 
 
@@ -101,6 +119,7 @@ def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
         "url_map": parse_url_map(args.url_map),
         "cache_dir": args.cache_dir,
         "cache_key": args.cache_key,
+        "decode": args.decode,
     }
 
 
@@ -150,7 +169,8 @@ def training_dataset(
     if where.is_main:
         print(dataset)
         print(dataset.categories)
-        print(f"processes {where.world_size}, device {where.device}")
+        decoded = ", decode='device'" if dataset.decode == "device" else ""
+        print(f"processes {where.world_size}, device {where.device}{decoded}")
     return dataset
 
 
@@ -206,12 +226,17 @@ def make_loader(
 
 
 def _batches(
-    loader: DataLoader[Any], sampler: Sampler[int], steps: int, overfit: bool
+    loader: DataLoader[Any],
+    sampler: Sampler[int],
+    steps: int,
+    overfit: bool,
+    ready: Callable[[Any], Any],
 ) -> Iterator[Any]:
-    """``steps`` batches, epoch after epoch (each with its own shuffle), or the first
-    batch ``steps`` times with ``overfit``."""
+    """``steps`` batches made ``ready`` for the model, epoch after epoch (each with its own
+    shuffle), or the first batch ``steps`` times with ``overfit`` (made ready once: with
+    ``decode="device"`` its random transforms run once, as a worker's would)."""
     if overfit:
-        first = next(iter(loader))
+        first = ready(next(iter(loader)))
         for _ in range(steps):
             yield first
         return
@@ -220,7 +245,7 @@ def _batches(
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)  # else every epoch repeats the first one's order
         for batch in loader:
-            yield batch
+            yield ready(batch)
             served += 1
             if served == steps:
                 return
@@ -236,18 +261,27 @@ def train(
     where: Distributed,
 ) -> list[float]:
     """Run ``args.steps`` AdamW steps of ``loss_of(model, batch)`` (the batch moved to the
-    device); print and return each step's loss, averaged over the ranks.
+    device and, with ``decode="device"``, decoded there: see :func:`ready_batch`); print
+    and return each step's loss, averaged over the ranks.
 
     Example:
         >>> losses = train(model, loss_of, loader, sampler, args, where)  # doctest: +SKIP
         step 1/20  loss 4.2113  0.84 s
     """
+    dataset = loader.dataset
+    decoder = None
+    if isinstance(dataset, SegmentsDataset) and dataset.decode == "device":
+        decoder = dataset.device_decoder()  # the dataset's target kind and transforms
+
+    def ready(batch: Any) -> Any:
+        return ready_batch(batch, where.device, decoder)
+
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     model.train()
     losses = []
-    for step, batch in enumerate(_batches(loader, sampler, args.steps, args.overfit), 1):
+    for step, batch in enumerate(_batches(loader, sampler, args.steps, args.overfit, ready), 1):
         start = time.perf_counter()
-        loss = loss_of(model, to_device(batch, where.device))
+        loss = loss_of(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
@@ -260,6 +294,24 @@ def train(
             seconds = time.perf_counter() - start
             print(f"step {step}/{args.steps}  loss {losses[-1]:.4f}  {seconds:.2f} s", flush=True)
     return losses
+
+
+def ready_batch(batch: Any, device: torch.device, decoder: DeviceDecoder | None) -> Any:
+    """A loader's batch as the model takes it, on ``device``.
+
+    With ``decode="device"`` (a ``decoder``), the batch is a
+    :class:`~segments_torch.device.DeviceBatch` of JPEG bytes and segment maps: it moves to
+    the device (pinned by the DataLoader on CUDA, so the copies do not block), then the decoder
+    decodes the images and builds the targets there, giving what ``decode="host"`` gives.
+    Otherwise the batch is decoded already and only its tensors move.
+
+    Example:
+        >>> decoder = dataset.device_decoder()  # doctest: +SKIP
+        >>> images, targets = ready_batch(batch, torch.device("cuda"), decoder)  # doctest: +SKIP
+    """
+    if decoder is not None:
+        return decoder(batch.to(device, non_blocking=True))
+    return to_device(batch, device)
 
 
 def to_device(value: Any, device: torch.device) -> Any:

@@ -12,6 +12,7 @@ point it at your own release (a path or any fsspec URL) unchanged::
         --accelerator gpu --devices 4 --max-epochs 50
     python examples/lightning_train.py flowers-v1.0.json \\
         --url-map https://bucket.s3.amazonaws.com/=/data/mirror/ --split metadata
+    python examples/lightning_train.py flowers-v1.0.json --accelerator gpu --decode device
 
 Resume with ``--resume path/to/checkpoint.ckpt``: the checkpoint holds the datamodule's split
 rule and filters, so the resumed run trains and validates on the same splits.
@@ -26,7 +27,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torchmetrics
-from _common import add_data_options, dataset_options, run
+from _common import add_data_options, add_decode_option, dataset_options, run
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 - the usual name
 
@@ -98,6 +99,7 @@ def parser() -> argparse.ArgumentParser:
     # The release, --labelset, --filter-by/--all (the train stage's statuses), --cache-dir,
     # --url-map, --cache-key, --asset-root and --workers: as every example and the CLI.
     add_data_options(p)
+    add_decode_option(p)  # device: the datamodule decodes each batch on the accelerator
     p.add_argument(
         "--prefetch", action="store_true", help="download every asset into --cache-dir first"
     )

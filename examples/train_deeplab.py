@@ -13,6 +13,11 @@ unchanged, and on one or many GPUs with ``torchrun``::
         --cache-dir /scratch/segments-cache --workers 8
     torchrun --nproc_per_node 4 examples/train_deeplab.py s3://bucket/flowers-v1.0.json \\
         --url-map https://bucket.s3.amazonaws.com/=/data/mirror/ --batch-size 8
+    python examples/train_deeplab.py flowers-v1.0.json --decode device --workers 2
+
+With ``--decode device`` the workers ship JPEG bytes and one-byte segment maps, and the
+training loop decodes each batch on the GPU, semantic maps and augmentations included,
+after moving it there (``_common.ready_batch``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 import torch
 from _common import (
     add_data_options,
+    add_decode_option,
     add_training_options,
     make_loader,
     run,
@@ -103,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> list[float]:
     """Train as the command line says; returns each step's loss."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     add_data_options(parser)
+    add_decode_option(parser)
     add_training_options(parser, size=128, batch_size=4, lr=1e-3)
     args = parser.parse_args(argv)
     if args.batch_size < 2:

@@ -11,6 +11,13 @@ unchanged, and on one or many GPUs with ``torchrun``::
         --cache-dir /scratch/segments-cache --workers 8
     torchrun --nproc_per_node 4 examples/train_maskrcnn.py s3://bucket/flowers-v1.0.json \\
         --url-map https://bucket.s3.amazonaws.com/=/data/mirror/ --batch-size 4
+    python examples/train_maskrcnn.py flowers-v1.0.json --decode device --workers 2
+
+With ``--decode device`` the DataLoader workers only read the files, keep each JPEG
+encoded and reduce its bitmap to a one-byte segment map; the training loop moves each
+batch to the GPU, decodes the images there and builds the masks and boxes, then applies
+the augmentations below on the GPU (``_common.ready_batch``). The batches the model gets
+have the same types, keys and dtypes either way.
 
 Augmentations are ``torchvision.transforms.v2`` joint transforms: a horizontal flip and a
 random resized crop move masks and boxes with the image, and ``SanitizeBoundingBoxes``
@@ -27,6 +34,7 @@ from typing import Any
 import torch
 from _common import (
     add_data_options,
+    add_decode_option,
     add_training_options,
     make_loader,
     run,
@@ -96,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> list[float]:
     """Train as the command line says; returns each step's loss."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     add_data_options(parser)
+    add_decode_option(parser)
     add_training_options(parser, size=128, batch_size=2, lr=1e-4)
     args = parser.parse_args(argv)
     where = setup_distributed(args.device)

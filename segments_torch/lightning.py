@@ -9,6 +9,10 @@ Lightning's conventions, with the release behind them:
   :mod:`segments_torch.splits`) and builds one :class:`~segments_torch.dataset.SegmentsDataset`
   per stage, each with its own label-status filter and transforms.
 - ``train/val/test/predict_dataloader()``: DataLoaders with the dataset's ``collate_fn``.
+- With ``decode="device"``, ``on_after_batch_transfer()``: each batch, once Lightning has
+  moved it to the model's device, decoded there by its stage's
+  :meth:`~segments_torch.dataset.SegmentsDataset.device_decoder`, so ``training_step`` gets
+  the ``(images, targets)`` of ``decode="host"`` (see :mod:`segments_torch.device`).
 - ``state_dict()`` / ``load_state_dict()``: the split rule, the stages' split names and
   filters, and a fingerprint of each stage's samples, so a resumed run splits as the run
   that wrote the checkpoint (and says so when the release changed in between).
@@ -51,10 +55,12 @@ except ImportError as exc:  # the extra is optional: say which one to install
         "pip install 'segments-torch[lightning]'"
     ) from exc
 import numpy as np
+from lightning.pytorch.trainer.states import RunningStage
 from torch.utils.data import DataLoader, Sampler
 
 from .codecs import DEFAULT_MAX_PIXELS
 from .dataset import SegmentsDataset
+from .device import DeviceBatch
 from .release import Release, ReleaseSource, load_release
 from .splits import Split, SplitAssignment, SplitError, sample_keys, split_from_dict
 from .storage import RetryPolicy, UrlMap, prefetch, release_base_url
@@ -76,6 +82,15 @@ _LIGHTNING_STAGES: dict[str | None, tuple[str, ...]] = {
 }
 
 Statuses = str | Sequence[str] | None
+
+#: The stage whose dataset a batch comes from, by what the Trainer is running.
+_RUNNING_STAGES: dict[RunningStage | None, str] = {
+    RunningStage.TRAINING: "train",
+    RunningStage.SANITY_CHECKING: "val",
+    RunningStage.VALIDATING: "val",
+    RunningStage.TESTING: "test",
+    RunningStage.PREDICTING: "predict",
+}
 
 #: Version of the ``state_dict()`` layout.
 _STATE_VERSION = 1
@@ -124,6 +139,12 @@ class SegmentsDataModule(pl.LightningDataModule):
             unrepeated sampler: ranks may run one batch fewer than others, so validation
             steps must not call collectives per step); ``False`` keeps Lightning's padding
             ``DistributedSampler``.
+        decode: ``"host"`` (the default): workers decode every item. ``"device"``: workers
+            ship JPEG bytes and segment maps (:class:`~segments_torch.device.DeviceBatch`)
+            and :meth:`on_after_batch_transfer` decodes each batch on the model's device,
+            then passes it to the LightningModule's own ``on_after_batch_transfer``.
+            Lightning then warns, for a LightningModule that overrides that hook, that it
+            uses the DataModule's: both run, the module's on decoded batches.
         labelset, task, filter_by_metadata, target, categories, ignore_index,
             label_offset, shared_memory, asset_root, storage_options, url_map, cache_dir,
             cache_key, timeout, retry, on_error, max_pixels, label_cache: as
@@ -168,6 +189,7 @@ class SegmentsDataModule(pl.LightningDataModule):
         on_error: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         label_cache: str | os.PathLike[str] | None = None,
+        decode: str = "host",
         batch_size: int = 2,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -230,7 +252,13 @@ class SegmentsDataModule(pl.LightningDataModule):
             "on_error": on_error,
             "max_pixels": max_pixels,
             "label_cache": label_cache,
+            "decode": decode,
         }
+        if decode == "device":
+            # Lightning calls a DataModule's hook only where it overrides the base class's:
+            # set on the instance, so that with decode="host" a LightningModule's own
+            # on_after_batch_transfer runs as it did, without Lightning's warning.
+            self.on_after_batch_transfer = self._decode_batch  # type: ignore[method-assign]
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size if eval_batch_size is not None else batch_size
         self.loader_options: dict[str, Any] = {
@@ -421,6 +449,30 @@ class SegmentsDataModule(pl.LightningDataModule):
         self._datasets.clear()  # rebuilt on demand with the restored settings
         self._fingerprints.clear()
         self._restored = dict(state_dict.get("samples", {}))
+
+    def _decode_batch(self, batch: Any, dataloader_idx: int) -> Any:
+        """``on_after_batch_transfer`` with ``decode="device"``: a
+        :class:`~segments_torch.device.DeviceBatch` that Lightning moved to the model's
+        device decoded there by the decoder of the dataset of the stage the Trainer runs,
+        then handed to the LightningModule's own ``on_after_batch_transfer``.
+
+        Raises:
+            SegmentsTorchError: a DeviceBatch outside a Trainer's loop, where no stage
+                says which dataset's decoder to use.
+        """
+        trainer = self.trainer
+        if isinstance(batch, DeviceBatch):
+            stage = _RUNNING_STAGES.get(trainer.state.stage) if trainer is not None else None
+            if stage is None:
+                raise SegmentsTorchError(
+                    "SegmentsDataModule decodes a DeviceBatch in a Trainer's train, "
+                    "validation, test or predict loop, whose stage names the dataset; "
+                    "outside one, call dm.dataset(stage).device_decoder()(batch)"
+                )
+            batch = self.dataset(stage).device_decoder()(batch)
+        if trainer is None:
+            return batch
+        return trainer.lightning_module.on_after_batch_transfer(batch, dataloader_idx)
 
     # -- the pieces ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 from segments_torch import SegmentsDataset
 from segments_torch.demo import RELEASE_PATH
@@ -120,6 +121,49 @@ def test_deeplab_overfits_a_batch(tmp_path):
     assert min(loss[-2:]) < min(loss[:2]), loss
 
 
+def test_maskrcnn_overfits_a_batch_decoded_on_the_device():
+    result = run_example(
+        "train_maskrcnn", "--decode", "device", "--filter-by", "REVIEWED", "--overfit",
+        "--steps", "4", "--size", "96", "--workers", "0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "processes 1, device cpu, decode='device'\n" in result.stdout
+    loss = losses(result.stdout, 4)
+    assert loss[-1] < loss[0] * 0.7, loss
+    assert min(loss[-2:]) < min(loss[:2]), loss
+
+
+def test_deeplab_decoded_on_the_device_learns_as_decoded_by_workers():
+    common = ["--overfit", "--steps", "6", "--size", "96", "--batch-size", "2"]
+    host = run_example("train_deeplab", *common, "--workers", "0")
+    # A worker ships the batch's JPEG bytes and segment maps; the loop decodes it, random
+    # crop and flip included, in this process, which draws them as the host path did.
+    device = run_example("train_deeplab", *common, "--workers", "1", "--decode", "device")
+    assert host.returncode == 0, host.stderr
+    assert device.returncode == 0, device.stderr
+    assert "processes 1, device cpu\n" in host.stdout
+    assert "processes 1, device cpu, decode='device'\n" in device.stdout
+    loss = losses(device.stdout, 6)
+    assert loss == losses(host.stdout, 6)  # the same batch, the same steps
+    assert loss[-1] < loss[0] * 0.7, loss
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("example", ["train_maskrcnn", "train_deeplab"])
+def test_decoded_on_cuda_from_pinned_batches_the_loss_falls(example):
+    # --device cuda pins the worker's DeviceBatches; the loop copies them without blocking
+    # and decodes them on the GPU.
+    result = run_example(
+        example, "--device", "cuda", "--decode", "device", "--overfit", "--steps", "6",
+        "--size", "96", "--batch-size", "2", "--workers", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "processes 1, device cuda, decode='device'\n" in result.stdout
+    loss = losses(result.stdout, 6)
+    assert loss[-1] < loss[0] * 0.7, loss
+
+
 def test_deeplab_under_torchrun_over_http_with_a_shared_cache(tmp_path, file_server):
     served = serve_demo(tmp_path)
     cache = tmp_path / "cache"
@@ -187,6 +231,16 @@ def test_a_malformed_url_map_is_a_usage_error(capsys):
     assert caught.value.code == 2
     assert capsys.readouterr().err.endswith(
         "error: argument --url-map: expected PREFIX=REPLACEMENT, not 'nothing'\n"
+    )
+
+
+def test_decode_is_host_or_device(capsys):
+    module = load_example("train_deeplab")
+    with pytest.raises(SystemExit) as caught:
+        module.main(["--decode", "gpu"])
+    assert caught.value.code == 2
+    assert "error: argument --decode: invalid choice: 'gpu' (choose from " in (
+        capsys.readouterr().err
     )
 
 

@@ -17,15 +17,23 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
+from lightning.pytorch.trainer.connectors import data_connector
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from lightning_utilities.core.rank_zero import WarningCache
+from torch import nn
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
 import segments_torch.dataset
 from segments_torch import SegmentsDataset, SegmentsTorchError, load_release
 from segments_torch.demo import RELEASE_PATH
-from segments_torch.lightning import SegmentsDataModule
+from segments_torch.device import DeviceBatch
+from segments_torch.lightning import STAGES, SegmentsDataModule
 from segments_torch.splits import ListSplit, MetadataSplit, RatioSplit, SplitError
 from segments_torch.storage import RetryPolicy
 from tests.http_server import FileServer
+from tests.test_device import CUDA, CUDA_IMAGE_BOUND, _cpu, assert_close_images, assert_same
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "lightning_train.py"
 DEMO = load_release(RELEASE_PATH).samples
@@ -321,6 +329,226 @@ def test_eval_under_ddp_with_fewer_samples_than_ranks_is_left_to_lightning():
     dm.trainer = _Trainer(distributed_sampler_kwargs={"num_replicas": 2, "rank": 1})  # type: ignore[assignment]
     assert len(dm.dataset("val")) == 1
     assert isinstance(loader(dm.val_dataloader()).sampler, torch.utils.data.SequentialSampler)
+
+
+# -- decode="device": batches decoded after Lightning's transfer -----------------------------
+
+
+class Recorder(pl.LightningModule):
+    """Records the batch each step receives, with the loop it ran in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.seen: list[tuple[str, bool, Any]] = []
+
+    def record(self, loop: str, batch: Any) -> None:
+        self.seen.append((loop, self.trainer.sanity_checking, batch))
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self.record("train", batch)
+        return (self.weight**2).sum()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.record("val", batch)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.record("test", batch)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> int:
+        self.record("predict", batch)
+        return len(batch[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+QUIET: dict[str, Any] = {
+    "logger": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "enable_checkpointing": False,
+}
+
+
+def every_loop(
+    decode: str, model: pl.LightningModule, accelerator: str = "cpu", **options: Any
+) -> SegmentsDataModule:
+    """Fit (a sanity check, two train batches, one val batch), test and predict on the
+    metadata split, each stage with transforms of its own unless ``options`` say."""
+    transforms = {
+        "train_transforms": v2.RandomHorizontalFlip(p=1.0),
+        "eval_transforms": v2.Resize((60, 80)),
+    }
+    dm = SegmentsDataModule(
+        RELEASE_PATH,
+        split=MetadataSplit(),
+        filter_by=None,
+        test_split="val",
+        predict_split="val",
+        shuffle=False,
+        batch_size=2,
+        decode=decode,
+        **{**transforms, **options},
+    )
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=1,
+        **QUIET,
+    )
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+    trainer.predict(model, datamodule=dm, return_predictions=False)
+    return dm
+
+
+@pytest.mark.parametrize("kind", ["instance", "semantic"])
+def test_every_loop_gets_decoded_batches_equal_to_decode_host(kind):
+    host, device = Recorder(), Recorder()
+    every_loop("host", host, target=kind)
+    every_loop("device", device, target=kind)
+    assert [(loop, sanity) for loop, sanity, _ in device.seen] == [
+        ("val", True),
+        ("train", False),
+        ("train", False),
+        ("val", False),
+        ("test", False),
+        ("test", False),
+        ("predict", False),
+        ("predict", False),
+    ]
+    # Each stage's batches went through its own dataset's decoder: flipped for train,
+    # resized to 60 x 80 for the others, as with decode="host".
+    assert_same(device.seen, host.seen)
+    image_ids = [
+        t["image_id"].tolist() if kind == "semantic" else [int(x["image_id"]) for x in t]
+        for _, _, (_, t) in device.seen
+    ]
+    assert image_ids == [[2, 6], [0, 1], [5], [2, 6], [2, 6], [7], [2, 6], [7]]
+
+
+def test_decode_reaches_every_stage_and_sets_the_hook():
+    host = SegmentsDataModule(RELEASE_PATH, split=MetadataSplit(), test_split="val")
+    device = SegmentsDataModule(
+        RELEASE_PATH, split=MetadataSplit(), test_split="val", predict_split="val", decode="device"
+    )
+    for stage in STAGES[:3]:
+        assert host.dataset(stage).decode == "host"
+    loaders = [device.train_dataloader(), device.val_dataloader(), device.test_dataloader()]
+    for stage, stage_loader in zip(STAGES, [*loaders, device.predict_dataloader()], strict=True):
+        assert device.dataset(stage).decode == "device"
+        assert isinstance(next(iter(stage_loader)), DeviceBatch)
+    # Only decode="device" overrides the hook, so a LightningModule's own keeps running
+    # under decode="host" without Lightning's warning about two of them.
+    assert not is_overridden("on_after_batch_transfer", host)
+    assert is_overridden("on_after_batch_transfer", device)
+    with pytest.raises(ValueError, match=r"^decode must be 'host' or 'device', not 'gpu'$"):
+        SegmentsDataModule(RELEASE_PATH, split=MetadataSplit(), decode="gpu").setup("fit")
+
+
+def test_lightning_moves_a_device_batch_with_its_to(monkeypatch):
+    dm = SegmentsDataModule(RELEASE_PATH, split=MetadataSplit(), decode="device")
+    batch = next(iter(dm.train_dataloader()))
+    moved = move_data_to_device(batch, torch.device("cpu"))
+    assert isinstance(moved, DeviceBatch)
+    assert moved is not batch  # DeviceBatch.to made it
+    assert [s.image_id for s in moved.samples] == [s.image_id for s in batch.samples]
+    calls: list[tuple[Any, dict[str, Any]]] = []
+
+    def to(self: DeviceBatch, device: Any, **kwargs: Any) -> DeviceBatch:
+        calls.append((device, kwargs))
+        return self
+
+    monkeypatch.setattr(DeviceBatch, "to", to)
+    assert move_data_to_device(batch, "cuda:1") is batch
+    # The whole batch in one call; non_blocking is what Lightning gives tensors alone.
+    assert calls == [(torch.device("cuda:1"), {})]
+
+
+def test_a_device_batch_outside_a_loop_says_how_to_decode_it():
+    dm = SegmentsDataModule(RELEASE_PATH, split=MetadataSplit(), shuffle=False, decode="device")
+    batch = next(iter(dm.train_dataloader()))
+    with pytest.raises(SegmentsTorchError) as info:
+        dm.on_after_batch_transfer(batch, 0)
+    assert str(info.value) == (
+        "SegmentsDataModule decodes a DeviceBatch in a Trainer's train, validation, test or "
+        "predict loop, whose stage names the dataset; outside one, call "
+        "dm.dataset(stage).device_decoder()(batch)"
+    )
+    _, targets = dm.dataset("train").device_decoder()(batch)
+    assert [int(t["image_id"]) for t in targets] == [0, 1]
+
+
+class Tagger(Recorder):
+    """A LightningModule with its own ``on_after_batch_transfer``."""
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, targets = batch  # decoded already
+        return images, [{**t, "tagged": torch.tensor(True)} for t in targets]
+
+
+@pytest.mark.parametrize("decode", ["host", "device"])
+def test_the_lightning_modules_own_hook_runs_on_decoded_batches(decode, monkeypatch, recwarn):
+    monkeypatch.setattr(data_connector, "warning_cache", WarningCache())  # warned once a process
+    model = Tagger()
+    every_loop(decode, model)
+    assert all(t["tagged"] for _, _, (_, targets) in model.seen for t in targets)
+    both = [
+        str(w.message)
+        for w in recwarn
+        if "overridden `on_after_batch_transfer` in both" in str(w.message)
+    ]
+    # Lightning says it uses the DataModule's hook; that hook hands the batch on.
+    assert both == (
+        []
+        if decode == "host"
+        else [
+            "You have overridden `on_after_batch_transfer` in both `LightningModule` and "
+            "`LightningDataModule`. It will use the implementation from `LightningDataModule` "
+            "instance."
+        ]
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA, pin_memory pins")
+def test_pin_memory_without_an_accelerator_warns_and_decodes_as_ever():
+    host, device = Recorder(), Recorder()
+    every_loop("host", host, target="panoptic")
+    with pytest.warns(UserWarning, match=r"^'pin_memory' argument is set as true") as warned:
+        every_loop("device", device, target="panoptic", pin_memory=True)
+    pinning = {str(w.message) for w in warned if "pin_memory" in str(w.message)}
+    assert pinning == {
+        "'pin_memory' argument is set as true but no accelerator is found, then device "
+        "pinned memory won't be used."
+    }
+    assert_same(device.seen, host.seen)
+
+
+@pytest.mark.gpu
+@CUDA
+def test_on_cuda_every_loop_gets_cuda_batches_with_the_host_targets():
+    plain: dict[str, Any] = {"train_transforms": None, "eval_transforms": None}
+    host, device = Recorder(), Recorder()
+    every_loop("host", host, target="instance", **plain)
+    dm = every_loop("device", device, "gpu", target="instance", pin_memory=True, **plain)
+    assert len(device.seen) == len(host.seen) == 8
+    for (_, _, (images, targets)), (_, _, (want_images, want_targets)) in zip(
+        device.seen, host.seen, strict=True
+    ):
+        for got, want in zip(images, want_images, strict=True):
+            assert got.device.type == "cuda"
+            assert got.shape == want.shape
+            assert_close_images(got, want, bound=CUDA_IMAGE_BOUND)
+        for got_target, want_target in zip(targets, want_targets, strict=True):
+            assert {k: v.device.type for k, v in got_target.items()} == dict.fromkeys(
+                want_target, "cuda"
+            )
+            assert_same({k: _cpu(v) for k, v in got_target.items()}, want_target)
+    batch = next(iter(dm.train_dataloader()))  # DataLoader(pin_memory=True) pinned it
+    assert all(s.label.segments.is_pinned() for s in batch.samples)
 
 
 # -- prepare_data: prefetch into the cache ---------------------------------------------------
@@ -653,15 +881,29 @@ def run_example(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def final_metrics(result: subprocess.CompletedProcess[str]) -> dict[str, float]:
+    """The metrics the example prints at the end of a one-process run."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("rank 0 of 1: "))
+    metrics: dict[str, float] = json.loads(line.removeprefix("rank 0 of 1: ").replace("'", '"'))
+    return metrics
+
+
 def test_example_fast_dev_run(tmp_path):
     result = run_example([str(EXAMPLE), "--fast-dev-run"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = final_metrics(result)
     assert "samples=5 (LABELED: 3, REVIEWED: 2), num_classes=4" in result.stdout
-    line = next(x for x in result.stdout.splitlines() if x.startswith("rank 0 of 1: "))
-    metrics = json.loads(line.removeprefix("rank 0 of 1: ").replace("'", '"'))
     assert set(metrics) == {"train_loss", "val_loss", "val_miou"}
     assert all(0 <= value < 10 for value in metrics.values())
     assert not (tmp_path / "lightning_logs").exists()  # fast_dev_run writes nothing
+
+
+def test_example_decoded_on_the_device_gets_the_same_metrics(tmp_path):
+    args = [str(EXAMPLE), "--fast-dev-run", "--workers", "0"]
+    host = final_metrics(run_example(args, tmp_path))
+    device = final_metrics(run_example([*args, "--decode", "device"], tmp_path))
+    assert set(device) == {"train_loss", "val_loss", "val_miou"}
+    assert device == host  # the same batches, decoded after the transfer
 
 
 def test_example_under_ddp_gives_each_rank_a_disjoint_share(tmp_path, file_server: FileServer):
