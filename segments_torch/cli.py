@@ -339,6 +339,8 @@ def _dataset(
         on_error=on_error,
         max_pixels=DEFAULT_MAX_PIXELS if limit is None else limit or None,  # 0: no limit
         label_cache=args.label_cache,
+        size=getattr(args, "size", None),
+        max_size=getattr(args, "max_size", None),
     )
 
 
@@ -362,6 +364,8 @@ def _preview(args: argparse.Namespace) -> int:
     from .preview import render_preview
 
     _check_picture_path(args.out)
+    if args.size is None and args.max_size is None:
+        args.max_size = args.tile  # drawn at the tile's size: 10 MP photos cost little
     dataset = _dataset(args, "panoptic")
     if not len(dataset):
         raise SelectionError(f"{args.release}: no sample selected, nothing to preview")
@@ -388,6 +392,18 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, not {text}")
     return value
+
+
+def _add_size_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--size`` and ``--max-size``, as torchvision.transforms.v2.Resize takes them."""
+    parser.add_argument(
+        "--size",
+        type=_positive,
+        help=f"shorter side of every sample in pixels: {what}",
+    )
+    parser.add_argument(
+        "--max-size", type=_positive, help="longer side at most, in pixels (with or without --size)"
+    )
 
 
 def _add_max_pixels(parser: argparse.ArgumentParser, what: str = "images and bitmaps") -> None:
@@ -551,6 +567,7 @@ def _parser() -> argparse.ArgumentParser:
     add_storage_options(export, cache_required=False)
     _add_label_cache(export, "read decoded labels from DIR, and keep those it decodes there")
     _add_max_pixels(export)
+    _add_size_options(export, "export at this size (default: full resolution)")
     export.set_defaults(run=_export)
 
     preview = commands.add_parser(
@@ -571,6 +588,7 @@ def _parser() -> argparse.ArgumentParser:
     add_storage_options(preview, cache_required=False)
     _add_label_cache(preview, "read decoded labels from DIR, and keep those it decodes there")
     _add_max_pixels(preview)
+    _add_size_options(preview, "read the samples at this size (default: the tile's)")
     preview.set_defaults(run=_preview)
     return parser
 

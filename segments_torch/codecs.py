@@ -51,8 +51,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.v2.functional import resize
 
 from .errors import DecodeError
+from .targets import Size, output_size
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -67,6 +69,7 @@ __all__ = [
     "decode_jpegs",
     "encode_bitmap",
     "orient",
+    "oriented_size",
     "pixels_to_ids",
     "png_header",
     "prepare_image",
@@ -395,7 +398,13 @@ def _inflate(inflater: Any, chunk: memoryview, room: int) -> int:
         raise ValueError(f"the pixel data fails zlib's checks ({exc})") from None
 
 
-def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    size: Size = None,
+    max_size: int | None = None,
+) -> torch.Tensor:
     """Decode an image to ``(3, H, W)`` uint8 RGB with its EXIF orientation applied.
 
     Alpha is dropped, grey is expanded to three channels, 16-bit PNGs are reduced to 8
@@ -403,25 +412,30 @@ def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     declares more than ``max_pixels`` pixels (``None``: no limit; checked before
     decoding), and when decoding runs out of memory.
 
+    With ``size`` or ``max_size``, the image comes at the size
+    ``v2.Resize(size, max_size=max_size)`` gives the oriented image
+    (:func:`~segments_torch.targets.output_size`), resized with antialiasing. A JPEG at
+    least twice that size is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that is
+    still at least that size (libjpeg-turbo through Pillow's ``draft``), then resized: a
+    fraction of the memory and of the IDCT's time; the pixels differ from those of
+    ``v2.Resize(antialias=True)`` of the full decode by a little (see the README).
+
     Example:
         >>> decode_image(open("photo.jpg", "rb").read()).shape  # doctest: +SKIP
-        torch.Size([3, 720, 1280])
+        torch.Size([3, 2736, 3648])
+        >>> photo = open("photo.jpg", "rb").read()  # doctest: +SKIP
+        >>> decode_image(photo, size=800, max_size=1333).shape  # doctest: +SKIP
+        torch.Size([3, 800, 1066])
     """
     width, height = declared_size(data)
     check_pixels("image", width, height, max_pixels)
-    kind = sniff(data)
+    resizing = size is not None or max_size is not None
     with _memory_guard("image", width, height, channels=3):
         try:
-            if kind == "jpeg":
-                return _decode_jpeg(data)
-            if kind == "png" and _TORCHCODEC is not None:
-                return _decode_png_rgb(data)
-        except RuntimeError as exc:
-            if _out_of_memory(exc):
-                raise
-            # a variant the fast decoder refuses (e.g. CMYK, arithmetic coding): Pillow
-        try:
-            return _decode_with_pillow(data)
+            scaled = _scaled_jpeg(data, size, max_size) if resizing else None
+            if scaled is not None:
+                return scaled
+            image = _decode_full(data)
         except UnidentifiedImageError:  # its text names only Pillow's buffer object
             raise DecodeError(
                 f"cannot decode the image ({_found(data)}): damaged or truncated, no decoder "
@@ -429,6 +443,73 @@ def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             ) from None
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise DecodeError(f"cannot decode the image ({_found(data)}): {exc}") from None
+        if not resizing:
+            return image
+        return _resized(image, output_size(image.shape[-2], image.shape[-1], size, max_size))
+
+
+def _decode_full(data: bytes) -> torch.Tensor:
+    kind = sniff(data)
+    try:
+        if kind == "jpeg":
+            return _decode_jpeg(data)
+        if kind == "png" and _TORCHCODEC is not None:
+            return _decode_png_rgb(data)
+    except RuntimeError as exc:
+        if _out_of_memory(exc):
+            raise
+        # a variant the fast decoder refuses (e.g. CMYK, arithmetic coding): Pillow
+    return _decode_with_pillow(data)
+
+
+def _scaled_jpeg(data: bytes, size: Size, max_size: int | None) -> torch.Tensor | None:
+    """A JPEG decoded at a reduced DCT scale and resized to its output size; ``None``
+    where that does not apply (not a JPEG every decoder takes, or no scale below 1 that
+    is still large enough)."""
+    if sniff(data) != "jpeg":
+        return None
+    frame = _jpeg_frame(data)
+    if not frame.for_every_decoder:
+        return None
+    orientation = _exif_orientation(data)
+    turned = orientation >= 5  # a quarter turn or a transposition: sides swap
+    shown = (frame.width, frame.height) if turned else (frame.height, frame.width)
+    out = output_size(*shown, size, max_size)
+    stored = (out[1], out[0]) if turned else out
+    # A scale whose pixels would be the output's exactly is passed over: the DCT's
+    # reduction then stands for the antialiased resize, and differs from it most.
+    if 2 * stored[0] >= frame.height or 2 * stored[1] >= frame.width:
+        return None  # no reduced scale is larger than the output: the full decode is
+    with Image.open(io.BytesIO(data)) as image:
+        # the smallest scale that is larger than the output
+        image.draft("RGB", (stored[1] + 1, stored[0] + 1))
+        reduced = (image.size[1], image.size[0])
+        pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    # The reduced image is ceil(side / s) pixels, its last a partial block: resize by the
+    # true factor (out * s / side), not out / reduced, or the content drifts by up to a
+    # pixel across the image. In the stored orientation, where the partial block is
+    # last; then turned (a permutation, which commutes with the resize).
+    scale = next(s for s in (2, 4, 8) if -(-frame.width // s) == reduced[1])
+    factors = [stored[0] * scale / frame.height, stored[1] * scale / frame.width]
+    # HWC viewed as CHW: channels-last, where torch's uint8 antialiased resize is fastest
+    resized = torch.nn.functional.interpolate(
+        pixels.unsqueeze(0),
+        scale_factor=factors,
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+        recompute_scale_factor=False,
+    )[0]
+    return orient(resized, orientation)
+
+
+def _resized(image: torch.Tensor, out: tuple[int, int] | None) -> torch.Tensor:
+    """``image`` resized to ``out`` as ``v2.Resize(out, antialias=True)`` does (``None``:
+    as it is)."""
+    if out is None or tuple(image.shape[-2:]) == out:
+        return image
+    resized: torch.Tensor = resize(image, list(out), antialias=True)
+    return resized
 
 
 # -- the device path: JPEGs decoded where the model runs ------------------------------------
@@ -443,8 +524,10 @@ class DeviceImage:
         data: a JPEG's bytes as a 1-D uint8 tensor, or the ``(3, H, W)`` decoded image.
         jpeg: whether ``data`` is a JPEG still to decode (:func:`decode_jpegs`).
         orientation: the JPEG's EXIF orientation (1 to 8; 1 where it has none).
-        height: the oriented image's height, as decoding will give it.
+        height: the oriented image's height at full size.
         width: its width.
+        out: the ``(height, width)`` the image is to be decoded at (``None``: full size);
+            an image decoded in the worker is at that size already.
     """
 
     data: torch.Tensor
@@ -452,12 +535,20 @@ class DeviceImage:
     orientation: int
     height: int
     width: int
+    out: tuple[int, int] | None = None
 
 
-def prepare_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DeviceImage:
+def prepare_image(
+    data: bytes,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    size: Size = None,
+    max_size: int | None = None,
+) -> DeviceImage:
     """What a worker does with an image's bytes for decoding on the device: a JPEG that
     every JPEG decoder takes is kept encoded, its size, EXIF orientation and pixel limit
-    read from its header; any other image is decoded here (:func:`decode_image`).
+    read from its header; any other image is decoded here (:func:`decode_image`, at the
+    size ``size`` and ``max_size`` ask for).
 
     Example:
         >>> shipped = prepare_image(open("photo.jpg", "rb").read())  # doctest: +SKIP
@@ -472,9 +563,34 @@ def prepare_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
             height, width = frame.height, frame.width
             if orientation >= 5:  # a quarter turn or a transposition: sides swap
                 height, width = width, height
-            return DeviceImage(_as_tensor(data), True, orientation, height, width)
-    image = decode_image(data, max_pixels=max_pixels)
-    return DeviceImage(image, False, 1, image.shape[-2], image.shape[-1])
+            out = _output_size(height, width, size, max_size)
+            return DeviceImage(_as_tensor(data), True, orientation, height, width, out)
+    image = decode_image(data, max_pixels=max_pixels, size=size, max_size=max_size)
+    if size is None and max_size is None:
+        return DeviceImage(image, False, 1, image.shape[-2], image.shape[-1])
+    height, width = oriented_size(data)
+    return DeviceImage(image, False, 1, height, width, (image.shape[-2], image.shape[-1]))
+
+
+def _output_size(
+    height: int, width: int, size: Size, max_size: int | None
+) -> tuple[int, int] | None:
+    """The size an image is resized to, ``None`` where nothing asks for one."""
+    if size is None and max_size is None:
+        return None
+    return output_size(height, width, size, max_size)
+
+
+def oriented_size(data: bytes) -> tuple[int, int]:
+    """``(height, width)`` of an image as shown, EXIF orientation applied, from its
+    header alone.
+
+    Example:
+        >>> oriented_size(open("portrait.jpg", "rb").read())  # doctest: +SKIP
+        (4032, 3024)
+    """
+    width, height = declared_size(data)
+    return (width, height) if _exif_orientation(data) >= 5 else (height, width)
 
 
 def _exif_orientation(data: bytes) -> int:
@@ -536,13 +652,13 @@ def decode_jpegs(
         else:
             turned = not _decoder_orients(device)
             return [
-                orient(pixels, image.orientation) if turned else pixels
+                _resized(orient(pixels, image.orientation) if turned else pixels, image.out)
                 for pixels, image in zip(decoded, images, strict=True)
             ]
     results: list[torch.Tensor | DecodeError] = []
     for image in images:
         try:
-            pixels = decode_image(image.data.numpy().tobytes(), max_pixels=None)
+            pixels = decode_image(image.data.numpy().tobytes(), max_pixels=None, size=image.out)
         except DecodeError as exc:
             results.append(exc)
         else:

@@ -52,7 +52,8 @@ class collate_semantic:  # noqa: N801 - used like a function: collate_semantic(i
 
     Returns ``(images, targets)``: ``images`` a ``tv_tensors.Image`` ``(B, 3, H, W)``;
     ``targets`` a dict with ``semantic`` (``tv_tensors.Mask`` ``(B, H, W)``, padding =
-    ``ignore_index``) and ``image_id`` ``(B,)`` where the items carry one. A dataclass,
+    ``ignore_index``), and ``image_id`` ``(B,)`` and ``orig_size`` ``(B, 2)`` where the
+    items carry them. A dataclass,
     not a closure, so it pickles into spawn workers.
     """
 
@@ -68,7 +69,8 @@ class collate_semantic:  # noqa: N801 - used like a function: collate_semantic(i
                 )
             )
         }
-        if all("image_id" in t for t in targets):
-            stacked["image_id"] = torch.stack([torch.as_tensor(t["image_id"]) for t in targets])
+        for key in ("image_id", "orig_size"):
+            if targets and all(key in t for t in targets):
+                stacked[key] = torch.stack([torch.as_tensor(t[key]) for t in targets])
         plain = [torch.as_tensor(image).as_subclass(torch.Tensor) for image in images]
         return tv_tensors.Image(_pad_stack(plain, 0)), stacked

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, SupportsIndex
+from typing import Any, SupportsIndex, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,7 @@ from .codecs import (
     check_pixels,
     decode_bitmap,
     decode_image,
+    oriented_size,
     prepare_image,
 )
 from .collate import collate_detection, collate_semantic
@@ -48,7 +49,7 @@ from .storage import (
     release_base_url,
     warn_once,
 )
-from .targets import TARGET_KINDS, SegmentMap, build_target
+from .targets import TARGET_KINDS, SegmentMap, Size, build_target, output_size, sample_nearest
 
 __all__ = ["SegmentsDataset", "UnsupportedTaskError"]
 
@@ -119,6 +120,15 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             ``"device"``: ``ds[i]`` is an :class:`~segments_torch.device.EncodedSample`
             (the JPEG still encoded, the bitmap as a one-byte segment map) for
             :meth:`device_decoder` to finish on the GPU (see :mod:`segments_torch.device`).
+        size, max_size: serve every item at the size
+            ``torchvision.transforms.v2.Resize(size, max_size=max_size)`` gives its oriented
+            image (an int: the shorter side; ``(h, w)``: exact; ``None`` with ``max_size``:
+            the longer side capped), made at that size from the start: a JPEG decoded at a
+            reduced DCT scale and resized with antialiasing, the bitmap's ids sampled by
+            nearest neighbour before any mask exists, so the targets equal those built from
+            ``v2.functional.resize(ids, ..., NEAREST)`` (areas and boxes at that size;
+            instances that vanish are dropped). Targets then hold ``orig_size``, the
+            oriented image's full ``(height, width)``. ``None`` (the default): full size.
 
     Example:
         >>> ds = SegmentsDataset("flowers-v1.0.json", task="segmentation",
@@ -154,6 +164,8 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         label_cache: str | os.PathLike[str] | None = None,
         decode: str = "host",
+        size: Size = None,
+        max_size: int | None = None,
     ) -> None:
         if target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
@@ -211,6 +223,10 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         if decode not in ("host", "device"):
             raise ValueError(f"decode must be 'host' or 'device', not {decode!r}")
         self.decode = decode
+        if size is not None or max_size is not None:
+            output_size(100, 100, size, max_size)  # checks the combination
+        self.size = size
+        self.max_size = max_size
         #: Decoded labels kept on disk (see :mod:`~segments_torch.label_cache`), or None.
         self.label_cache = LabelCache(label_cache) if label_cache is not None else None
         # One flag per sample in shared memory: workers' failures count in the parent.
@@ -329,8 +345,14 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             and get_worker_info() is not None
         )
 
-        def image_of(data: bytes) -> torch.Tensor:
-            return decode_image(data, max_pixels=self.max_pixels)
+        def image_of(data: bytes) -> tuple[torch.Tensor, tuple[int, int]]:
+            """The image (at the output size) and its oriented full size."""
+            image = decode_image(
+                data, max_pixels=self.max_pixels, size=self.size, max_size=self.max_size
+            )
+            if not self.resizing:
+                return image, (image.shape[-2], image.shape[-1])
+            return image, oriented_size(data)
 
         identity, label = self._cached_label(name, bitmap_url)
 
@@ -338,7 +360,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             ids = decode_bitmap(data, max_pixels=self.max_pixels)
             if identity is not None:
                 self._keep_label(identity, SegmentMap.from_ids(ids))
-            return ids.shape, self.target_for(row, ids, shared=shared)
+            return ids.shape, self.target_for(row, self._at_size(ids), shared=shared)
 
         # Remote assets download at once: the bitmap is downloaded, decoded and made into
         # the target by a storage thread while this one downloads and decodes the image
@@ -348,16 +370,19 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             if bitmap_url and label is None
             else self.storage.read_each([image_url], [image_of])
         )
-        image = self._read(name, image_url, assets)
-        height, width = image.shape[-2:]
+        image, original = self._read(name, image_url, assets)
         if label is not None:  # decoded once before: the PNG is not read
-            shape, target = label.shape, self.target_for(row, label, shared=shared)
+            shape = label.shape
+            target = self.target_for(row, self._at_size(label), shared=shared)
         elif bitmap_url:
             shape, target = self._read(name, bitmap_url, assets)
         else:  # a selected sample without a bitmap: empty targets
-            shape = torch.Size((height, width))
-            target = self.target_for(row, torch.zeros(shape, dtype=torch.int32), shared=shared)
-        self._check_size(name, bitmap_url, shape, (height, width))
+            shape = torch.Size(original)
+            empty = torch.zeros(image.shape[-2:], dtype=torch.int32)
+            target = self.target_for(row, empty, shared=shared)
+        self._check_size(name, bitmap_url, shape, original)
+        if self.resizing:
+            target["orig_size"] = torch.tensor(original)
         item: Item = (tv_tensors.Image(image), target)
         if self.transforms is not None:
             item = self.transforms(*item)
@@ -402,7 +427,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         bitmap_url = self._labels.bitmap_urls[row]
 
         def prepared(data: bytes) -> DeviceImage:
-            return prepare_image(data, max_pixels=self.max_pixels)
+            return prepare_image(
+                data, max_pixels=self.max_pixels, size=self.size, max_size=self.max_size
+            )
 
         identity, label = self._cached_label(name, bitmap_url)
 
@@ -429,7 +456,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         self._check_size(name, bitmap_url, label.shape, size)
         return EncodedSample(
             image,
-            label,
+            self._at_size(label),
             *self.annotation_tables(row),
             image_id=row,
             index=position,
@@ -453,6 +480,25 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
                 where = display_url(self.storage.resolve(bitmap_url))
                 raise AssetError(name, where, str(exc)) from exc
         return identity, label
+
+    @property
+    def resizing(self) -> bool:
+        """Whether items come at a size of their own (``size`` or ``max_size`` given)."""
+        return self.size is not None or self.max_size is not None
+
+    @overload
+    def _at_size(self, labels: torch.Tensor) -> torch.Tensor: ...
+    @overload
+    def _at_size(self, labels: SegmentMap) -> SegmentMap: ...
+
+    def _at_size(self, labels: torch.Tensor | SegmentMap) -> torch.Tensor | SegmentMap:
+        """A full-size id map (or segment map) sampled at the items' size by nearest
+        neighbour (:func:`~segments_torch.targets.sample_nearest`)."""
+        if not self.resizing:
+            return labels
+        rows, columns = labels.shape
+        height, width = output_size(rows, columns, self.size, self.max_size)
+        return sample_nearest(labels, height, width)
 
     @staticmethod
     def _check_size(

@@ -161,6 +161,10 @@ class DeviceDecoder:
                 label_offset=self.label_offset,
             )
             target["image_id"] = torch.tensor(sample.image_id, device=device)
+            if sample.image.out is not None:  # served resized: say the full size
+                target["orig_size"] = torch.tensor(
+                    (sample.image.height, sample.image.width), device=device
+                )
             item: tuple[Any, Any] = (tv_tensors.Image(image), target)
             if self.transforms is not None:
                 item = self.transforms(*item)

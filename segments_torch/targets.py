@@ -58,6 +58,9 @@ __all__ = [
     "build_target",
     "instance_fields",
     "map_ids",
+    "nearest_rows",
+    "output_size",
+    "sample_nearest",
     "segment_targets",
 ]
 
@@ -187,6 +190,91 @@ class SegmentMap:
     def to(self, device: torch.device | str, *, non_blocking: bool = False) -> SegmentMap:
         """The segments on ``device``; the id table stays on the host."""
         return SegmentMap(self.segments.to(device, non_blocking=non_blocking), self.ids)
+
+
+Size = int | Sequence[int] | None
+
+
+def output_size(
+    height: int, width: int, size: Size, max_size: int | None = None
+) -> tuple[int, int]:
+    """The ``(height, width)`` that ``torchvision.transforms.v2.Resize(size,
+    max_size=max_size)`` gives an image of ``height`` x ``width``: ``size`` an int (or a
+    one-element sequence) sets the shorter side, keeping the aspect ratio, and
+    ``max_size`` caps the longer; ``(h, w)`` is exact; ``None`` with ``max_size`` caps the
+    longer side alone. A side that would round to 0 pixels (where ``v2.Resize`` fails)
+    is 1.
+
+    Example:
+        >>> output_size(2736, 3648, 800, max_size=1333)
+        (800, 1066)
+    """
+    if isinstance(size, Sequence) and len(size) == 2:
+        if max_size is not None:
+            raise ValueError("max_size goes with an int size (the shorter side) or None")
+        return int(size[0]), int(size[1])
+    short, long = (width, height) if width <= height else (height, width)
+    if size is None:
+        if max_size is None:
+            raise ValueError("size=None needs a max_size (the longer side)")
+        new_short, new_long = int(max_size * short / long), max_size
+    else:
+        requested = int(size if isinstance(size, int) else size[0])
+        new_short, new_long = requested, int(requested * long / short)
+        if max_size is not None:
+            if max_size <= requested:
+                raise ValueError(
+                    f"max_size = {max_size} must be greater than the shorter side, {requested}"
+                )
+            if new_long > max_size:
+                new_short, new_long = int(max_size * new_short / new_long), max_size
+    new_short = max(new_short, 1)  # v2.Resize fails there: a side of 0 pixels
+    return (new_long, new_short) if width <= height else (new_short, new_long)
+
+
+def nearest_rows(length: int, count: int) -> torch.Tensor:
+    """``(count,)`` int64: the source index of each of ``count`` positions when ``length``
+    are sampled by nearest neighbour, exactly as ``torch.nn.functional.interpolate(...,
+    mode="nearest")`` (and so ``v2.functional.resize(..., NEAREST)``) picks them: found by
+    that very function on a ramp of indices (exact in float32 below 2^24).
+
+    Example:
+        >>> nearest_rows(5, 3).tolist()
+        [0, 1, 3]
+    """
+    ramp = torch.arange(length, dtype=torch.float32).view(1, 1, length)
+    return torch.nn.functional.interpolate(ramp, size=count, mode="nearest").view(count).long()
+
+
+def sample_nearest(
+    labels: torch.Tensor | SegmentMap, height: int, width: int
+) -> torch.Tensor | SegmentMap:
+    """An ``(H, W)`` id map, or a :class:`SegmentMap`, sampled at ``height`` x ``width`` by
+    nearest neighbour as ``v2.functional.resize(ids, [height, width], NEAREST)`` samples it:
+    reading only the pixels kept. A segment map's id table keeps the ids left.
+
+    Example:
+        >>> ids = torch.tensor([[1, 1, 2, 2], [3, 3, 4, 4]], dtype=torch.int32)
+        >>> sample_nearest(ids, 1, 2).tolist()
+        [[1, 2]]
+    """
+    rows_in, columns_in = labels.shape
+    if (rows_in, columns_in) == (height, width):
+        return labels
+    device = labels.device
+    rows = nearest_rows(rows_in, height).to(device)
+    columns = nearest_rows(columns_in, width).to(device)
+    if isinstance(labels, torch.Tensor):
+        return labels.index_select(0, rows).index_select(1, columns)
+    segments = labels.segments.index_select(0, rows).index_select(1, columns)
+    count = len(labels.ids)
+    present = torch.bincount(segments.reshape(-1).to(torch.int64), minlength=count).cpu() > 0
+    if bool(present.all()):
+        return SegmentMap(segments, labels.ids)
+    # Renumber the segments left, so that the table holds exactly the ids of the pixels.
+    number = (torch.cumsum(present, 0) - 1).to(segments.dtype)
+    renumbered = torch.index_select(number.to(device), 0, segments.reshape(-1).to(torch.int32))
+    return SegmentMap(renumbered.view(height, width), labels.ids[present])
 
 
 def map_ids(

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 import segments_torch.dataset
+from segments_torch import preview as preview_module
 from segments_torch.cli import main
 from segments_torch.codecs import encode_bitmap
 from tests.releases import current_release
@@ -702,4 +703,33 @@ def test_max_pixels_reaches_export_and_preview(tmp_path, capsys):
     assert not (tmp_path / "c").exists()
     with pytest.raises(SystemExit) as info:
         main(["preview", str(DEMO_RELEASE), "--max-pixels", "-1"])
+    assert info.value.code == 2
+
+
+def test_export_at_a_size_and_preview_at_the_tiles_size(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "small"
+    args = ["export", str(DEMO_RELEASE), "--out", str(out), "--workers", "0", "--format"]
+    assert main([*args, "instance", "--size", "60"]) == 0
+    record = json.loads((out / "instance.json").read_text())["images"][0]
+    assert (record["height"], record["width"]) == (60, 80)
+    full = tmp_path / "full"
+    assert main(["export", str(DEMO_RELEASE), "--out", str(full), "--workers", "0"]) == 0
+    record = json.loads((full / "coco_instance.json").read_text())["images"][0]
+    assert (record["height"], record["width"]) == (240, 320)  # full resolution by default
+    picture = tmp_path / "p.png"
+    seen: list[Any] = []
+    real = preview_module.render_preview
+
+    def spy(dataset: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append((dataset.size, dataset.max_size))
+        return real(dataset, *args, **kwargs)
+
+    monkeypatch.setattr(preview_module, "render_preview", spy)
+    preview = ["preview", str(DEMO_RELEASE), "--out", str(picture), "--n", "2", "--tile", "64"]
+    assert main(preview) == 0
+    assert seen == [(None, 64)]  # samples read at the tile's size
+    assert Image.open(picture).size[0] == 2 * 64 + 3 * 4  # two tiles, padding 4
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(DEMO_RELEASE), "--out", str(tmp_path / "x"), "--size", "0"])
     assert info.value.code == 2

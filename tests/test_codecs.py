@@ -26,7 +26,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin
+from torchvision.transforms import v2
 
 from segments_torch import codecs
 from segments_torch.codecs import (
@@ -1740,3 +1741,102 @@ def test_decode_jpegs_on_cuda_orients_as_the_cpu(orientation):
     assert decoded.shape == expected.shape
     difference = (decoded.cpu().to(torch.int16) - expected.to(torch.int16)).abs()
     assert int(difference.max()) <= 40
+
+
+# -- decoding at a size ----------------------------------------------------------------------
+
+
+def photo(height: int, width: int, seed: int) -> U8:
+    """Photo-like pixels: smooth gradients, a few hard-edged shapes and sensor noise."""
+    generator = rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack(
+        [128 + 100 * np.sin(x / (17 + 9 * c) + y / (23 + 5 * c) + c) for c in range(3)], axis=-1
+    )
+    for _ in range(6):
+        cy, cx, r = (
+            generator.uniform(0, height),
+            generator.uniform(0, width),
+            generator.uniform(5, 60),
+        )
+        inside = (y - cy) ** 2 + (x - cx) ** 2 < r * r
+        base[inside] = generator.uniform(0, 255, 3)
+    base += generator.normal(0, 6, base.shape)
+    pixels: U8 = np.clip(base, 0, 255).astype(np.uint8)
+    return pixels
+
+
+def resized_reference(data: bytes, size: Any, max_size: Any) -> torch.Tensor:
+    """v2.Resize(size, max_size, antialias=True) of the full decode."""
+    full = decode_image(data)
+    resized: torch.Tensor = v2.functional.resize(full, size, max_size=max_size, antialias=True)
+    return resized
+
+
+SIZES = [
+    (800, 1333),
+    (480, None),
+    (240, None),
+    (100, None),
+    (None, 320),
+    (57, None),
+    ((31, 45), None),
+]
+
+
+@pytest.mark.parametrize(("size", "max_size"), SIZES)
+@pytest.mark.parametrize("shape", [(480, 640), (721, 1283), (2736, 3648)])
+def test_a_jpeg_decoded_at_a_size_is_close_to_the_resized_full_decode(shape, size, max_size):
+    # Measured on these photo-like images: mean differences 0 to 1.13, maxima 0 to 20.
+    height, width = shape
+    data = encode(Image.fromarray(photo(height, width, seed=height)), "JPEG", quality=90)
+    reference = resized_reference(data, size, max_size)
+    got = decode_image(data, size=size, max_size=max_size)
+    assert got.dtype == torch.uint8
+    assert got.shape == reference.shape
+    difference = (got.to(torch.int16) - reference.to(torch.int16)).abs()
+    assert float(difference.float().mean()) < 1.5
+    assert int(difference.max()) <= 24
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_decoding_at_a_size_applies_exif_orientation(orientation):
+    stored = photo(300, 400, seed=orientation)
+    data = encode(Image.fromarray(stored), "JPEG", exif=exif(orientation), quality=92)
+    reference = resized_reference(data, 60, None)
+    got = decode_image(data, size=60)
+    assert got.shape == reference.shape
+    assert codecs.oriented_size(data) == tuple(decode_image(data).shape[-2:])
+    difference = (got.to(torch.int16) - reference.to(torch.int16)).abs()
+    assert float(difference.float().mean()) < 1.5
+    assert int(difference.max()) <= 24
+
+
+def test_decoding_at_a_size_reads_a_reduced_scale_only_where_it_is_larger(monkeypatch):
+    drafts: list[tuple[int, int]] = []
+    real = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self: Any, mode: str | None, size: tuple[int, int] | None) -> Any:
+        assert size is not None
+        drafts.append(size)
+        return real(self, mode, size)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    data = encode(Image.fromarray(photo(480, 640, seed=3)), "JPEG")
+    assert tuple(decode_image(data, size=100).shape) == (3, 100, 133)
+    assert drafts == [(134, 101)]  # a scale larger than the output: 1/4, 160 x 120
+    drafts.clear()
+    # half the size exactly: no scale is larger than it but the full one
+    assert tuple(decode_image(data, size=240).shape) == (3, 240, 320)
+    assert torch.equal(decode_image(data, size=240), resized_reference(data, 240, None))
+    assert drafts == []
+    # other formats: the full decode, resized
+    png = encode(Image.fromarray(photo(48, 64, seed=4)), "PNG")
+    assert torch.equal(decode_image(png, size=12), resized_reference(png, 12, None))
+    assert drafts == []
+
+
+def test_decoding_at_the_full_size_returns_the_full_decode():
+    data = encode(Image.fromarray(photo(60, 80, seed=5)), "JPEG")
+    assert torch.equal(decode_image(data, size=60), decode_image(data))
+    assert torch.equal(decode_image(data, size=(60, 80)), decode_image(data))

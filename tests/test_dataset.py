@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import pickle
 import shutil
 import struct
@@ -19,6 +20,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from segments_torch import SegmentsDataset, codecs, load_release
+from segments_torch import targets as targets_module
 from segments_torch.codecs import decode_bitmap, encode_bitmap
 from segments_torch.dataset import UnsupportedTaskError
 from segments_torch.demo import RELEASE_PATH
@@ -26,6 +28,7 @@ from segments_torch.errors import AssetError
 from segments_torch.storage import RetryPolicy
 from segments_torch.targets import instance_fields
 from tests.items import assert_same_items
+from tests.oriented import oriented_release
 from tests.releases import current_release, dataset_tasks_release
 
 DEMO = RELEASE_PATH.parent
@@ -689,3 +692,92 @@ def test_asset_error_from_a_worker_is_an_asset_error(demo_copy):
     )
     copy = pickle.loads(pickle.dumps(info.value))
     assert str(copy) == str(info.value)
+
+
+# -- items at a size ---------------------------------------------------------------------------
+
+RESIZES = [(7, None), ((5, 9), None), (None, 11), (6, 9), (100, None)]
+
+
+def bitmap_ids(ds: SegmentsDataset, index: int, shape: tuple[int, int]) -> torch.Tensor:
+    """The full-size id map of ``ds[index]``'s sample (zeros where it has no bitmap)."""
+    url = ds.sample_info(index).bitmap_url
+    if not url:
+        return torch.zeros(shape, dtype=torch.int32)
+    return decode_bitmap(Path(ds.storage.resolve(url)).read_bytes())
+
+
+@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@pytest.mark.parametrize(("size", "max_size"), RESIZES)
+def test_resized_targets_are_those_of_the_resized_id_map(kind, size, max_size, tmp_path):
+    oriented_release(tmp_path)
+    for release in (RELEASE_PATH, tmp_path / "release.json"):
+        ds = SegmentsDataset(release, target=kind, size=size, max_size=max_size, filter_by=None)
+        full = SegmentsDataset(release, target=kind, filter_by=None)
+        for i in range(len(ds)):
+            image, target = ds[i]
+            full_image = full[i][0]
+            height, width = full_image.shape[-2:]
+            out = v2.functional.resize(full_image, size, max_size=max_size, antialias=True)
+            assert image.shape == out.shape
+            difference = (image.to(torch.int16) - out.to(torch.int16)).abs()
+            assert float(difference.float().mean()) < 3.0  # tiny images: see test_codecs
+            ids = bitmap_ids(full, i, (height, width))
+            small = v2.functional.resize(
+                tv_tensors.Mask(ids),
+                list(out.shape[-2:]),
+                interpolation=v2.InterpolationMode.NEAREST,
+            ).as_subclass(torch.Tensor)
+            expected = ds.target_for(int(ds.rows[i]), small.to(torch.int32))
+            assert target["orig_size"].tolist() == [height, width]
+            assert list(target) == [*expected, "orig_size"]
+            for key, value in expected.items():
+                assert type(target[key]) is type(value), key
+                assert torch.equal(target[key], value), (release, i, key)
+
+
+def test_resized_items_are_made_small_from_the_start(monkeypatch):
+    # No mask, map or image of the full size is ever made: every tensor the target
+    # building allocates is at most the output's size.
+    made: list[int] = []
+    real = targets_module.allocate
+
+    def spy(shape: Any, dtype: torch.dtype, *args: Any, **kwargs: Any) -> torch.Tensor:
+        made.append(math.prod(shape[-2:]))
+        return real(shape, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(targets_module, "allocate", spy)
+    ds = SegmentsDataset(RELEASE_PATH, target="panoptic", size=60)
+    image, target = ds[0]
+    assert tuple(image.shape[-2:]) == (60, 80)
+    assert made
+    assert max(made) == 60 * 80
+    assert target["masks"].shape[-2:] == (60, 80)
+    assert target["boxes"].canvas_size == (60, 80)
+
+
+def test_instances_that_vanish_at_the_size_are_dropped():
+    ds = SegmentsDataset(RELEASE_PATH, target="instance", size=(2, 2))
+    full = SegmentsDataset(RELEASE_PATH, target="instance")
+    _, small = ds[0]
+    _, large = full[0]
+    assert len(small["labels"]) < len(large["labels"])
+    assert small["masks"].shape == (len(small["labels"]), 2, 2)
+    assert int(small["area"].sum()) <= 4
+
+
+def test_size_options_are_checked():
+    with pytest.raises(ValueError, match="max_size goes with an int size"):
+        SegmentsDataset(RELEASE_PATH, size=(5, 5), max_size=9)
+    with pytest.raises(ValueError, match="must be greater than the shorter side, 9"):
+        SegmentsDataset(RELEASE_PATH, size=9, max_size=9)
+    assert "orig_size" not in SegmentsDataset(RELEASE_PATH)[0][1]
+
+
+def test_semantic_batches_of_resized_items_stack_their_full_sizes():
+    ds = SegmentsDataset(RELEASE_PATH, target="semantic", size=20, filter_by=None)
+    _, targets = ds.collate_fn([ds[i] for i in range(len(ds))])
+    assert targets["orig_size"].shape == (8, 2)
+    assert targets["orig_size"][2].tolist() == list(
+        SegmentsDataset(RELEASE_PATH, filter_by=None)[2][0].shape[-2:]
+    )

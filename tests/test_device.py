@@ -4,7 +4,6 @@ CUDA in the GPU-marked tests)."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import pickle
@@ -15,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -26,6 +24,7 @@ from segments_torch.demo import RELEASE_PATH
 from segments_torch.device import DeviceBatch, DeviceDecoder, EncodedSample
 from segments_torch.errors import AssetError
 from tests.object_store import asset_files, release_document, write_files
+from tests.oriented import oriented_release
 
 DEMO = Path(RELEASE_PATH).parent
 KINDS = ["instance", "semantic", "panoptic"]
@@ -89,82 +88,6 @@ def test_the_object_store_release_decoded_on_the_cpu_equals_the_host_path(kind, 
     document = json.loads(json.dumps(release_document(f"{tmp_path}/")))
     host, device = host_and_device(document, target=kind, asset_root=str(tmp_path))
     assert_device_equals_host(host, device)
-
-
-def jpeg(pixels: np.ndarray, **options: Any) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=85, **options)
-    return buffer.getvalue()
-
-
-def cmyk_jpeg(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).convert("CMYK").save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
-
-
-def oriented_release(folder: Path) -> dict[str, Any]:
-    """A sample per EXIF orientation (1 to 8) of a 10 x 14 photo stored 14 x 10 where the
-    orientation turns it, plus progressive, greyscale and CMYK JPEGs; each bitmap drawn
-    on the image as shown, with two instances."""
-    rng = np.random.default_rng(7)
-    shown = rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)  # (H, W) as displayed
-    ids = np.zeros((10, 14), dtype=np.int64)
-    ids[1:4, 2:9] = 1
-    ids[5:9, 6:13] = 2
-    files: dict[str, bytes] = {"bitmaps/ids.png": codecs.encode_bitmap(ids)}
-    samples = []
-    for orientation in range(1, 9):
-        stored = _stored_for(shown, orientation)
-        exif = Image.Exif()
-        exif[0x0112] = orientation
-        files[f"images/o{orientation}.jpg"] = jpeg(stored, exif=exif, subsampling=0)
-        samples.append((f"o{orientation}.jpg", f"images/o{orientation}.jpg"))
-    files["images/progressive.jpg"] = jpeg(shown, progressive=True)
-    files["images/grey.jpg"] = jpeg(shown[..., 0])
-    files["images/cmyk.jpg"] = cmyk_jpeg(shown)
-    samples += [(n, f"images/{n}") for n in ("progressive.jpg", "grey.jpg", "cmyk.jpg")]
-    write_files(folder, files)
-    records = []
-    for name, url in samples:
-        records.append(
-            {
-                "uuid": f"uuid-{name}",
-                "name": name,
-                "attributes": {"image": {"url": url}},
-                "labels": {
-                    "ground-truth": {
-                        "label_status": "LABELED",
-                        "attributes": {
-                            "format_version": "0.1",
-                            "annotations": [
-                                {"id": 1, "category_id": 0},
-                                {"id": 2, "category_id": 1},
-                            ],
-                            "segmentation_bitmap": {"url": "bitmaps/ids.png"},
-                        },
-                    }
-                },
-            }
-        )
-    document = {
-        "dataset": {
-            "task_type": "segmentation-bitmap",
-            "task_attributes": {
-                "categories": [{"id": 0, "name": "a"}, {"id": 1, "name": "b"}],
-            },
-            "labelsets": [{"name": "ground-truth"}],
-            "samples": records,
-        }
-    }
-    (folder / "release.json").write_text(json.dumps(document))
-    return document
-
-
-def _stored_for(shown: np.ndarray, orientation: int) -> np.ndarray:
-    """The stored pixels that EXIF ``orientation`` shows as ``shown``."""
-    inverse = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}[orientation]
-    return codecs.orient(torch.from_numpy(shown).permute(2, 0, 1), inverse).permute(1, 2, 0).numpy()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -358,3 +281,16 @@ def _cpu(value: torch.Tensor) -> torch.Tensor:
         wrapped: torch.Tensor = tv_tensors.wrap(moved, like=value)
         return wrapped
     return moved
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("size", "max_size"), [(60, None), (None, 50), ((21, 35), None)])
+def test_items_at_a_size_decoded_on_the_cpu_equal_the_host_path(kind, size, max_size, tmp_path):
+    oriented_release(tmp_path)
+    options = {"target": kind, "size": size, "max_size": max_size}
+    for release in (RELEASE_PATH, tmp_path / "release.json"):
+        host, device = host_and_device(release, filter_by=None, **options)
+        assert_device_equals_host(host, device)
+        shipped = device[0]
+        assert shipped.image.out == tuple(host[0][0].shape[-2:])  # the JPEG still full size
+        assert shipped.label.shape == shipped.image.out  # the map sampled in the worker

@@ -28,6 +28,7 @@ from segments_torch.label_cache import FORMAT_VERSION, LabelCache
 from segments_torch.targets import SegmentMap
 from tests.http_server import FileServer
 from tests.items import assert_same_items
+from tests.oriented import oriented_release
 
 DEMO = Path(RELEASE_PATH).parent
 KINDS = ["instance", "semantic", "panoptic"]
@@ -404,3 +405,37 @@ def test_the_dataset_pickles_with_its_label_cache(demo_copy, tmp_path):
     copy = pickle.loads(pickle.dumps(ds))
     assert copy.label_cache is not None
     assert copy.label_cache.folder == tmp_path / "labels"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("decode", ["host", "device"])
+def test_targets_at_a_size_are_the_same_with_the_cache(tmp_path, kind, decode, monkeypatch):
+    oriented_release(tmp_path / "oriented")
+    for release in (RELEASE_PATH, tmp_path / "oriented" / "release.json"):
+        options = {"target": kind, "size": 9, "max_size": 13, "decode": decode}
+        plain = SegmentsDataset(release, **options)
+        cached = SegmentsDataset(release, label_cache=tmp_path / "labels", **options)
+        if decode == "device":
+            expected = plain.device_decoder()(plain.collate_fn(all_items(plain)))
+            for _ in range(2):  # cold, then warm
+                got = cached.device_decoder()(cached.collate_fn(all_items(cached)))
+                assert_same_batch(got, expected)
+        else:
+            expected_items = all_items(plain)
+            for _ in range(2):
+                assert_same_items(all_items(cached), expected_items)
+
+
+def assert_same_batch(got: Any, expected: Any) -> None:
+    images, targets = got
+    expected_images, expected_targets = expected
+    if isinstance(targets, dict):  # semantic: stacked
+        assert torch.equal(images, expected_images)
+        assert targets.keys() == expected_targets.keys()
+        for key in targets:
+            assert torch.equal(targets[key], expected_targets[key]), key
+        return
+    assert_same_items(
+        list(zip(images, targets, strict=True)),
+        list(zip(expected_images, expected_targets, strict=True)),
+    )

@@ -22,6 +22,9 @@ from segments_torch.targets import (
     build_target,
     instance_fields,
     map_ids,
+    nearest_rows,
+    output_size,
+    sample_nearest,
     segment_targets,
 )
 
@@ -1124,3 +1127,68 @@ def test_segment_maps_on_cuda_give_the_cpu_target(kind):
         for key, value in cpu.items():
             assert target[key].device.type == "cuda", key
             assert torch.equal(target[key].cpu(), value), key
+
+
+# ------------------------------------------------------------ output size and sampling
+
+
+@pytest.mark.parametrize("height", [1, 7, 480, 601, 2736])
+@pytest.mark.parametrize("width", [1, 9, 640, 3648])
+@pytest.mark.parametrize(
+    ("size", "max_size"),
+    [(5, None), ([13], None), ((11, 17), None), (6, 9), (None, 10), (800, 1333)],
+)
+def test_output_size_is_what_v2_resize_gives(height, width, size, max_size):
+    if (
+        max_size is not None
+        and size is not None
+        and max_size <= (size if isinstance(size, int) else size[0])
+    ):
+        pytest.skip("not a valid combination")
+    image = torch.zeros((1, height, width), dtype=torch.uint8)
+    try:
+        expected = tuple(v2.functional.resize(image, size, max_size=max_size).shape[-2:])
+    except RuntimeError:  # a side of 0 pixels: ours keeps one
+        assert min(output_size(height, width, size, max_size)) == 1
+        return
+    assert output_size(height, width, size, max_size) == expected
+
+
+def test_output_size_refuses_what_v2_resize_refuses():
+    with pytest.raises(ValueError, match="max_size goes with an int size"):
+        output_size(10, 10, (5, 5), 8)
+    with pytest.raises(ValueError, match="size=None needs a max_size"):
+        output_size(10, 10, None)
+    with pytest.raises(ValueError, match="max_size = 5 must be greater than the shorter side, 5"):
+        output_size(10, 10, 5, 5)
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 7, 480, 2736, 3648])
+@pytest.mark.parametrize("count", [1, 3, 4, 7, 100, 800, 1066, 5000])
+def test_nearest_rows_are_interpolates_picks(length, count):
+    values = torch.arange(length, dtype=torch.uint8 if length < 256 else torch.float32)
+    picked = torch.nn.functional.interpolate(values.view(1, 1, length), size=count, mode="nearest")
+    assert nearest_rows(length, count).tolist() == picked.view(count).long().tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(id_maps(), st.integers(1, 9), st.integers(1, 9))
+def test_sample_nearest_equals_v2_resize_of_the_ids(case, height, width):
+    ids = torch.from_numpy(case[0])
+    expected = v2.functional.resize(
+        tv_tensors.Mask(ids), [height, width], interpolation=v2.InterpolationMode.NEAREST
+    )
+    sampled = sample_nearest(ids, height, width)
+    assert isinstance(sampled, torch.Tensor)
+    assert sampled.dtype == torch.int32
+    assert torch.equal(sampled, expected.as_subclass(torch.Tensor).to(torch.int32))
+    compact = sample_nearest(SegmentMap.from_ids(ids), height, width)
+    assert isinstance(compact, SegmentMap)
+    assert torch.equal(compact.to_ids(), sampled)
+    assert compact.ids.tolist() == sorted(set(sampled.reshape(-1).tolist()))  # only ids left
+    assert compact.segments.dtype == SegmentMap.from_ids(ids).segments.dtype
+
+
+def test_sample_nearest_of_the_same_size_is_the_map_itself():
+    ids = i32([[1, 2], [3, 4]])
+    assert sample_nearest(ids, 2, 2) is ids

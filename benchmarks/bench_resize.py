@@ -1,0 +1,207 @@
+"""Benchmark: items made at the training size (``size=800, max_size=1333``) against full-size
+items resized by ``v2.Resize(800, max_size=1333)``.
+
+Run it from the repository root::
+
+    .venv/bin/python benchmarks/bench_resize.py            # about 4 minutes on two cores
+    .venv/bin/python benchmarks/bench_resize.py --quick    # a sanity check
+
+On generated 3648x2736 JPEG photos with RGBA PNG bitmaps of 5 and 25 instances
+(``bench_labels.py``'s samples, under ``--data-dir``), instance targets, one thread:
+
+1. **ms per item**: ``SegmentsDataset(size=800, max_size=1333)`` against
+   ``SegmentsDataset(transforms=v2.Resize(800, max_size=1333))`` (every tensor decoded and
+   built at full size, then resized: image bilinear with antialiasing, masks nearest),
+   interleaved; and ours with a warm label cache.
+2. **Peak memory per item**: the growth of the process's peak resident memory over one
+   call (``/proc/self/clear_refs`` resets the peak; freed heap is returned to the system
+   first with ``malloc_trim``), median over the samples.
+3. **Where the time goes** in ours: the image decoded at the size, the bitmap's PNG
+   inflated at full size (no PNG decoder reads a reduced scale), its ids sampled, the
+   target built, each timed alone on the same files.
+4. **DataLoader** items/s with 2 workers, batch 4, after the first batch.
+
+Goals: at least 2.5x faster per item and at most a quarter of the peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import functools
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from bench_dataset import Timings
+from bench_labels import DEFAULT_DATA_DIR, Setting, ensure_data
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+import segments_torch
+from segments_torch import SegmentsDataset, codecs
+from segments_torch.targets import output_size, sample_nearest
+
+COMMAND = ".venv/bin/python benchmarks/bench_resize.py"
+SETTINGS = (Setting(3648, 2736, 5, 4), Setting(3648, 2736, 25, 4))
+SIZE, MAX_SIZE = 800, 1333
+SPEED_GOAL, MEMORY_GOAL = 2.5, 0.25
+
+
+def _status(key: str) -> int:
+    """A ``/proc/self/status`` field in bytes (``VmRSS``, ``VmHWM``)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+
+
+def peak_growth(fn: Callable[[], Any]) -> int:
+    """How far the resident memory's peak rises above where it was during ``fn()``."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)  # freed heap back to the system: the peak starts from here
+    before = _status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # resets VmHWM to the current resident size
+    result = fn()
+    growth = _status("VmHWM") - before
+    del result
+    return growth
+
+
+def datasets(release: Path, labels: Path) -> dict[str, SegmentsDataset]:
+    resize = v2.Resize(SIZE, max_size=MAX_SIZE, antialias=True)
+    return {
+        "full + v2.Resize": SegmentsDataset(release, target="instance", transforms=resize),
+        "size=": SegmentsDataset(release, target="instance", size=SIZE, max_size=MAX_SIZE),
+        "size= + warm label cache": SegmentsDataset(
+            release, target="instance", size=SIZE, max_size=MAX_SIZE, label_cache=labels
+        ),
+    }
+
+
+def measure_items(ds: dict[str, SegmentsDataset], setting: Setting, rounds: int) -> Timings:
+    for k in range(setting.distinct):
+        ds["size= + warm label cache"][k]  # fills the cache
+    timings = Timings()
+    for _ in range(rounds):
+        for k in range(setting.distinct):
+            for name, dataset in ds.items():
+                timings.time(name, functools.partial(dataset.__getitem__, k))
+    return timings
+
+
+def measure_memory(ds: dict[str, SegmentsDataset], setting: Setting) -> dict[str, float]:
+    peaks: dict[str, list[int]] = {name: [] for name in ds}
+    for k in range(setting.distinct):
+        for name, dataset in ds.items():
+            peaks[name].append(peak_growth(functools.partial(dataset.__getitem__, k)))
+    return {name: statistics.median(values) for name, values in peaks.items()}
+
+
+def measure_steps(release: Path, setting: Setting, rounds: int) -> Timings:
+    """Ours, step by step, on the same files."""
+    ds = SegmentsDataset(release, target="instance", size=SIZE, max_size=MAX_SIZE)
+    folder = release.parent
+    timings = Timings()
+    for _ in range(rounds):
+        for k in range(setting.distinct):
+            image = (folder / "images" / f"a{k}.jpg").read_bytes()
+            bitmap = (folder / "bitmaps" / f"a{k}.png").read_bytes()
+            timings.time(
+                "image at the size",
+                functools.partial(codecs.decode_image, image, size=SIZE, max_size=MAX_SIZE),
+            )
+            timings.time("image, full decode", functools.partial(codecs.decode_image, image))
+            start = time.perf_counter()
+            ids = codecs.decode_bitmap(bitmap)
+            timings.add("bitmap PNG inflated", (time.perf_counter() - start) * 1e3)
+            out = output_size(ids.shape[0], ids.shape[1], SIZE, MAX_SIZE)
+            start = time.perf_counter()
+            small = sample_nearest(ids, *out)
+            timings.add("ids sampled", (time.perf_counter() - start) * 1e3)
+            assert isinstance(small, torch.Tensor)
+            timings.time("target built", functools.partial(ds.target_for, k, small))
+    return timings
+
+
+def epoch_rate(ds: SegmentsDataset) -> float:
+    loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=ds.collate_fn)
+    batches = iter(loader)
+    next(batches)
+    start = time.perf_counter()
+    items = sum(len(images) for images, _ in batches)
+    return items / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of timed calls")
+    parser.add_argument("--items", type=int, default=48, help="samples in each release")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--quick", action="store_true", help="few repetitions: a sanity check")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.items = 1, 16
+    torch.set_num_threads(1)
+    print(
+        f"segments_torch {segments_torch.__version__}, torch {torch.__version__}, Python "
+        f"{sys.version.split()[0]}, {os.cpu_count()} CPUs\ncommand: {COMMAND}"
+        f"{' --quick' if args.quick else ''}\n"
+    )
+    item_lines = [
+        "| sample | path | ms/item | speed-up | peak MB/item | share of the peak |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    step_lines = ["| sample | step | ms |", "|---|---|---:|"]
+    loader_lines = ["| sample | path | items/s |", "|---|---|---:|"]
+    notes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for setting in SETTINGS:
+            print(setting.name, file=sys.stderr, flush=True)
+            release = ensure_data(args.data_dir, setting, args.items)
+            ds = datasets(release, Path(tmp) / setting.folder)
+            timings = measure_items(ds, setting, args.rounds)
+            peaks = measure_memory(ds, setting)
+            base_ms, base_peak = timings.median("full + v2.Resize"), peaks["full + v2.Resize"]
+            for name in ds:
+                ms, peak = timings.median(name), peaks[name]
+                item_lines.append(
+                    f"| {setting.name} | {name} | {ms:.1f} | {base_ms / ms:.2f}x "
+                    f"| {peak / 1e6:.1f} | {peak / base_peak:.2f} |"
+                )
+            ours_ms, ours_peak = timings.median("size="), peaks["size="]
+            notes.append(
+                f"{setting.name}: {base_ms / ours_ms:.2f}x faster (goal {SPEED_GOAL}x), "
+                f"{ours_peak / base_peak:.2f} of the peak memory (goal {MEMORY_GOAL})"
+            )
+            steps = measure_steps(release, setting, args.rounds)
+            for step in steps.samples:
+                step_lines.append(f"| {setting.name} | {step} | {steps.median(step):.1f} |")
+            for name in ("full + v2.Resize", "size="):
+                loader_lines.append(f"| {setting.name} | {name} | {epoch_rate(ds[name]):.1f} |")
+    print("## Per item (instance targets, one thread, medians)\n")
+    print("\n".join(item_lines))
+    print("\n## Where an item's time goes at size=800, max_size=1333\n")
+    print("\n".join(step_lines))
+    print("\n## DataLoader, 2 workers, batch 4\n")
+    print("\n".join(loader_lines))
+    print()
+    print("\n".join(notes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
