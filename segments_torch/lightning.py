@@ -64,6 +64,7 @@ from .device import DeviceBatch
 from .release import Release, ReleaseSource, load_release
 from .splits import Split, SplitAssignment, SplitError, sample_keys, split_from_dict
 from .storage import RetryPolicy, UrlMap, prefetch, release_base_url
+from .targets import Size
 
 __all__ = ["STAGES", "SegmentsDataModule"]
 
@@ -147,7 +148,7 @@ class SegmentsDataModule(pl.LightningDataModule):
             uses the DataModule's: both run, the module's on decoded batches.
         labelset, task, filter_by_metadata, target, categories, ignore_index,
             label_offset, shared_memory, asset_root, storage_options, url_map, cache_dir,
-            cache_key, timeout, retry, on_error, max_pixels, label_cache: as
+            cache_key, timeout, retry, on_error, max_pixels, label_cache, size, max_size: as
             :class:`~segments_torch.dataset.SegmentsDataset`; ``storage_options``,
             ``url_map``, ``timeout`` and ``retry`` also serve to read the release file.
 
@@ -190,6 +191,8 @@ class SegmentsDataModule(pl.LightningDataModule):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         label_cache: str | os.PathLike[str] | None = None,
         decode: str = "host",
+        size: Size = None,
+        max_size: int | None = None,
         batch_size: int = 2,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -253,6 +256,8 @@ class SegmentsDataModule(pl.LightningDataModule):
             "max_pixels": max_pixels,
             "label_cache": label_cache,
             "decode": decode,
+            "size": size,
+            "max_size": max_size,
         }
         if decode == "device":
             # Lightning calls a DataModule's hook only where it overrides the base class's:

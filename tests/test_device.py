@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from segments_torch import SegmentsDataset, codecs
@@ -23,33 +22,12 @@ from segments_torch import dataset as dataset_module
 from segments_torch.demo import RELEASE_PATH
 from segments_torch.device import DeviceBatch, DeviceDecoder, EncodedSample
 from segments_torch.errors import AssetError
+from tests.items import CUDA, CUDA_IMAGE_BOUND, assert_close_images, assert_same, on_cpu
 from tests.object_store import asset_files, release_document, write_files
 from tests.oriented import oriented_release
 
 DEMO = Path(RELEASE_PATH).parent
 KINDS = ["instance", "semantic", "panoptic"]
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-
-
-def assert_same(got: Any, expected: Any, where: str = "batch") -> None:
-    """Equal structure, types, dtypes, devices and values, all the way down."""
-    assert type(got) is type(expected), where
-    if isinstance(expected, dict):
-        assert list(got) == list(expected), where
-        for key in expected:
-            assert_same(got[key], expected[key], f"{where}[{key!r}]")
-    elif isinstance(expected, list | tuple):
-        assert len(got) == len(expected), where
-        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
-            assert_same(a, b, f"{where}[{i}]")
-    elif isinstance(expected, torch.Tensor):
-        assert got.dtype == expected.dtype, where
-        assert got.device == expected.device, where
-        assert torch.equal(got, expected), where
-        if isinstance(expected, tv_tensors.BoundingBoxes):
-            assert (got.canvas_size, got.format) == (expected.canvas_size, expected.format), where
-    else:
-        assert got == expected, where
 
 
 def host_and_device(release: Any, **options: Any) -> tuple[SegmentsDataset, SegmentsDataset]:
@@ -239,11 +217,6 @@ def test_a_header_the_worker_refuses_is_skipped_there(tmp_path):
 # -- on CUDA ---------------------------------------------------------------------------------
 
 
-def assert_close_images(got: torch.Tensor, expected: torch.Tensor, bound: int) -> None:
-    difference = (got.cpu().to(torch.int16) - expected.to(torch.int16)).abs()
-    assert int(difference.max()) <= bound
-
-
 @pytest.mark.gpu
 @CUDA
 @pytest.mark.parametrize("kind", KINDS)
@@ -267,20 +240,7 @@ def test_decoded_on_cuda_targets_equal_and_images_close(kind, tmp_path):
             assert_close_images(got, want, bound=CUDA_IMAGE_BOUND)
         for got, want in zip(targets, expected_targets, strict=True):
             assert {k: v.device.type for k, v in got.items()} == dict.fromkeys(want, "cuda")
-            assert_same({k: _cpu(v) for k, v in got.items()}, want)
-
-
-#: Largest difference seen between nvJPEG's and libjpeg-turbo's pixels (chroma upsampling);
-#: measured on the GPU run of issue 12, kept loose until then.
-CUDA_IMAGE_BOUND = 40
-
-
-def _cpu(value: torch.Tensor) -> torch.Tensor:
-    moved = value.cpu()
-    if isinstance(value, tv_tensors.BoundingBoxes):
-        wrapped: torch.Tensor = tv_tensors.wrap(moved, like=value)
-        return wrapped
-    return moved
+            assert_same({k: on_cpu(v) for k, v in got.items()}, want)
 
 
 @pytest.mark.parametrize("kind", KINDS)

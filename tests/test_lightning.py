@@ -33,7 +33,7 @@ from segments_torch.lightning import STAGES, SegmentsDataModule
 from segments_torch.splits import ListSplit, MetadataSplit, RatioSplit, SplitError
 from segments_torch.storage import RetryPolicy
 from tests.http_server import FileServer
-from tests.test_device import CUDA, CUDA_IMAGE_BOUND, _cpu, assert_close_images, assert_same
+from tests.items import CUDA, CUDA_IMAGE_BOUND, assert_close_images, assert_same, on_cpu
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "lightning_train.py"
 DEMO = load_release(RELEASE_PATH).samples
@@ -546,7 +546,7 @@ def test_on_cuda_every_loop_gets_cuda_batches_with_the_host_targets():
             assert {k: v.device.type for k, v in got_target.items()} == dict.fromkeys(
                 want_target, "cuda"
             )
-            assert_same({k: _cpu(v) for k, v in got_target.items()}, want_target)
+            assert_same({k: on_cpu(v) for k, v in got_target.items()}, want_target)
     batch = next(iter(dm.train_dataloader()))  # DataLoader(pin_memory=True) pinned it
     assert all(s.label.segments.is_pinned() for s in batch.samples)
 
