@@ -213,9 +213,12 @@ def test_dataset_arguments_reach_every_stage(tmp_path):
         shared_memory=False,
         max_pixels=1000,
         label_cache=tmp_path / "labels",
+        size=50,
+        max_size=60,
     )
     for stage in ("train", "val"):
         ds = dm.dataset(stage)
+        assert (ds.size, ds.max_size) == (50, 60)
         assert (ds.target, ds.ignore_index, ds.num_classes) == ("semantic", 100, 2)
         assert ds.shared_memory is False
         assert ds.max_pixels == 1000
