@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_targets.py
 	$(BIN)/python benchmarks/bench_storage.py
 	$(BIN)/python benchmarks/bench_labels.py
+	$(BIN)/python benchmarks/bench_device.py
+	$(BIN)/python benchmarks/bench_resize.py
 	$(BIN)/python benchmarks/bench_export.py
 
 clean-venv:
