@@ -159,12 +159,12 @@ def setup_distributed(device: str | None = None) -> Distributed:
 
 
 def training_dataset(
-    args: argparse.Namespace, where: Distributed, *, target: str, transforms: Any
+    args: argparse.Namespace, where: Distributed, *, target: str, transforms: Any, **extra: Any
 ) -> SegmentsDataset:
-    """The dataset the options select, with ``target`` and ``transforms``; the main
-    process prints it, its categories and where it trains."""
+    """The dataset the options select, with ``target``, ``transforms`` and any ``extra``
+    keyword; the main process prints it, its categories and where it trains."""
     dataset = SegmentsDataset(
-        args.release, target=target, transforms=transforms, **dataset_options(args)
+        args.release, target=target, transforms=transforms, **dataset_options(args), **extra
     )
     if where.is_main:
         print(dataset)

@@ -111,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> list[float]:
     add_data_options(parser)
     add_decode_option(parser)
     add_training_options(parser, size=128, batch_size=4, lr=1e-3)
+    parser.add_argument(
+        "--background",
+        default="background",
+        help="name of the class of unlabelled pixels (default 'background'); '' leaves them "
+        "ignored, for releases whose unlabelled pixels are not known to be background",
+    )
     args = parser.parse_args(argv)
     if args.batch_size < 2:
         # BatchNorm after the ASPP's global pooling sees one value per channel and image:
@@ -121,7 +127,11 @@ def main(argv: Sequence[str] | None = None) -> list[float]:
     where = setup_distributed(args.device)
     torch.manual_seed(args.seed)
     dataset = training_dataset(
-        args, where, target="semantic", transforms=train_transforms(args.size)
+        args,
+        where,
+        target="semantic",
+        transforms=train_transforms(args.size),
+        background=args.background or None,
     )
     model = wrap_model(build_model(dataset.num_classes), where)
     # Whole batches only: a last batch of one would fail in the ASPP's BatchNorm.

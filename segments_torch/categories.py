@@ -11,6 +11,10 @@ Semantic maps use the training label itself; detection targets add ``label_offse
 (default 1, so 0 stays the background torchvision detection models reserve). Pixels and
 annotations of unselected categories get the ignore index and produce no instance.
 
+``background="background"`` makes unlabelled pixels (id 0) a class of their own: label 0,
+named so, the categories' labels after it (``1, 2, ...``; a mapping's labels shifted by
+one). Detection labels do not change with it (see ``SegmentsDataset(background=)``).
+
 Example:
     >>> from segments_torch.release import Category
     >>> cmap = CategoryMap([Category(0, "person"), Category(7, "donut")])
@@ -35,6 +39,8 @@ __all__ = ["CategoryEntry", "CategoryMap", "CategorySelectionError"]
 
 #: Color given to labels whose categories set none (a neutral grey).
 DEFAULT_COLOR = (128, 128, 128)
+#: Color of the background class (black, as semantic segmentation palettes draw it).
+BACKGROUND_COLOR = (0, 0, 0)
 
 
 class CategorySelectionError(SegmentsTorchError, ValueError):
@@ -58,6 +64,8 @@ class CategoryMap:
             names (a subset; the order gives the labels), or a mapping name -> label.
         ignore_index: the value of unlabelled and unselected pixels in semantic maps; no
             training label may equal it.
+        background: the name of a class for unlabelled pixels (label 0), or ``None``:
+            they get ``ignore_index``.
     """
 
     def __init__(
@@ -66,8 +74,14 @@ class CategoryMap:
         selection: Sequence[str] | Mapping[str, SupportsIndex] | None = None,
         *,
         ignore_index: int = 255,
+        background: str | None = None,
     ) -> None:
         by_name = {c.name: c for c in categories}
+        if background is not None and background in by_name:
+            raise CategorySelectionError(
+                f"background={background!r} names a category of the release: give the "
+                "unlabelled pixels another name, or select that category"
+            )
         wanted: dict[str, Any]
         if selection is None:
             wanted = {c.name: label for label, c in enumerate(sorted(categories, key=_by_id))}
@@ -94,22 +108,43 @@ class CategoryMap:
                 raise CategorySelectionError(
                     f"category {name!r}: expected a label >= 0, found {wanted[name]!r}"
                 )
+        shift = 0 if background is None else 1  # label 0 is the background's
+        labels = {name: label + shift for name, label in labels.items()}
+        for name, label in labels.items():
             if label == ignore_index:
                 raise CategorySelectionError(
                     f"category {name!r} has label {label}, which is the ignore index; pass "
                     "another ignore_index"
                 )
         self.ignore_index = ignore_index
+        #: The class of unlabelled pixels: its name, and its label (0), or ``None``.
+        self.background = background
+        self.background_label = None if background is None else 0
         self.entries = tuple(
             CategoryEntry(c, labels.get(c.name)) for c in sorted(categories, key=_by_id)
         )
-        self.num_labels = max(labels.values(), default=-1) + 1
+        self.num_labels = max(labels.values(), default=shift - 1) + 1
         # Vectorised lookup: release ids sorted, with the label of each (-1 unselected).
         self._ids = np.array([e.category.id for e in self.entries], dtype=np.int64)
         self._labels = np.array(
             [-1 if e.label is None else e.label for e in self.entries], dtype=np.int64
         )
         self._is_thing = np.array([e.category.has_instances for e in self.entries], dtype=bool)
+
+    def without_background(self) -> CategoryMap:
+        """The same selection with no background class: the categories' labels one less.
+
+        Example:
+            >>> from segments_torch.release import Category
+            >>> cmap = CategoryMap([Category(4, "car")], background="background")
+            >>> cmap.without_background().label_names
+            ['car']
+        """
+        if self.background is None:
+            return self
+        selection = {e.category.name: e.label - 1 for e in self.entries if e.label is not None}
+        categories = [e.category for e in self.entries]
+        return CategoryMap(categories, selection, ignore_index=self.ignore_index)
 
     def labels_for(self, category_ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Training labels of release category ids (every id must be the release's);
@@ -125,6 +160,8 @@ class CategoryMap:
         """Name of each training label ``0 .. num_labels - 1``; names that share a label
         are joined with ``|``, unused labels are ``""``."""
         names: list[list[str]] = [[] for _ in range(self.num_labels)]
+        if self.background is not None:
+            names[0].append(self.background)
         for entry in self.entries:
             if entry.label is not None:
                 names[entry.label].append(entry.category.name)
@@ -134,6 +171,8 @@ class CategoryMap:
     def label_colors(self) -> list[tuple[int, int, int]]:
         """RGB color of each training label: its first category's, or grey."""
         colors = [DEFAULT_COLOR] * self.num_labels
+        if self.background is not None:
+            colors[0] = BACKGROUND_COLOR
         for entry in reversed(self.entries):
             if entry.label is not None and entry.category.color is not None:
                 red, green, blue = entry.category.color[:3]
@@ -145,6 +184,8 @@ class CategoryMap:
 
     def __str__(self) -> str:
         rows = [("release id", "name", "label", "color")]
+        if self.background is not None:
+            rows.append(("-", self.background, "0", str(BACKGROUND_COLOR)))
         for e in self.entries:
             label = "-" if e.label is None else str(e.label)
             color = "-" if e.category.color is None else str(tuple(e.category.color))
@@ -156,7 +197,8 @@ class CategoryMap:
 
     def __repr__(self) -> str:
         pairs = ", ".join(f"{e.category.name!r}: {e.label}" for e in self.entries)
-        return f"CategoryMap({{{pairs}}}, ignore_index={self.ignore_index})"
+        background = "" if self.background is None else f", background={self.background!r}"
+        return f"CategoryMap({{{pairs}}}, ignore_index={self.ignore_index}{background})"
 
 
 def _as_label(value: Any) -> int:

@@ -83,6 +83,13 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         categories: ``None`` (all, contiguous training labels in release-id order), a list
             of names (subset, order gives labels) or a dict name -> label.
         ignore_index: semantic value of unlabelled and unselected pixels.
+        background: a name (e.g. ``"background"``) makes unlabelled pixels (id 0) a class
+            of their own, label 0 in semantic maps, the categories' labels after it (see
+            ``ds.categories``, ``ds.num_classes``); ids without an annotation and
+            unselected categories stay ``ignore_index``. Panoptic targets get it as one
+            stuff segment; detection ``labels`` are the same with or without it. Leave it
+            out where unlabelled pixels are not known to be background (partly labelled
+            images: a model would learn to call unlabelled objects background).
         label_offset: added to training labels in detection ``labels`` (1 keeps 0 for
             background, as torchvision detection models expect).
         transforms: called as ``transforms(image, target)``, e.g. a
@@ -166,6 +173,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         decode: str = "host",
         size: Size = None,
         max_size: int | None = None,
+        background: str | None = None,
     ) -> None:
         if target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
@@ -208,8 +216,16 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             self.rows = self.rows[np.isin(self.rows, wanted)]
         self.target = target
         self.categories = CategoryMap(
-            self.release.labelsets[self.labelset].categories, categories, ignore_index=ignore_index
+            self.release.labelsets[self.labelset].categories,
+            categories,
+            ignore_index=ignore_index,
+            background=background,
         )
+        if background is not None and label_offset < 1 and target == "panoptic":
+            raise ValueError(
+                "background= with target='panoptic' needs label_offset >= 1: the background "
+                "segment takes label label_offset - 1"
+            )
         self.ignore_index = ignore_index
         self.label_offset = label_offset
         self.transforms = transforms
@@ -252,6 +268,8 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         ``"instance"`` and ``"panoptic"`` targets (torchvision detection models count the
         background among their ``num_classes``)."""
         extra = 0 if self.target == "semantic" else self.label_offset
+        if self.categories.background is not None:
+            extra -= self.target != "semantic"  # the background is label 0 already
         return self.categories.num_labels + extra
 
     @property
@@ -396,15 +414,23 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         what ``ds[i]`` returns for ``row = ds.rows[i]``. ``shared``: masks and per-pixel
         maps in shared memory (``targets.allocate``)."""
         target: dict[str, Any] = build_target(
-            self.target,
-            ids,
-            *self.annotation_tables(row),
-            ignore_index=self.ignore_index,
-            label_offset=self.label_offset,
-            shared=shared,
+            self.target, ids, *self.annotation_tables(row), shared=shared, **self.target_options
         )
         target["image_id"] = torch.tensor(row, device=ids.device)
         return target
+
+    @property
+    def target_options(self) -> dict[str, Any]:
+        """The conventions ``build_target`` builds this dataset's targets with: the
+        ignore index, the detection label offset and the background's label. With a
+        background class the categories' labels start at 1, so the offset given to
+        ``build_target`` is one less: detection labels stay what they are without it."""
+        background = self.categories.background_label
+        return {
+            "ignore_index": self.ignore_index,
+            "label_offset": self.label_offset - (background is not None),
+            "background": background,
+        }
 
     def annotation_tables(
         self, row: int

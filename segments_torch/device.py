@@ -137,8 +137,7 @@ class DeviceDecoder:
 
     def __init__(self, dataset: SegmentsDataset) -> None:
         self.target = dataset.target
-        self.ignore_index = dataset.ignore_index
-        self.label_offset = dataset.label_offset
+        self.options = dataset.target_options
         self.transforms: Callable[[Any, Any], Any] | None = dataset.transforms
         self.on_error = dataset.on_error
         self.collate = dataset.host_collate_fn
@@ -157,8 +156,7 @@ class DeviceDecoder:
                 sample.annotation_ids,
                 sample.labels,
                 sample.is_thing,
-                ignore_index=self.ignore_index,
-                label_offset=self.label_offset,
+                **self.options,
             )
             target["image_id"] = torch.tensor(sample.image_id, device=device)
             if sample.image.out is not None:  # served resized: say the full size

@@ -148,7 +148,8 @@ class SegmentsDataModule(pl.LightningDataModule):
             uses the DataModule's: both run, the module's on decoded batches.
         labelset, task, filter_by_metadata, target, categories, ignore_index,
             label_offset, shared_memory, asset_root, storage_options, url_map, cache_dir,
-            cache_key, timeout, retry, on_error, max_pixels, label_cache, size, max_size: as
+            cache_key, timeout, retry, on_error, max_pixels, label_cache, size, max_size,
+            background: as
             :class:`~segments_torch.dataset.SegmentsDataset`; ``storage_options``,
             ``url_map``, ``timeout`` and ``retry`` also serve to read the release file.
 
@@ -193,6 +194,7 @@ class SegmentsDataModule(pl.LightningDataModule):
         decode: str = "host",
         size: Size = None,
         max_size: int | None = None,
+        background: str | None = None,
         batch_size: int = 2,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -258,6 +260,7 @@ class SegmentsDataModule(pl.LightningDataModule):
             "decode": decode,
             "size": size,
             "max_size": max_size,
+            "background": background,
         }
         if decode == "device":
             # Lightning calls a DataModule's hook only where it overrides the base class's:

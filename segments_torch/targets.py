@@ -651,6 +651,7 @@ def build_target(
     ignore_index: int = 255,
     label_offset: int = 1,
     shared: bool = False,
+    background: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """The target of one sample, as torchvision models and ``transforms.v2`` expect.
 
@@ -667,6 +668,11 @@ def build_target(
         label_offset: added to training labels in ``labels`` (1 keeps 0 for background).
         shared: make the masks and the per-pixel maps in shared memory (CPU), for a
             DataLoader worker to send as they are (see :func:`allocate`).
+        background: the training label of unlabelled pixels (id 0), a class of its own:
+            their value in semantic maps, and in panoptic targets one stuff segment
+            (``instance_ids`` 0, label ``background + label_offset``); ``None`` (the
+            default): unlabelled pixels are ``ignore_index`` and no segment. Instance
+            targets are the same either way.
 
     Returns:
         ``instance``: ``boxes``, ``labels``, ``masks``, ``instance_ids``, ``area``,
@@ -680,6 +686,13 @@ def build_target(
     device = ids.device
     annotation_ids = _host(annotation_ids, np.int64)
     labels = _host(labels, np.int64)
+    is_thing = _host(is_thing, bool)
+    if background is not None and kind != "instance":
+        # Unlabelled pixels as one more annotation, of id 0 (no annotation has it) and a
+        # stuff category: the lookups give them the label, panoptic targets one segment.
+        annotation_ids = np.concatenate([[0], annotation_ids])
+        labels = np.concatenate([[background], labels])
+        is_thing = np.concatenate([[False], is_thing])
     selected = labels >= 0
     target: dict[str, torch.Tensor] = {}
     # Panoptic targets need three per-pixel maps: find each pixel's annotation once.
@@ -694,7 +707,7 @@ def build_target(
         thing = selected
         segment_of = np.where(selected, np.cumsum(selected) - 1, -1)
     else:
-        thing = selected & _host(is_thing, bool)
+        thing = selected & is_thing
         segment_of = _panoptic_segments(labels, thing)
     num_segments = int(segment_of.max()) + 1 if len(segment_of) else 0
     if isinstance(ids, SegmentMap):

@@ -207,3 +207,40 @@ def test_numpy_integer_labels_are_accepted():
     assert cmap.num_labels == 3
     assert cmap.entries[1].label == 2
     assert type(cmap.entries[1].label) is int
+
+
+# -- a background class ---------------------------------------------------------------------
+
+
+def test_a_background_takes_label_0_and_the_categories_follow():
+    cmap = CategoryMap(CATEGORIES, background="background")
+    assert (cmap.background, cmap.background_label) == ("background", 0)
+    assert cmap.label_names == ["background", "person", "car", "truck", "sky"]
+    assert cmap.num_labels == 5
+    assert cmap.labels_for(np.array([0, 3, 7, 100])).tolist() == [1, 2, 3, 4]
+    assert cmap.label_colors[0] == (0, 0, 0)
+    assert cmap.label_colors[2] == (255, 0, 0)
+    assert str(cmap).splitlines()[1].split() == ["-", "background", "0", "(0,", "0,", "0)"]
+    assert repr(cmap).endswith("ignore_index=255, background='background')")
+
+
+def test_a_background_shifts_lists_and_mappings_by_one():
+    listed = CategoryMap(CATEGORIES, ["car", "person"], background="bg")
+    assert listed.labels_for(np.array([3, 0, 7])).tolist() == [1, 2, -1]
+    assert listed.label_names == ["bg", "car", "person"]
+    mapped = CategoryMap(CATEGORIES, {"car": 0, "truck": 0, "sky": 2}, background="bg")
+    assert mapped.labels_for(np.array([3, 7, 100])).tolist() == [1, 1, 3]
+    assert mapped.label_names == ["bg", "car|truck", "", "sky"]
+    assert CategoryMap(CATEGORIES, [], background="bg").num_labels == 1
+
+
+def test_a_background_named_as_a_category_or_meeting_the_ignore_index_is_refused():
+    with pytest.raises(CategorySelectionError) as info:
+        CategoryMap(CATEGORIES, background="car")
+    assert str(info.value) == (
+        "background='car' names a category of the release: give the unlabelled pixels "
+        "another name, or select that category"
+    )
+    with pytest.raises(CategorySelectionError, match="category 'sky' has label 4, which is the"):
+        CategoryMap(CATEGORIES, background="bg", ignore_index=4)
+    assert CategoryMap(CATEGORIES).background_label is None

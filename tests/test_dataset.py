@@ -27,7 +27,7 @@ from segments_torch.demo import RELEASE_PATH
 from segments_torch.errors import AssetError
 from segments_torch.storage import RetryPolicy
 from segments_torch.targets import instance_fields
-from tests.items import assert_same_items
+from tests.items import assert_same, assert_same_items
 from tests.oriented import oriented_release
 from tests.releases import current_release, dataset_tasks_release
 
@@ -781,3 +781,74 @@ def test_semantic_batches_of_resized_items_stack_their_full_sizes():
     assert targets["orig_size"][2].tolist() == list(
         SegmentsDataset(RELEASE_PATH, filter_by=None)[2][0].shape[-2:]
     )
+
+
+# -- a background class ------------------------------------------------------------------------
+
+
+def test_a_background_class_labels_unlabelled_pixels_and_shifts_the_categories():
+    plain = SegmentsDataset(RELEASE_PATH, target="semantic")
+    ds = SegmentsDataset(RELEASE_PATH, target="semantic", background="background")
+    assert ds.categories.label_names == ["background", *plain.categories.label_names]
+    assert (plain.num_classes, ds.num_classes) == (4, 5)
+    ids = demo_ids("shapes-000.png")
+    before, after = plain[0][1]["semantic"], ds[0][1]["semantic"]
+    labelled = before != 255
+    assert torch.equal(after[labelled], before[labelled] + 1)
+    assert torch.all(after[ids == 0] == 0)  # unlabelled pixels: the background
+    assert torch.equal(after[(ids != 0) & ~labelled], before[(ids != 0) & ~labelled])  # 255
+
+
+@pytest.mark.parametrize("kind", ["instance", "panoptic"])
+def test_detection_labels_are_the_same_with_a_background(kind):
+    plain = SegmentsDataset(RELEASE_PATH, target=kind)
+    ds = SegmentsDataset(RELEASE_PATH, target=kind, background="background")
+    assert ds.num_classes == plain.num_classes
+    for i in range(len(ds)):
+        got, expected = ds[i][1], plain[i][1]
+        if kind == "instance":
+            assert_same_items([(ds[i][0], got)], [(plain[i][0], expected)])
+            continue
+        # panoptic: one more segment first, the background (label 0, instance id 0)
+        has_background = bool((demo_ids_of(plain, i) == 0).any())
+        skip = 1 if has_background else 0
+        if has_background:
+            assert got["labels"][0].item() == 0
+            assert got["instance_ids"][0].item() == 0
+            assert not got["is_thing"][0]
+        assert torch.equal(got["labels"][skip:], expected["labels"])
+        assert torch.equal(got["masks"][skip:], expected["masks"])
+
+
+def demo_ids_of(ds: SegmentsDataset, index: int) -> torch.Tensor:
+    url = ds.sample_info(index).bitmap_url
+    assert url
+    return demo_ids(Path(url).name)
+
+
+def test_background_needs_a_label_offset_for_panoptic_targets():
+    with pytest.raises(ValueError, match="background= with target='panoptic' needs label_offset"):
+        SegmentsDataset(RELEASE_PATH, target="panoptic", background="bg", label_offset=0)
+    assert SegmentsDataset(RELEASE_PATH, target="semantic", background="bg", label_offset=0)
+
+
+@pytest.mark.parametrize("kind", ["semantic", "panoptic"])
+def test_the_device_path_gives_the_background_as_the_host_path(kind):
+    host = SegmentsDataset(RELEASE_PATH, target=kind, background="background")
+    device = SegmentsDataset(RELEASE_PATH, target=kind, background="background", decode="device")
+    expected = host.collate_fn([host[i] for i in range(len(host))])
+    got = device.device_decoder()(device.collate_fn([device[i] for i in range(len(device))]))
+    assert_same(got, expected)
+
+
+@pytest.mark.parametrize("fmt", ["semantic", "coco-panoptic"])
+def test_exports_leave_the_background_out(fmt, tmp_path):
+    from segments_torch.export import export_dataset
+
+    plain = export_dataset(SegmentsDataset(RELEASE_PATH), fmt, tmp_path / "plain", progress=False)
+    with_background = SegmentsDataset(RELEASE_PATH, background="background")
+    other = export_dataset(with_background, fmt, tmp_path / "bg", progress=False)
+    key = "categories" if fmt == "coco-panoptic" else "labels"
+    assert json.loads(other.read_text())[key] == json.loads(plain.read_text())[key]
+    for png in sorted((tmp_path / "plain").glob("*/*.png")):
+        assert (tmp_path / "bg" / png.parent.name / png.name).read_bytes() == png.read_bytes()

@@ -113,9 +113,11 @@ def test_deeplab_overfits_a_batch(tmp_path):
         "--workers", "0",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "target='semantic', samples=6 (LABELED: 3, REVIEWED: 3), num_classes=4)" in (
+    # unlabelled pixels are a class of their own: 4 categories and the background
+    assert "target='semantic', samples=6 (LABELED: 3, REVIEWED: 3), num_classes=5)" in (
         result.stdout
     )
+    assert "\n-           background  0      (0, 0, 0)\n" in result.stdout
     loss = losses(result.stdout, 6)
     assert loss[-1] < loss[0] * 0.7, loss
     assert min(loss[-2:]) < min(loss[:2]), loss

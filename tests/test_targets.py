@@ -1192,3 +1192,46 @@ def test_sample_nearest_equals_v2_resize_of_the_ids(case, height, width):
 def test_sample_nearest_of_the_same_size_is_the_map_itself():
     ids = i32([[1, 2], [3, 4]])
     assert sample_nearest(ids, 2, 2) is ids
+
+
+# ------------------------------------------------------------------------------ background
+
+
+def test_semantic_maps_give_unlabelled_pixels_the_background_label():
+    # id 0: unlabelled -> background 0; 5: no annotation -> ignored; 6: unselected -> ignored
+    ids = i32([[0, 1, 5], [6, 0, 2]])
+    args = (i64([1, 2, 6]), i64([1, 2, -1]), bools([True, False, True]))
+    with_background = build_target("semantic", ids, *args, background=0)
+    assert with_background["semantic"].tolist() == [[0, 1, 255], [255, 0, 2]]
+    without = build_target("semantic", ids, *args)
+    assert without["semantic"].tolist() == [[255, 1, 255], [255, 255, 2]]
+
+
+def test_panoptic_targets_get_the_background_as_one_stuff_segment():
+    ids = i32([[0, 1, 5], [6, 0, 2]])
+    args = (i64([1, 2, 6]), i64([1, 2, -1]), bools([True, False, True]))
+    target = build_target("panoptic", ids, *args, background=0, label_offset=0)
+    assert target["instance_ids"].tolist() == [0, 1, 2]  # the background's id: 0
+    assert target["labels"].tolist() == [0, 1, 2]
+    assert target["is_thing"].tolist() == [False, True, False]
+    assert target["masks"][0].tolist() == [[1, 0, 0], [0, 1, 0]]
+    assert target["area"].tolist() == [2, 1, 1]
+    assert target["instance_map"].tolist() == [[1, 2, 0], [0, 1, 3]]
+    # no unlabelled pixel: no background segment
+    none = build_target("panoptic", i32([[1, 2]]), *args, background=0, label_offset=0)
+    assert none["instance_ids"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@TARGET_EXAMPLES
+def test_the_background_changes_nothing_of_instance_targets_and_nothing_by_segment_maps(
+    kind, example
+):
+    ids, annotation_ids, labels, things = example
+    args = (i64(annotation_ids), i64(labels), bools(things))
+    expected = build_target(kind, i32(ids), *args, background=3)
+    assert_same_target(
+        build_target(kind, SegmentMap.from_ids(i32(ids)), *args, background=3), expected
+    )
+    if kind == "instance":
+        assert_same_target(expected, build_target(kind, i32(ids), *args))

@@ -75,7 +75,8 @@ def export_dataset(
     """Write the dataset's samples and labels in an export format.
 
     The export follows the dataset: its labelset, its selected samples (filters), its
-    category mapping and ignore index; its transforms are not applied. Samples that
+    category mapping and ignore index; its transforms and ``background`` class are not
+    applied (unlabelled pixels stay unlabelled, as in the release). Samples that
     ``on_error="skip"`` skips are left out and listed in ``info.segments_skipped``.
 
     Args:
@@ -112,6 +113,11 @@ def export_dataset(
         raise TypeError(f"export_dataset takes a SegmentsDataset, not {type(dataset).__name__}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, not {num_workers}")
+    if dataset.categories.background is not None:
+        # A training convention: the export leaves unlabelled pixels unlabelled, as the
+        # release has them, and labels its categories as without it.
+        dataset = copy.copy(dataset)
+        dataset.categories = dataset.categories.without_background()
     writer = EXPORT_FORMATS[name](dataset)
     out = Path(out_dir)
     replace = _holds_files(out, overwrite)
