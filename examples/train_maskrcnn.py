@@ -48,11 +48,13 @@ from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
 from torchvision.transforms import v2
 
 from segments_torch.targets import instance_fields
+from segments_torch.transforms import RecomputeArea
 
 
 def train_transforms(size: int) -> v2.Compose:
     """Flip, crop a random part and resize it to ``size`` x ``size``, drop the instances
-    left without a box, and scale pixels to [0, 1] floats (the model normalises them).
+    left without a box, count the areas of the crop, and scale pixels to [0, 1] floats
+    (the model normalises them).
 
     Example:
         >>> from segments_torch.demo import RELEASE_PATH
@@ -65,6 +67,7 @@ def train_transforms(size: int) -> v2.Compose:
             v2.RandomHorizontalFlip(),
             v2.RandomResizedCrop((size, size), scale=(0.3, 1.0)),
             v2.SanitizeBoundingBoxes(labels_getter=instance_fields),
+            RecomputeArea(),  # areas of the crop, not of the full image
             v2.ToDtype(torch.float32, scale=True),
         ]
     )
