@@ -253,7 +253,9 @@ def _fetch(url: str, storage: Storage) -> tuple[str, bytes]:
         return name, storage.fetch(url)
     except StorageError as exc:
         where = f" from {exc.url}" if exc.url != name else ""  # a url_map mirror
-        raise ReleaseReadError(f"{name}: cannot read the release{where}: {exc}") from exc
+        # Where both URLs are named here, the note naming the original would repeat it.
+        detail = str(exc).removesuffix(f"; {exc.note}") if where and exc.note else str(exc)
+        raise ReleaseReadError(f"{name}: cannot read the release{where}: {detail}") from exc
 
 
 def _read_path(path: str, storage_options: Mapping[str, Any]) -> tuple[str, bytes]:

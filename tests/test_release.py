@@ -954,6 +954,18 @@ def test_url_map_reads_the_release_from_a_mirror(tmp_path):
     )
 
 
+def test_a_release_url_no_url_map_prefix_covers_says_so_when_it_fails():
+    with pytest.raises(ReleaseReadError) as info:
+        load_release(
+            "memory://bucket/gone.json?sig=secret",
+            url_map={"https://bucket.example/releases/": "/mirror/"},
+        )
+    assert str(info.value) == (
+        "memory://bucket/gone.json: cannot read the release: not found; no url_map prefix "
+        "matches this URL: https://bucket.example/releases/"
+    )
+
+
 def test_storage_options_per_protocol_or_for_the_source_alone(monkeypatch):
     """SegmentsDataset's form ({"memory": {...}}) and the earlier one (the source's
     protocol's options alone) reach the filesystem the same way."""
