@@ -28,6 +28,8 @@ from .samples import LABEL_STATUSES, SelectionError
 from .storage import Storage, check_folder, prefetch, release_base_url
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     from PIL import Image
 
     from .dataset import SegmentsDataset
@@ -242,8 +244,7 @@ def _prefetch(args: argparse.Namespace) -> int:
     url_map = parse_url_map(args.url_map)
     release = load_release(args.release, url_map=url_map)
     table = release.samples
-    labelset = table.resolve_labelset(args.labelset)
-    rows = table.select(labelset=labelset, statuses=selected_statuses(args))
+    labelset, rows = _selection(args, release)
     # The labels are read as a dataset reads them (it imports torch: only with --labels).
     dataset = _dataset(args, "instance", release=release) if args.labels else None
     storage = (
@@ -269,6 +270,30 @@ def _prefetch(args: argparse.Namespace) -> int:
     if dataset is not None:
         failed |= _fill_labels(dataset, args.label_workers)
     return 1 if failed else 0
+
+
+def _selection(args: argparse.Namespace, release: Release) -> tuple[str, npt.NDArray[np.int64]]:
+    """The labelset and the rows that ``--labelset``, ``--filter-by`` and ``--all`` select.
+
+    Raises:
+        SelectionError: they select no sample; says how many samples of each label
+            status there are.
+    """
+    table = release.samples
+    labelset = table.resolve_labelset(args.labelset)
+    statuses = selected_statuses(args)
+    rows = table.select(labelset=labelset, statuses=statuses)
+    if not len(rows):
+        raise SelectionError(table.empty_selection(labelset=labelset, statuses=statuses))
+    return labelset, rows
+
+
+def _selected_release(args: argparse.Namespace) -> Release:
+    """The release, read as the assets are (``--url-map``), once it is known that the
+    options select some of its samples (:func:`_selection`)."""
+    release = load_release(args.release, url_map=parse_url_map(args.url_map))
+    _selection(args, release)
+    return release
 
 
 def _prefetch_assets(storage: Storage, urls: list[str], workers: int) -> bool:
@@ -347,7 +372,7 @@ def _dataset(
 def _export(args: argparse.Namespace) -> int:
     from .export import export_dataset
 
-    dataset = _dataset(args, "instance", on_error=args.on_error)
+    dataset = _dataset(args, "instance", on_error=args.on_error, release=_selected_release(args))
     path = export_dataset(
         dataset, args.format, args.out, num_workers=args.workers, overwrite=args.overwrite
     )
@@ -366,9 +391,7 @@ def _preview(args: argparse.Namespace) -> int:
     _check_picture_path(args.out)
     if args.size is None and args.max_size is None:
         args.max_size = args.tile  # drawn at the tile's size: 10 MP photos cost little
-    dataset = _dataset(args, "panoptic")
-    if not len(dataset):
-        raise SelectionError(f"{args.release}: no sample selected, nothing to preview")
+    dataset = _dataset(args, "panoptic", release=_selected_release(args))
     count = min(args.n, len(dataset))
     picture = render_preview(dataset, range(count), tile=args.tile, columns=args.columns)
     _save_picture(picture, args.out)

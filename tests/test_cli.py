@@ -405,6 +405,25 @@ def test_export_on_error_skip_goes_on_past_a_nul_in_a_url(tmp_path, capsys):
 # -- export and preview ---------------------------------------------------------------------
 
 DEMO_RELEASE = Path(__file__).parent.parent / "segments_torch" / "demo" / "release.json"
+#: What every command says when --filter-by verified selects no sample of the demo.
+NONE_VERIFIED = (
+    f"{DEMO_RELEASE}: no sample selected: labelset 'ground-truth' has 8 samples (UNLABELED 1, "
+    "LABELED 3, REVIEWED 3, REJECTED 1) and the label statuses kept are VERIFIED"
+)
+
+
+@pytest.mark.parametrize("command", ["export", "preview", "prefetch"])
+def test_an_empty_selection_is_an_error_that_counts_the_statuses(tmp_path, capsys, command):
+    out = tmp_path / "out"
+    options = {
+        "export": ["--out", str(out), "--workers", "0"],
+        "preview": ["--out", str(tmp_path / "p.png")],
+        "prefetch": ["--cache-dir", str(tmp_path / "cache")],
+    }[command]
+    code = main([command, str(DEMO_RELEASE), "--filter-by", "verified", *options])
+    assert (code, *capsys.readouterr()) == (1, "", f"segments-torch: error: {NONE_VERIFIED}\n")
+    assert not out.exists()
+    assert not (tmp_path / "p.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -677,9 +696,7 @@ def test_preview_errors(tmp_path, capsys):
     assert "argument --n: expected a number >= 1, not 0" in capsys.readouterr().err
     out = tmp_path / "p.png"
     assert main(["preview", str(DEMO_RELEASE), "--out", str(out), "--filter-by", "verified"]) == 1
-    assert capsys.readouterr().err == (
-        f"segments-torch: error: {DEMO_RELEASE}: no sample selected, nothing to preview\n"
-    )
+    assert capsys.readouterr() == ("", f"segments-torch: error: {NONE_VERIFIED}\n")
     assert not out.exists()
 
 
