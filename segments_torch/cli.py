@@ -24,7 +24,7 @@ from .errors import OutputError, SegmentsTorchError
 from .export.formats import FORMAT_ALIASES, FORMATS
 from .progress import Progress
 from .release import Release, load_release
-from .samples import LABEL_STATUSES, SelectionError
+from .samples import LABEL_STATUSES, SelectionError, status_codes
 from .storage import Storage, check_folder, prefetch, release_base_url
 
 if TYPE_CHECKING:
@@ -44,12 +44,24 @@ __all__ = [
 ]
 
 
-def release_summary(release: Release, labelsets: Sequence[str] | None = None) -> dict[str, Any]:
+def release_summary(
+    release: Release,
+    labelsets: Sequence[str] | None = None,
+    statuses: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """What ``segments-torch info`` reports, as JSON-ready data.
+
+    Each labelset's ``statuses`` counts all its samples by label status; its
+    ``categories`` count the instances (and the samples having one) of the samples whose
+    label status is one of ``statuses`` (``None``: every sample), which ``counted`` names
+    (``{"statuses": [...] or None, "samples": n}``).
 
     Example:
         >>> release_summary(load_release("flowers.json"))["samples"]  # doctest: +SKIP
         51
+        >>> summary = release_summary(load_release("flowers.json"), statuses=["reviewed"])
+        >>> summary["labelsets"]["ground-truth"]["counted"]  # doctest: +SKIP
+        {'statuses': ['REVIEWED'], 'samples': 8}
     """
     table = release.samples
     names = (
@@ -57,14 +69,22 @@ def release_summary(release: Release, labelsets: Sequence[str] | None = None) ->
         if labelsets
         else list(release.labelsets)
     )
+    # In the format's order, each once: the order and repeats of --filter-by mean nothing.
+    codes = None if statuses is None else sorted(set(status_codes(statuses)))
+    counted = None if codes is None else [LABEL_STATUSES[c] for c in codes]
     per_labelset = {}
     for name in names:
         labelset = release.labelsets[name]
         columns = table.labels[name]
-        counts = columns.category_counts()
+        rows = None if statuses is None else table.select(labelset=name, statuses=statuses)
+        counts = columns.category_counts(rows)
         per_labelset[name] = {
             "task_type": labelset.task_type,
             "statuses": columns.status_counts(),
+            "counted": {
+                "statuses": counted,
+                "samples": len(table) if rows is None else len(rows),
+            },
             "categories": [
                 {
                     "id": category.id,
@@ -109,14 +129,22 @@ def _print_summary(summary: dict[str, Any]) -> None:
         statuses = labelset["statuses"]
         order = [s for s in LABEL_STATUSES if s in statuses]
         _print_table([(s, statuses[s]) for s in order], ("label status", "samples"))
-        print()
+        counted = labelset["counted"]["statuses"]
+        which = "every sample" if counted is None else f"samples whose label is {_or(counted)}"
+        print(f"\ncounted: {which} (--filter-by, --all)")
         rows = [(c["id"], c["name"], c["instances"], c["samples"]) for c in labelset["categories"]]
         _print_table(rows, ("id", "category", "instances", "samples"))
 
 
+def _or(words: Sequence[str]) -> str:
+    """``"A"``, ``"A or B"``, ``"A, B or C"``."""
+    return " or ".join(filter(None, (", ".join(words[:-1]), words[-1])))
+
+
 def _info(args: argparse.Namespace) -> int:
     release = load_release(args.release)
-    summary = release_summary(release, args.labelset)
+    labelsets = None if args.labelset is None else [args.labelset]
+    summary = release_summary(release, labelsets, selected_statuses(args))
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         print()
@@ -443,10 +471,14 @@ def _add_label_cache(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def add_selection_options(
-    parser: argparse.ArgumentParser, *, default_release: str | None = None
+    parser: argparse.ArgumentParser,
+    *,
+    default_release: str | None = None,
+    labelset_help: str = "labelset to read (default ground-truth, or the only one)",
 ) -> None:
-    """The release and which of its samples: shared by prefetch, export, preview and the
-    examples (which default to the demo release: ``default_release``)."""
+    """The release and which of its samples: shared by info (which counts the instances
+    of the selected samples), prefetch, export, preview and the examples (which default
+    to the demo release: ``default_release``)."""
     if default_release is None:
         parser.add_argument("release", help="release file: path, URL, .json or .json.gz")
     else:
@@ -456,9 +488,7 @@ def add_selection_options(
             default=default_release,
             help=f"release file: path, URL, .json or .json.gz (default: {default_release})",
         )
-    parser.add_argument(
-        "--labelset", help="labelset to read (default ground-truth, or the only one)"
-    )
+    parser.add_argument("--labelset", help=labelset_help)
     parser.add_argument(
         "--filter-by",
         action="append",
@@ -500,10 +530,11 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser(
         "info",
         help="summarise a release: layout, labelsets, label statuses, categories",
-        description="Summarise a release file (a path or any fsspec URL).",
+        description="Summarise a release file (a path or any fsspec URL): its samples per "
+        "label status, and its categories' instances in the samples of the selected "
+        "statuses (default LABELED and REVIEWED, as the other commands select).",
     )
-    info.add_argument("release", help="release file: path, URL, .json or .json.gz")
-    info.add_argument("--labelset", action="append", help="report only this labelset (repeatable)")
+    add_selection_options(info, labelset_help="report only this labelset (default: every one)")
     info.add_argument("--json", action="store_true", help="print JSON for machines")
     info.set_defaults(run=_info)
 

@@ -142,14 +142,18 @@ class LabelColumns:
         counts = np.bincount(self.status, minlength=len(LABEL_STATUSES))
         return {LABEL_STATUSES[c]: int(n) for c, n in enumerate(counts) if n}
 
-    def category_counts(self) -> dict[int, tuple[int, int]]:
+    def category_counts(self, rows: IntArray | None = None) -> dict[int, tuple[int, int]]:
         """Release category id -> (instances, samples having at least one), for the
-        categories that occur."""
-        rows = np.repeat(
+        categories that occur in ``rows`` (``None``: every row)."""
+        row_of = np.repeat(
             np.arange(len(self.status), dtype=np.int64), np.diff(self.annotation_offsets)
         )
-        ids, instances = np.unique(self.category_ids, return_counts=True)
-        pairs = np.unique(np.stack([self.category_ids.astype(np.int64), rows]), axis=1)
+        category_ids = self.category_ids
+        if rows is not None:
+            kept = np.isin(row_of, rows)
+            row_of, category_ids = row_of[kept], category_ids[kept]
+        ids, instances = np.unique(category_ids, return_counts=True)
+        pairs = np.unique(np.stack([category_ids.astype(np.int64), row_of]), axis=1)
         samples = np.searchsorted(pairs[0], ids, side="right") - np.searchsorted(pairs[0], ids)
         return {int(i): (int(n), int(s)) for i, n, s in zip(ids, instances, samples, strict=True)}
 

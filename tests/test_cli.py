@@ -43,9 +43,48 @@ def test_info_prints_layout_statuses_and_categories(capsys):
         "  REVIEWED            8\n"
         "  SKIPPED             8\n"
         "\n"
+        "counted: samples whose label is LABELED or REVIEWED (--filter-by, --all)\n"
+        "  id  category        instances  samples\n"
+        "   0  plastic litter        387       37\n"
+        "   1  other litter          402       37\n"
+    )
+
+
+def test_info_counts_the_instances_of_the_selected_statuses(capsys):
+    """A SKIPPED label's instance is counted only when its status is selected, as the
+    other commands select samples; the line above the table says what was counted."""
+    path = str(REAL / "arc_litter-v1.1.json")
+    assert main(["info", path, "--all"]) == 0
+    assert capsys.readouterr().out.endswith(
+        "counted: every sample (--filter-by, --all)\n"
         "  id  category        instances  samples\n"
         "   0  plastic litter        388       38\n"
         "   1  other litter          402       37\n"
+    )
+    assert main(["info", path, "--filter-by", "skipped", "--filter-by", "Reviewed"]) == 0
+    assert capsys.readouterr().out.endswith(
+        "counted: samples whose label is REVIEWED or SKIPPED (--filter-by, --all)\n"
+        "  id  category        instances  samples\n"
+        "   0  plastic litter         24        9\n"
+        "   1  other litter           21        7\n"
+    )
+    assert main(["info", path, "--filter-by", "skipped", "--json"]) == 0
+    labelset = json.loads(capsys.readouterr().out)["labelsets"]["segmentation"]
+    assert labelset["statuses"] == {"LABELED": 35, "REVIEWED": 8, "SKIPPED": 8}
+    assert labelset["counted"] == {"statuses": ["SKIPPED"], "samples": 8}
+    assert [(c["instances"], c["samples"]) for c in labelset["categories"]] == [(1, 1), (0, 0)]
+    assert main(["info", path, "--all", "--json"]) == 0
+    labelset = json.loads(capsys.readouterr().out)["labelsets"]["segmentation"]
+    assert labelset["counted"] == {"statuses": None, "samples": 51}
+    assert [(c["instances"], c["samples"]) for c in labelset["categories"]] == [
+        (388, 38),
+        (402, 37),
+    ]
+    assert main(["info", path, "--filter-by", "done"]) == 1
+    assert capsys.readouterr().err == (
+        "segments-torch: error: unknown label status 'done'; expected one of UNLABELED, "
+        "PRELABELED, LABELING_IN_PROGRESS, LABELED, REVIEWING_IN_PROGRESS, REVIEWED, "
+        "VERIFIED, REJECTED, SKIPPED\n"
     )
 
 
@@ -66,6 +105,7 @@ def test_info_json(tmp_path, capsys):
             "ground-truth": {
                 "task_type": "segmentation-bitmap",
                 "statuses": {"UNLABELED": 1, "LABELED": 1, "REVIEWED": 1, "SKIPPED": 1},
+                "counted": {"statuses": ["LABELED", "REVIEWED"], "samples": 2},
                 "categories": [
                     {
                         "id": 0,

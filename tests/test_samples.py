@@ -108,6 +108,10 @@ def test_category_counts_count_samples_once():
     ]
     columns = parse_release(current_release(samples)).samples.label_columns()
     assert columns.category_counts() == {0: (1, 1), 1: (4, 2)}
+    # Of some rows only (segments-torch info counts the selected statuses).
+    assert columns.category_counts(np.array([1])) == {0: (1, 1), 1: (1, 1)}
+    assert columns.category_counts(np.array([0])) == {1: (3, 1)}
+    assert columns.category_counts(np.array([], dtype=np.int64)) == {}
 
 
 def test_an_empty_selection_says_why(table):
