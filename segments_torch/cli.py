@@ -335,6 +335,8 @@ def _prefetch_assets(storage: Storage, urls: list[str], workers: int) -> bool:
     print(f"assets           {progress.total}")
     print(f"downloaded       {report.downloaded} ({megabytes:.1f} MB)")
     print(f"already cached   {report.already_cached}")
+    if report.local:
+        print(f"local files      {report.local} (read where they are: they need no prefetch)")
     print(f"failed           {len(report.failed)}")
     if report.stale_removed:
         print(f"removed {report.stale_removed} temporary files of interrupted writes")

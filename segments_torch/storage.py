@@ -965,6 +965,7 @@ class PrefetchReport:
 
     downloaded: int = 0
     already_cached: int = 0
+    local: int = 0  # local files (a local mirror included): read where they are, not cached
     bytes_downloaded: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # URL (no query) -> reason
     stale_removed: int = 0  # temporary files of killed writers, removed first
@@ -995,8 +996,10 @@ def prefetch(
     """Download every URL into ``storage``'s cache, ``workers`` at a time.
 
     URLs already cached are not fetched again, so an interrupted prefetch resumes where
-    it stopped. ``progress(n)`` is called as each URL is done. Downloaded bytes are
-    cached only once ``check`` passed them (default
+    it stopped. Local files (a ``url_map`` to a local mirror included) are read where they
+    are, never copied into the cache: they are counted in ``report.local``.
+    ``progress(n)`` is called as each URL is done. Downloaded bytes are cached only once
+    ``check`` passed them (default
     :func:`~segments_torch.codecs.check_complete`: a whole image, not an error page or a
     cut-short body); a URL whose bytes fail it, or whose cache file cannot be written,
     is reported failed, with the reason.
@@ -1027,8 +1030,11 @@ def prefetch(
             if progress is not None:
                 progress(1)
             continue
-        if cached is None or cached.is_file():
-            report.already_cached += 1
+        if cached is None or cached.is_file():  # None: a local file (the cache_dir is set)
+            if cached is None:
+                report.local += 1
+            else:
+                report.already_cached += 1
             if progress is not None:
                 progress(1)
         else:

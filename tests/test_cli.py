@@ -270,10 +270,19 @@ def test_prefetch_reports_failures(tmp_path, file_server, capsys):
 def test_prefetch_url_map_and_usage_errors(tmp_path, file_server, capsys):
     release = served_release(tmp_path, file_server)
     mapped = ["--url-map", f"{file_server.url}/=file://{tmp_path}/"]
-    assert main(["prefetch", str(release), "--cache-dir", str(tmp_path / "c"), *mapped]) == 0
-    # Local files are read where they are, never copied into the cache.
-    assert "already cached   4\n" in capsys.readouterr().out
+    cache = tmp_path / "c"
+    assert main(["prefetch", str(release), "--cache-dir", str(cache), *mapped]) == 0
+    # Local files are read where they are, never copied into the cache: counted apart.
+    assert capsys.readouterr().out == (
+        "samples          2\n"
+        "assets           4\n"
+        "downloaded       0 (0.0 MB)\n"
+        "already cached   0\n"
+        "local files      4 (read where they are: they need no prefetch)\n"
+        "failed           0\n"
+    )
     assert file_server.count() == 0
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
     with pytest.raises(SystemExit) as info:
         main(["prefetch", str(release), "--cache-dir", "c", "--url-map", "nothing"])
     assert info.value.code == 2

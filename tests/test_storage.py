@@ -1353,6 +1353,18 @@ def test_a_forked_child_leaves_the_parents_http_connections_alone():
         thread.join()
 
 
+def test_prefetch_counts_local_files_apart_and_caches_none(tmp_path, file_server):
+    serve(tmp_path, "mirror/a.jpg", jpeg_bytes())
+    serve(tmp_path, "b.jpg", jpeg_bytes())
+    cache = tmp_path / "cache"
+    storage = Storage(cache_dir=cache, url_map={file_server.url + "/": f"{tmp_path}/mirror/"})
+    urls = [file_server.url_for("a.jpg", query=SECRET), str(tmp_path / "b.jpg")]
+    report = prefetch(storage, [*urls, urls[0]])
+    assert (report.local, report.already_cached, report.downloaded, report.failed) == (2, 0, 0, {})
+    assert files_under(cache) == []
+    assert file_server.count() == 0
+
+
 def test_prefetch_removes_stale_partial_files_only(tmp_path, file_server):
     data = serve(tmp_path, "a.jpg", jpeg_bytes())
     cache = tmp_path / "cache"
