@@ -6,8 +6,10 @@ import doctest
 import errno
 import importlib
 import json
+import logging
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -653,6 +655,32 @@ def test_skipped_samples_are_left_out_and_listed(demo_copy, tmp_path):
     assert document["info"]["segments_skipped"] == ["shapes-001.jpg"]
     assert document["info"]["segments_samples"] == 5
     assert not (tmp_path / "o" / "coco_panoptic" / "shapes-001.png").exists()
+    assert [s.name for s in ds.failed_samples()] == ["shapes-001.jpg"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_skipped_sample_is_logged_once_by_the_main_process_around_the_bar(
+    demo_copy, tmp_path, capsys, caplog, monkeypatch, workers
+):
+    """The skip is logged where the bar is drawn (not in a worker), and as in the command
+    line, where logging is not configured, the line stands on its own, not in the bar."""
+    (demo_copy.parent / "images" / "shapes-001.jpg").write_bytes(b"broken")
+    ds = SegmentsDataset(demo_copy, on_error="skip")
+    with caplog.at_level("WARNING", logger="segments_torch.dataset"):
+        export_dataset(ds, "coco", out_dir=tmp_path / "o", num_workers=workers)
+    line = (
+        f"skipping sample 'shapes-001.jpg': {demo_copy.parent / 'images' / 'shapes-001.jpg'}: "
+        "cannot decode the image (unknown data starting b'broken'): not a format Pillow reads "
+        "either (on_error='skip')"
+    )
+    assert caplog.messages == [line]
+    assert ds.failures == 1
+    capsys.readouterr()
+    monkeypatch.setattr(logging.root, "handlers", [])  # the handler of last resort prints
+    ds = SegmentsDataset(demo_copy, on_error="skip")
+    export_dataset(ds, "coco", out_dir=tmp_path / "o", num_workers=workers, overwrite=True)
+    pieces = re.split(r"[\r\n]", capsys.readouterr().err)
+    assert pieces.count(line) == 1
     assert [s.name for s in ds.failed_samples()] == ["shapes-001.jpg"]
 
 

@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..dataset import SegmentsDataset
-from ..errors import ExportError, OutputError, SegmentsTorchError
+from ..errors import AssetError, ExportError, OutputError, SegmentsTorchError
 from ..progress import Progress
 from ..samples import StringColumn
 from ..storage import display_url
@@ -135,7 +135,9 @@ def export_dataset(
                         bar(1)
                     if isinstance(encoded, _Failure):
                         raise encoded.error  # as raised in the worker, without its traceback
-                    if encoded is None:
+                    if isinstance(encoded, _Skipped):
+                        # Logged here, not in the worker: the line goes around the bar.
+                        dataset.count_failure(index, encoded.error)
                         skipped.append(dataset.sample_info(index).name)
                         continue
                     with _writing(out):
@@ -279,18 +281,28 @@ class _Failure:
     error: SegmentsTorchError
 
 
-class _Samples(torch.utils.data.Dataset[Encoded | _Failure | None]):
+@dataclass(frozen=True)
+class _Skipped:
+    """A sample whose assets failed under ``on_error="skip"``: left out of the export."""
+
+    error: AssetError
+
+
+class _Samples(torch.utils.data.Dataset[Encoded | _Failure | _Skipped]):
     """The dataset's items encoded by the writer, in worker processes when there are
-    some; ``None`` for a sample ``on_error="skip"`` replaced by another."""
+    some; a :class:`_Skipped` for a sample that ``on_error="skip"`` leaves out."""
 
     def __init__(self, dataset: SegmentsDataset, writer: Writer) -> None:
         # A shallow copy that serves the target kind the writer reads, untransformed, in
-        # private memory (targets are encoded in the worker, not sent); it shares the
-        # dataset's failure counts (ds.failures sees the export's skips).
+        # private memory (targets are encoded in the worker, not sent). It raises where
+        # the dataset would serve the next sample instead: the export leaves the sample
+        # out, and the main process counts and logs it.
         self.dataset = copy.copy(dataset)
         self.dataset.target = writer.target
         self.dataset.transforms = None
         self.dataset.shared_memory = False
+        self.dataset.on_error = "raise"
+        self.skip = dataset.on_error == "skip"
         self.writer = writer
         table = dataset.release.samples
         rows = dataset.rows.tolist()
@@ -302,14 +314,14 @@ class _Samples(torch.utils.data.Dataset[Encoded | _Failure | None]):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Encoded | _Failure | None:
+    def __getitem__(self, index: int) -> Encoded | _Failure | _Skipped:
         row = int(self.dataset.rows[index])
         try:
             image, target = self.dataset[index]
-        except SegmentsTorchError as exc:
+        except AssetError as exc:
+            return _Skipped(exc) if self.skip else _Failure(exc)
+        except SegmentsTorchError as exc:  # a host that is down, too: skip or not
             return _Failure(exc)
-        if int(target["image_id"]) != row:  # on_error="skip" served the next sample
-            return None
         table = self.dataset.release.samples
         sample = SampleRef(
             row=row,
