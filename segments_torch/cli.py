@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import OutputError, SegmentsTorchError
-from .export.formats import FORMAT_ALIASES, FORMATS
+from .export.formats import FORMAT_ALIASES, FORMATS, IMAGE_IDS
 from .progress import Progress
 from .release import Release, load_release
 from .samples import LABEL_STATUSES, SelectionError, status_codes
@@ -404,7 +404,12 @@ def _export(args: argparse.Namespace) -> int:
 
     dataset = _dataset(args, "instance", on_error=args.on_error, release=_selected_release(args))
     path = export_dataset(
-        dataset, args.format, args.out, num_workers=args.workers, overwrite=args.overwrite
+        dataset,
+        args.format,
+        args.out,
+        num_workers=args.workers,
+        overwrite=args.overwrite,
+        image_ids=args.image_ids,
     )
     skipped = dataset.failed_samples()
     print(f"exported {_samples(len(dataset) - len(skipped))}: {path}")
@@ -612,6 +617,14 @@ def _parser() -> argparse.ArgumentParser:
         type=_count,
         default=2,
         help="worker processes that read and encode samples (default 2; 0: none)",
+    )
+    export.add_argument(
+        "--image-ids",
+        choices=IMAGE_IDS,
+        default="row",
+        help="image ids: the sample's release row, as the dataset's target['image_id'] "
+        "(default), or 1..N in selection order, as the segments-ai SDK's COCO export "
+        "numbers the same selection",
     )
     export.add_argument(
         "--on-error",

@@ -475,6 +475,28 @@ def test_an_empty_selection_is_an_error_that_counts_the_statuses(tmp_path, capsy
     assert not (tmp_path / "p.png").exists()
 
 
+def test_export_numbers_images_as_the_sdk_with_image_ids_sdk(tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["export", str(DEMO_RELEASE), "--out", str(out), "--workers", "0"]
+    assert main([*base, "--image-ids", "sdk"]) == 0
+    document = json.loads((out / "coco_instance.json").read_text())
+    assert [(i["id"], i["segments_row"]) for i in document["images"]] == [
+        (1, 0),
+        (2, 1),
+        (3, 2),
+        (4, 3),
+        (5, 4),
+        (6, 7),
+    ]
+    assert {a["image_id"] for a in document["annotations"]} == {1, 2, 3, 4, 5, 6}
+    assert document["info"]["segments_image_ids"] == "sdk"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main([*base, "--image-ids", "position"])
+    assert info.value.code == 2
+    assert "argument --image-ids: invalid choice: 'position'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("fmt", "json_name", "folder"),
     [

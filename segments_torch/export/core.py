@@ -45,7 +45,7 @@ from ..samples import StringColumn
 from ..storage import display_url
 from .base import Encoded, SampleRef, Writer
 from .coco import CocoInstanceWriter
-from .formats import resolve_format
+from .formats import IMAGE_IDS, resolve_format
 from .names import unique_file_names
 from .panoptic import CocoPanopticWriter
 from .png import InstanceWriter, SemanticWriter
@@ -71,6 +71,7 @@ def export_dataset(
     num_workers: int = 0,
     progress: bool = True,
     overwrite: bool = False,
+    image_ids: str = "row",
 ) -> Path:
     """Write the dataset's samples and labels in an export format.
 
@@ -89,6 +90,14 @@ def export_dataset(
         progress: show a progress bar on stderr (tqdm's when installed).
         overwrite: replace a non-empty ``out_dir`` and everything in it by the export
             (only once the export is complete).
+        image_ids: the ``id`` of each image record (and the ``image_id`` of its
+            annotations): ``"row"`` (the default), the sample's release row, which is the
+            dataset's ``target["image_id"]``; or ``"sdk"``, as the segments-ai SDK's COCO
+            exports number images: ``i + 1`` for ``ds[i]``, the same ids as the SDK's
+            export of a ``segments.SegmentsDataset`` with the same ``filter_by`` and
+            ``filter_by_metadata`` (the SDK's default ``filter_by`` is every sample,
+            ours LABELED and REVIEWED). Either way each image record holds
+            ``segments_row``, and ``info.segments_image_ids`` says which was used.
 
     Returns:
         The main JSON file: ``coco_instance.json``, ``coco_panoptic.json``,
@@ -110,6 +119,8 @@ def export_dataset(
     name = resolve_format(format)
     if not isinstance(dataset, SegmentsDataset):
         raise TypeError(f"export_dataset takes a SegmentsDataset, not {type(dataset).__name__}")
+    if image_ids not in IMAGE_IDS:
+        raise ExportError(f"image_ids must be one of {', '.join(IMAGE_IDS)}, not {image_ids!r}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, not {num_workers}")
     writer = EXPORT_FORMATS[name](dataset)
@@ -122,7 +133,7 @@ def export_dataset(
             if writer.folder is not None:
                 (folder / writer.folder).mkdir()
             images, annotations = _RecordStream(folder), _RecordStream(folder)
-        samples = _Samples(dataset, writer)
+        samples = _Samples(dataset, writer, sdk_ids=image_ids == "sdk")
         loader = DataLoader(samples, batch_size=None, num_workers=num_workers, collate_fn=_as_is)
         results = iter(loader)  # workers start before any thread of the progress bar does
         bar = Progress(len(samples), label=f"export {name}", unit="sample") if progress else None
@@ -150,7 +161,7 @@ def export_dataset(
                                 next_id += 1
                             annotations.add(record)
                 exported = len(samples) - len(skipped)
-                header: dict[str, Any] = {"info": _info(dataset, exported, skipped)}
+                header: dict[str, Any] = {"info": _info(dataset, exported, skipped, image_ids)}
                 header.update(writer.header())
                 lists = {"images": images}
                 if writer.annotations:
@@ -292,7 +303,7 @@ class _Samples(torch.utils.data.Dataset[Encoded | _Failure | _Skipped]):
     """The dataset's items encoded by the writer, in worker processes when there are
     some; a :class:`_Skipped` for a sample that ``on_error="skip"`` leaves out."""
 
-    def __init__(self, dataset: SegmentsDataset, writer: Writer) -> None:
+    def __init__(self, dataset: SegmentsDataset, writer: Writer, *, sdk_ids: bool = False) -> None:
         # A shallow copy that serves the target kind the writer reads, untransformed, in
         # private memory (targets are encoded in the worker, not sent). It raises where
         # the dataset would serve the next sample instead: the export leaves the sample
@@ -303,6 +314,7 @@ class _Samples(torch.utils.data.Dataset[Encoded | _Failure | _Skipped]):
         self.dataset.shared_memory = False
         self.dataset.on_error = "raise"
         self.skip = dataset.on_error == "skip"
+        self.sdk_ids = sdk_ids
         self.writer = writer
         table = dataset.release.samples
         rows = dataset.rows.tolist()
@@ -325,6 +337,7 @@ class _Samples(torch.utils.data.Dataset[Encoded | _Failure | _Skipped]):
         table = self.dataset.release.samples
         sample = SampleRef(
             row=row,
+            image_id=index + 1 if self.sdk_ids else row,
             uuid=table.uuids[row],
             name=table.names[row],
             image_url=table.image_urls[row],
@@ -335,7 +348,9 @@ class _Samples(torch.utils.data.Dataset[Encoded | _Failure | _Skipped]):
         return self.writer.encode(sample, int(height), int(width), target)
 
 
-def _info(dataset: SegmentsDataset, exported: int, skipped: list[str]) -> dict[str, Any]:
+def _info(
+    dataset: SegmentsDataset, exported: int, skipped: list[str], image_ids: str
+) -> dict[str, Any]:
     release = dataset.release
     owner = "/".join(part for part in (release.dataset_owner, release.dataset_name) if part)
     return {
@@ -346,6 +361,7 @@ def _info(dataset: SegmentsDataset, exported: int, skipped: list[str]) -> dict[s
         "segments_labelset": dataset.labelset,
         "segments_samples": exported,
         "segments_skipped": skipped,
+        "segments_image_ids": image_ids,
     }
 
 
