@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import OutputError, SegmentsTorchError
-from .export.formats import FORMAT_ALIASES, FORMATS
+from .export.formats import FORMAT_ALIASES, FORMATS, IMAGE_IDS
 from .progress import Progress
 from .release import Release, load_release
-from .samples import LABEL_STATUSES, SelectionError
+from .samples import LABEL_STATUSES, SelectionError, status_codes
 from .storage import Storage, check_folder, prefetch, release_base_url
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     from PIL import Image
 
     from .dataset import SegmentsDataset
@@ -42,12 +44,24 @@ __all__ = [
 ]
 
 
-def release_summary(release: Release, labelsets: Sequence[str] | None = None) -> dict[str, Any]:
+def release_summary(
+    release: Release,
+    labelsets: Sequence[str] | None = None,
+    statuses: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """What ``segments-torch info`` reports, as JSON-ready data.
+
+    Each labelset's ``statuses`` counts all its samples by label status; its
+    ``categories`` count the instances (and the samples having one) of the samples whose
+    label status is one of ``statuses`` (``None``: every sample), which ``counted`` names
+    (``{"statuses": [...] or None, "samples": n}``).
 
     Example:
         >>> release_summary(load_release("flowers.json"))["samples"]  # doctest: +SKIP
         51
+        >>> summary = release_summary(load_release("flowers.json"), statuses=["reviewed"])
+        >>> summary["labelsets"]["ground-truth"]["counted"]  # doctest: +SKIP
+        {'statuses': ['REVIEWED'], 'samples': 8}
     """
     table = release.samples
     names = (
@@ -55,14 +69,22 @@ def release_summary(release: Release, labelsets: Sequence[str] | None = None) ->
         if labelsets
         else list(release.labelsets)
     )
+    # In the format's order, each once: the order and repeats of --filter-by mean nothing.
+    codes = None if statuses is None else sorted(set(status_codes(statuses)))
+    counted = None if codes is None else [LABEL_STATUSES[c] for c in codes]
     per_labelset = {}
     for name in names:
         labelset = release.labelsets[name]
         columns = table.labels[name]
-        counts = columns.category_counts()
+        rows = None if statuses is None else table.select(labelset=name, statuses=statuses)
+        counts = columns.category_counts(rows)
         per_labelset[name] = {
             "task_type": labelset.task_type,
             "statuses": columns.status_counts(),
+            "counted": {
+                "statuses": counted,
+                "samples": len(table) if rows is None else len(rows),
+            },
             "categories": [
                 {
                     "id": category.id,
@@ -107,14 +129,22 @@ def _print_summary(summary: dict[str, Any]) -> None:
         statuses = labelset["statuses"]
         order = [s for s in LABEL_STATUSES if s in statuses]
         _print_table([(s, statuses[s]) for s in order], ("label status", "samples"))
-        print()
+        counted = labelset["counted"]["statuses"]
+        which = "every sample" if counted is None else f"samples whose label is {_or(counted)}"
+        print(f"\ncounted: {which} (--filter-by, --all)")
         rows = [(c["id"], c["name"], c["instances"], c["samples"]) for c in labelset["categories"]]
         _print_table(rows, ("id", "category", "instances", "samples"))
 
 
+def _or(words: Sequence[str]) -> str:
+    """``"A"``, ``"A or B"``, ``"A, B or C"``."""
+    return " or ".join(filter(None, (", ".join(words[:-1]), words[-1])))
+
+
 def _info(args: argparse.Namespace) -> int:
     release = load_release(args.release)
-    summary = release_summary(release, args.labelset)
+    labelsets = None if args.labelset is None else [args.labelset]
+    summary = release_summary(release, labelsets, selected_statuses(args))
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         print()
@@ -242,8 +272,7 @@ def _prefetch(args: argparse.Namespace) -> int:
     url_map = parse_url_map(args.url_map)
     release = load_release(args.release, url_map=url_map)
     table = release.samples
-    labelset = table.resolve_labelset(args.labelset)
-    rows = table.select(labelset=labelset, statuses=selected_statuses(args))
+    labelset, rows = _selection(args, release)
     # The labels are read as a dataset reads them (it imports torch: only with --labels).
     dataset = _dataset(args, "instance", release=release) if args.labels else None
     storage = (
@@ -271,6 +300,30 @@ def _prefetch(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _selection(args: argparse.Namespace, release: Release) -> tuple[str, npt.NDArray[np.int64]]:
+    """The labelset and the rows that ``--labelset``, ``--filter-by`` and ``--all`` select.
+
+    Raises:
+        SelectionError: they select no sample; says how many samples of each label
+            status there are.
+    """
+    table = release.samples
+    labelset = table.resolve_labelset(args.labelset)
+    statuses = selected_statuses(args)
+    rows = table.select(labelset=labelset, statuses=statuses)
+    if not len(rows):
+        raise SelectionError(table.empty_selection(labelset=labelset, statuses=statuses))
+    return labelset, rows
+
+
+def _selected_release(args: argparse.Namespace) -> Release:
+    """The release, read as the assets are (``--url-map``), once it is known that the
+    options select some of its samples (:func:`_selection`)."""
+    release = load_release(args.release, url_map=parse_url_map(args.url_map))
+    _selection(args, release)
+    return release
+
+
 def _prefetch_assets(storage: Storage, urls: list[str], workers: int) -> bool:
     """Download ``urls`` into the cache and print what happened; whether any failed."""
     progress = Progress(len(dict.fromkeys(urls)), label="prefetch", unit="file")
@@ -282,6 +335,8 @@ def _prefetch_assets(storage: Storage, urls: list[str], workers: int) -> bool:
     print(f"assets           {progress.total}")
     print(f"downloaded       {report.downloaded} ({megabytes:.1f} MB)")
     print(f"already cached   {report.already_cached}")
+    if report.local:
+        print(f"local files      {report.local} (read where they are: they need no prefetch)")
     print(f"failed           {len(report.failed)}")
     if report.stale_removed:
         print(f"removed {report.stale_removed} temporary files of interrupted writes")
@@ -347,9 +402,14 @@ def _dataset(
 def _export(args: argparse.Namespace) -> int:
     from .export import export_dataset
 
-    dataset = _dataset(args, "instance", on_error=args.on_error)
+    dataset = _dataset(args, "instance", on_error=args.on_error, release=_selected_release(args))
     path = export_dataset(
-        dataset, args.format, args.out, num_workers=args.workers, overwrite=args.overwrite
+        dataset,
+        args.format,
+        args.out,
+        num_workers=args.workers,
+        overwrite=args.overwrite,
+        image_ids=args.image_ids,
     )
     skipped = dataset.failed_samples()
     print(f"exported {_samples(len(dataset) - len(skipped))}: {path}")
@@ -366,9 +426,7 @@ def _preview(args: argparse.Namespace) -> int:
     _check_picture_path(args.out)
     if args.size is None and args.max_size is None:
         args.max_size = args.tile  # drawn at the tile's size: 10 MP photos cost little
-    dataset = _dataset(args, "panoptic")
-    if not len(dataset):
-        raise SelectionError(f"{args.release}: no sample selected, nothing to preview")
+    dataset = _dataset(args, "panoptic", release=_selected_release(args))
     count = min(args.n, len(dataset))
     picture = render_preview(dataset, range(count), tile=args.tile, columns=args.columns)
     _save_picture(picture, args.out)
@@ -420,10 +478,14 @@ def _add_label_cache(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def add_selection_options(
-    parser: argparse.ArgumentParser, *, default_release: str | None = None
+    parser: argparse.ArgumentParser,
+    *,
+    default_release: str | None = None,
+    labelset_help: str = "labelset to read (default ground-truth, or the only one)",
 ) -> None:
-    """The release and which of its samples: shared by prefetch, export, preview and the
-    examples (which default to the demo release: ``default_release``)."""
+    """The release and which of its samples: shared by info (which counts the instances
+    of the selected samples), prefetch, export, preview and the examples (which default
+    to the demo release: ``default_release``)."""
     if default_release is None:
         parser.add_argument("release", help="release file: path, URL, .json or .json.gz")
     else:
@@ -433,9 +495,7 @@ def add_selection_options(
             default=default_release,
             help=f"release file: path, URL, .json or .json.gz (default: {default_release})",
         )
-    parser.add_argument(
-        "--labelset", help="labelset to read (default ground-truth, or the only one)"
-    )
+    parser.add_argument("--labelset", help=labelset_help)
     parser.add_argument(
         "--filter-by",
         action="append",
@@ -477,10 +537,11 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser(
         "info",
         help="summarise a release: layout, labelsets, label statuses, categories",
-        description="Summarise a release file (a path or any fsspec URL).",
+        description="Summarise a release file (a path or any fsspec URL): its samples per "
+        "label status, and its categories' instances in the samples of the selected "
+        "statuses (default LABELED and REVIEWED, as the other commands select).",
     )
-    info.add_argument("release", help="release file: path, URL, .json or .json.gz")
-    info.add_argument("--labelset", action="append", help="report only this labelset (repeatable)")
+    add_selection_options(info, labelset_help="report only this labelset (default: every one)")
     info.add_argument("--json", action="store_true", help="print JSON for machines")
     info.set_defaults(run=_info)
 
@@ -556,6 +617,14 @@ def _parser() -> argparse.ArgumentParser:
         type=_count,
         default=2,
         help="worker processes that read and encode samples (default 2; 0: none)",
+    )
+    export.add_argument(
+        "--image-ids",
+        choices=IMAGE_IDS,
+        default="row",
+        help="image ids: the sample's release row, as the dataset's target['image_id'] "
+        "(default), or 1..N in selection order, as the segments-ai SDK's COCO export "
+        "numbers the same selection",
     )
     export.add_argument(
         "--on-error",

@@ -77,7 +77,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         filter_by_metadata: metadata key/value pairs a sample must all have.
         rows: keep only these rows of ``release.samples`` (indices, e.g. a split made by
             :mod:`~segments_torch.splits`) among those the filters keep; the table's order
-            is kept. ``None`` keeps every row the filters keep.
+            is kept. ``None`` keeps every row the filters keep. A selection that keeps no
+            sample logs a warning with the labelset's samples per label status (see
+            :meth:`~segments_torch.samples.SampleTable.empty_selection`).
         target: ``"instance"``, ``"semantic"`` or ``"panoptic"`` (see
             :func:`~segments_torch.targets.build_target`).
         categories: ``None`` (all, contiguous training labels in release-id order), a list
@@ -205,6 +207,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         self.rows = table.select(
             labelset=self.labelset, statuses=filter_by, metadata=filter_by_metadata
         )
+        passed = len(self.rows)
         if rows is not None:
             wanted = np.asarray(rows, dtype=np.int64).reshape(-1)
             outside = wanted[(wanted < 0) | (wanted >= len(table))]
@@ -214,6 +217,16 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
                     f"release's {len(table)} samples"
                 )
             self.rows = self.rows[np.isin(self.rows, wanted)]
+        if not len(self.rows):  # an empty dataset says why, or a DataLoader yields nothing
+            logger.warning(
+                "%s",
+                table.empty_selection(
+                    labelset=self.labelset, statuses=filter_by, metadata=filter_by_metadata
+                )
+                if not passed
+                else f"{self.release.source}: no sample selected: none of the "
+                f"{passed} that pass the filters is among rows=",
+            )
         self.target = target
         self.categories = CategoryMap(
             self.release.labelsets[self.labelset].categories,

@@ -105,6 +105,8 @@ class StorageError(SegmentsTorchError, OSError):
         status: the HTTP status, where there was one.
         attempts: how many requests were made.
         retryable: whether the last failure was of a kind worth retrying.
+        note: what else the message says after the reason, e.g. which URL a
+            ``url_map`` mirror stood in for (``""``: nothing).
 
     Example:
         >>> error = StorageError("https://cdn.example/a.jpg", "HTTP 503", status=503,
@@ -121,6 +123,7 @@ class StorageError(SegmentsTorchError, OSError):
         status: int | None = None,
         attempts: int = 1,
         retryable: bool = False,
+        note: str = "",
     ) -> None:
         if reason is None:
             # Rebuilt from its message alone, as a DataLoader re-raises a worker's error
@@ -131,14 +134,19 @@ class StorageError(SegmentsTorchError, OSError):
         self.status = status
         self.attempts = attempts
         self.retryable = retryable
+        self.note = note
         tries = f" after {attempts} attempts" if attempts > 1 else ""
-        super().__init__(f"{reason}{tries}")
+        super().__init__(f"{reason}{tries}{f'; {note}' if note else ''}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keeps every attribute when the error crosses a process boundary (OSError's own
         # reduce would call the class with the message alone).
         rebuild = functools.partial(
-            type(self), status=self.status, attempts=self.attempts, retryable=self.retryable
+            type(self),
+            status=self.status,
+            attempts=self.attempts,
+            retryable=self.retryable,
+            note=self.note,
         )
         return (rebuild, (self.url, self.reason))
 

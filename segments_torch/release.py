@@ -28,6 +28,7 @@ import gc
 import gzip
 import json
 import os
+import posixpath
 import re
 import sys
 import zlib
@@ -253,7 +254,9 @@ def _fetch(url: str, storage: Storage) -> tuple[str, bytes]:
         return name, storage.fetch(url)
     except StorageError as exc:
         where = f" from {exc.url}" if exc.url != name else ""  # a url_map mirror
-        raise ReleaseReadError(f"{name}: cannot read the release{where}: {exc}") from exc
+        # Where both URLs are named here, the note naming the original would repeat it.
+        detail = str(exc).removesuffix(f"; {exc.note}") if where and exc.note else str(exc)
+        raise ReleaseReadError(f"{name}: cannot read the release{where}: {detail}") from exc
 
 
 def _read_path(path: str, storage_options: Mapping[str, Any]) -> tuple[str, bytes]:
@@ -271,7 +274,37 @@ def _read_path(path: str, storage_options: Mapping[str, Any]) -> tuple[str, byte
             "matching extra, e.g. pip install 'segments-torch[http]' or '[s3]' or '[gcs]'"
         ) from exc
     except (OSError, ValueError) as exc:
+        folder = _folder_listing(path, storage_options)
+        if folder is not None:
+            raise ReleaseReadError(f"{name}: {folder}") from None
         raise ReleaseReadError(f"{name}: cannot read the release: {exc}") from exc
+
+
+#: The names a release file has, as the Segments.ai web app and SDK download them.
+_RELEASE_SUFFIXES = (".json", ".json.gz")
+
+
+def _folder_listing(path: str, storage_options: Mapping[str, Any]) -> str | None:
+    """Where ``path`` is a folder, what to say instead of "Is a directory": the release
+    files in it (at most 10 named); ``None`` where it is no folder."""
+    import fsspec
+
+    try:
+        fs, folder = fsspec.core.url_to_fs(path, **storage_options)
+        if not fs.isdir(folder):
+            return None
+        names = sorted(
+            posixpath.basename(entry.rstrip("/"))
+            for entry in fs.ls(folder, detail=False)
+            if entry.endswith(_RELEASE_SUFFIXES) and not fs.isdir(entry)
+        )
+    except (OSError, ValueError):
+        return None
+    if not names:
+        patterns = ", ".join(f"*{suffix}" for suffix in _RELEASE_SUFFIXES)
+        return f"is a folder, and holds no release file ({patterns})"
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return f"is a folder; name a release file in it: {shown}"
 
 
 def _decode_json(data: bytes, name: str) -> Any:

@@ -142,14 +142,18 @@ class LabelColumns:
         counts = np.bincount(self.status, minlength=len(LABEL_STATUSES))
         return {LABEL_STATUSES[c]: int(n) for c, n in enumerate(counts) if n}
 
-    def category_counts(self) -> dict[int, tuple[int, int]]:
+    def category_counts(self, rows: IntArray | None = None) -> dict[int, tuple[int, int]]:
         """Release category id -> (instances, samples having at least one), for the
-        categories that occur."""
-        rows = np.repeat(
+        categories that occur in ``rows`` (``None``: every row)."""
+        row_of = np.repeat(
             np.arange(len(self.status), dtype=np.int64), np.diff(self.annotation_offsets)
         )
-        ids, instances = np.unique(self.category_ids, return_counts=True)
-        pairs = np.unique(np.stack([self.category_ids.astype(np.int64), rows]), axis=1)
+        category_ids = self.category_ids
+        if rows is not None:
+            kept = np.isin(row_of, rows)
+            row_of, category_ids = row_of[kept], category_ids[kept]
+        ids, instances = np.unique(category_ids, return_counts=True)
+        pairs = np.unique(np.stack([category_ids.astype(np.int64), row_of]), axis=1)
         samples = np.searchsorted(pairs[0], ids, side="right") - np.searchsorted(pairs[0], ids)
         return {int(i): (int(n), int(s)) for i, n, s in zip(ids, instances, samples, strict=True)}
 
@@ -249,6 +253,38 @@ class SampleTable:
             metadata=self.metadata(row),
         )
 
+    def empty_selection(
+        self,
+        *,
+        labelset: str | None = None,
+        statuses: str | Iterable[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Why :meth:`select` with these filters keeps no sample, in one line: the
+        labelset's samples per label status, the statuses kept and, where the statuses
+        keep some, the metadata that none of them has.
+
+        Example:
+            >>> print(table.empty_selection(statuses=["verified"]))  # doctest: +SKIP
+            flowers.json: no sample selected: labelset 'ground-truth' has 8 samples
+            (UNLABELED 1, LABELED 3, REVIEWED 3, REJECTED 1) and the label statuses kept
+            are VERIFIED
+        """
+        name = self.resolve_labelset(labelset)
+        counts = self.labels[name].status_counts()
+        found = ", ".join(f"{status} {count}" for status, count in counts.items())
+        text = f"{self.source}: no sample selected: labelset {name!r} has " + (
+            f"{_samples(len(self))} ({found})" if counts else "no sample"
+        )
+        if statuses is not None:
+            kept = ", ".join(LABEL_STATUSES[code] for code in sorted(set(status_codes(statuses))))
+            text += f" and the label statuses kept are {kept}"
+        if metadata:
+            passed = len(self.select(labelset=name, statuses=statuses))
+            if passed:
+                text += f"; of those {_samples(passed)}, none has metadata {dict(metadata)!r}"
+        return text
+
     def select(
         self,
         *,
@@ -286,3 +322,7 @@ class SampleTable:
                 found = self.metadata(int(row))
                 keep[row] = all(key in found and found[key] == v for key, v in wanted.items())
         return np.flatnonzero(keep).astype(np.int64)
+
+
+def _samples(count: int) -> str:
+    return f"{count} sample{'' if count == 1 else 's'}"

@@ -6,7 +6,13 @@
   resolved against ``base_url``, by default the folder of the release file.
 - **Mirrors**: ``url_map`` rewrites URLs before reading, either a mapping of URL prefix
   -> replacement (the longest matching prefix wins) or a callable. Where it gives a local
-  path, the signed URL's query string is dropped: it is no part of a file's name.
+  path, the signed URL's query string is dropped: it is no part of a file's name. A URL
+  no prefix matches is read from its source (a mirror may hold only some assets, and
+  the release itself is read through the same mapping); when that read fails, the error
+  says that no prefix matched and lists the prefixes. An error of a mapped URL names the
+  original URL beside the mirror's. A prefix and a replacement of which only one ends
+  with ``/`` are warned of once: ``"https://cdn.example/" -> "/data/mirror"`` reads
+  ``/data/mirrorimages/a.jpg``.
 - **Local files**: a path is read as it is; a ``file://`` URL is a URL: its
   percent-escapes are decoded (``file:///d/a%20b.jpg`` reads ``/d/a b.jpg``), its query
   string and fragment dropped.
@@ -136,12 +142,40 @@ def _local_path(location: str) -> str:
     return unquote(urlsplit(location).path)
 
 
-def _local_error(path: str, exc: OSError | ValueError) -> StorageError:
-    """The StorageError of a local file that could not be opened or looked at."""
+def _local_error(path: str, exc: OSError | ValueError, note: str = "") -> StorageError:
+    """The StorageError of a local file that could not be opened or looked at (``note``:
+    see :meth:`Storage.mirror_note`)."""
     if isinstance(exc, ValueError):  # a NUL character, a lone surrogate: no file has that name
-        return StorageError(path, f"the system refuses this path: {exc}")
+        return StorageError(path, f"the system refuses this path: {exc}", note=note)
     reason, status, _ = _classify(exc)
-    return StorageError(path, reason, status=status, attempts=1, retryable=False)
+    return StorageError(path, reason, status=status, attempts=1, retryable=False, note=note)
+
+
+#: What ends a folder's path or URL, as url_map prefixes and replacements are written.
+_SEPARATORS = tuple(dict.fromkeys(("/", os.sep)))
+
+
+def _check_separators(url_map: Mapping[str, str]) -> None:
+    """Warn (once per process and pair) of a ``url_map`` prefix and replacement of which
+    one ends with a separator and the other does not: ``"https://cdn.example/" ->
+    "/data/mirror"`` would read ``/data/mirrorimages/a.jpg``."""
+    for prefix, replacement in url_map.items():
+        if prefix.endswith(_SEPARATORS) == replacement.endswith(_SEPARATORS):
+            continue
+        separator = (prefix if prefix.endswith(_SEPARATORS) else replacement)[-1]
+        shown_prefix, shown_replacement = display_url(prefix), display_url(replacement)
+        warn_once(
+            logger,
+            f"url_map separator {prefix!r} {replacement!r}",
+            "url_map: the prefix %r and its replacement %r disagree on a trailing %r, so %s "
+            "is read from %s; end both with %r or neither",
+            shown_prefix,
+            shown_replacement,
+            separator,
+            shown_prefix + "a.jpg",
+            shown_replacement + "a.jpg",
+            separator,
+        )
 
 
 def release_base_url(source: str) -> str | None:
@@ -369,7 +403,8 @@ class Storage:
             ``{"s3": {"key": ..., "secret": ..., "client_kwargs": {"endpoint_url": ...}}}``.
         url_map: prefix -> replacement mapping (longest prefix wins) or a callable,
             applied to every (resolved) asset URL before reading; a local path either
-            gives loses the URL's query string.
+            gives loses the URL's query string. Errors say what it did (see
+            :meth:`mirror_note`).
         cache_dir: keep downloaded assets here; ``None`` disables the cache.
         cache_key: ``"path"`` (URL without query string, the default) or ``"url"``.
         timeout: seconds per HTTP request.
@@ -392,7 +427,11 @@ class Storage:
         self.base_url = base_url
         self.storage_options = {k: dict(v) for k, v in (storage_options or {}).items()}
         self.url_map: UrlMap | None = url_map
+        # The prefixes of a mapping as given, as errors list them (see mirror_note).
+        self._shown_prefixes = ""
         if isinstance(url_map, Mapping):  # longest prefix first
+            _check_separators(url_map)
+            self._shown_prefixes = ", ".join(display_url(prefix) for prefix in url_map)
             self.url_map = dict(sorted(url_map.items(), key=lambda kv: -len(kv[0])))
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.cache_key = cache_key
@@ -440,12 +479,16 @@ class Storage:
         except ValueError as exc:
             raise StorageError(_redact(url), f"not a valid URL: {exc}") from None
 
-    def _resolve(self, url: str) -> str:
+    def _joined(self, url: str) -> str:
+        """``url`` joined to ``base_url`` when it is relative: what ``url_map`` is given."""
         if not (urlsplit(url).scheme or os.path.isabs(url)) and self.base_url is not None:
             if urlsplit(self.base_url).scheme:
-                url = self.base_url.rstrip("/") + "/" + url
-            else:
-                url = os.path.join(self.base_url, url)
+                return self.base_url.rstrip("/") + "/" + url
+            return os.path.join(self.base_url, url)
+        return url
+
+    def _resolve(self, url: str) -> str:
+        url = self._joined(url)
         if self.url_map is None:
             return url
         if isinstance(self.url_map, Mapping):
@@ -457,6 +500,30 @@ class Storage:
             mapped = self.url_map(url)
         # A signed URL's query string is no part of a mirrored file's name.
         return mapped.partition("?")[0] if _is_local(mapped) else mapped
+
+    def mirror_note(self, url: str) -> str:
+        """What ``url_map`` did with ``url``, as error messages add it: the URL a mirror
+        stood in for, or, where a mapping of prefixes covers none of it, the prefixes as
+        given; ``""`` without ``url_map`` (or where a callable left the URL as it was). Neither
+        shows a query string or a ``user:password@``.
+
+        Example:
+            >>> storage = Storage(url_map={"https://cdn.example/": "/mirror/"})
+            >>> storage.mirror_note("https://cdn.example/a.jpg?sig=1")
+            'mapped by url_map from https://cdn.example/a.jpg'
+            >>> storage.mirror_note("https://other.example/a.jpg")
+            'no url_map prefix matches this URL: https://cdn.example/'
+        """
+        if self.url_map is None:
+            return ""
+        try:
+            joined = self._joined(url)
+            location = self._resolve(url)
+        except ValueError:  # not a URL at all: the error says so
+            return ""
+        if isinstance(self.url_map, Mapping) and not any(map(joined.startswith, self.url_map)):
+            return f"no url_map prefix matches this URL: {self._shown_prefixes}"
+        return f"mapped by url_map from {display_url(joined)}" if location != joined else ""
 
     def identity(self, url: str) -> tuple[str, str]:
         """What names ``url``'s content, for caches of what is decoded from it: its
@@ -478,7 +545,7 @@ class Storage:
         try:
             status = os.stat(path)
         except (OSError, ValueError) as exc:
-            raise _local_error(path, exc) from exc
+            raise _local_error(path, exc, self.mirror_note(url)) from exc
         return path, f"{status.st_size}:{status.st_mtime_ns}"
 
     def cache_path(self, url: str) -> Path | None:
@@ -687,7 +754,12 @@ class Storage:
                                 source, failures, reason, url=shown
                             ) from None
                         raise StorageError(
-                            shown, reason, status=status, attempts=attempt, retryable=retryable
+                            shown,
+                            reason,
+                            status=status,
+                            attempts=attempt,
+                            retryable=retryable,
+                            note=self.mirror_note(url),
                         ) from None  # fsspec's and aiohttp's errors show the signed URL
                     if step == "back off":
                         delay = self.retry.delay(attempt)
@@ -703,7 +775,7 @@ class Storage:
             with open(path, "rb") as f:
                 return f.read()
         except (OSError, ValueError) as exc:
-            raise _local_error(path, exc) from exc
+            raise _local_error(path, exc, self.mirror_note(url)) from exc
 
     @staticmethod
     def _local_file(url: str, location: str) -> str:
@@ -893,6 +965,7 @@ class PrefetchReport:
 
     downloaded: int = 0
     already_cached: int = 0
+    local: int = 0  # local files (a local mirror included): read where they are, not cached
     bytes_downloaded: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # URL (no query) -> reason
     stale_removed: int = 0  # temporary files of killed writers, removed first
@@ -923,8 +996,10 @@ def prefetch(
     """Download every URL into ``storage``'s cache, ``workers`` at a time.
 
     URLs already cached are not fetched again, so an interrupted prefetch resumes where
-    it stopped. ``progress(n)`` is called as each URL is done. Downloaded bytes are
-    cached only once ``check`` passed them (default
+    it stopped. Local files (a ``url_map`` to a local mirror included) are read where they
+    are, never copied into the cache: they are counted in ``report.local``.
+    ``progress(n)`` is called as each URL is done. Downloaded bytes are cached only once
+    ``check`` passed them (default
     :func:`~segments_torch.codecs.check_complete`: a whole image, not an error page or a
     cut-short body); a URL whose bytes fail it, or whose cache file cannot be written,
     is reported failed, with the reason.
@@ -955,8 +1030,11 @@ def prefetch(
             if progress is not None:
                 progress(1)
             continue
-        if cached is None or cached.is_file():
-            report.already_cached += 1
+        if cached is None or cached.is_file():  # None: a local file (the cache_dir is set)
+            if cached is None:
+                report.local += 1
+            else:
+                report.already_cached += 1
             if progress is not None:
                 progress(1)
         else:

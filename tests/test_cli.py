@@ -43,9 +43,48 @@ def test_info_prints_layout_statuses_and_categories(capsys):
         "  REVIEWED            8\n"
         "  SKIPPED             8\n"
         "\n"
+        "counted: samples whose label is LABELED or REVIEWED (--filter-by, --all)\n"
+        "  id  category        instances  samples\n"
+        "   0  plastic litter        387       37\n"
+        "   1  other litter          402       37\n"
+    )
+
+
+def test_info_counts_the_instances_of_the_selected_statuses(capsys):
+    """A SKIPPED label's instance is counted only when its status is selected, as the
+    other commands select samples; the line above the table says what was counted."""
+    path = str(REAL / "arc_litter-v1.1.json")
+    assert main(["info", path, "--all"]) == 0
+    assert capsys.readouterr().out.endswith(
+        "counted: every sample (--filter-by, --all)\n"
         "  id  category        instances  samples\n"
         "   0  plastic litter        388       38\n"
         "   1  other litter          402       37\n"
+    )
+    assert main(["info", path, "--filter-by", "skipped", "--filter-by", "Reviewed"]) == 0
+    assert capsys.readouterr().out.endswith(
+        "counted: samples whose label is REVIEWED or SKIPPED (--filter-by, --all)\n"
+        "  id  category        instances  samples\n"
+        "   0  plastic litter         24        9\n"
+        "   1  other litter           21        7\n"
+    )
+    assert main(["info", path, "--filter-by", "skipped", "--json"]) == 0
+    labelset = json.loads(capsys.readouterr().out)["labelsets"]["segmentation"]
+    assert labelset["statuses"] == {"LABELED": 35, "REVIEWED": 8, "SKIPPED": 8}
+    assert labelset["counted"] == {"statuses": ["SKIPPED"], "samples": 8}
+    assert [(c["instances"], c["samples"]) for c in labelset["categories"]] == [(1, 1), (0, 0)]
+    assert main(["info", path, "--all", "--json"]) == 0
+    labelset = json.loads(capsys.readouterr().out)["labelsets"]["segmentation"]
+    assert labelset["counted"] == {"statuses": None, "samples": 51}
+    assert [(c["instances"], c["samples"]) for c in labelset["categories"]] == [
+        (388, 38),
+        (402, 37),
+    ]
+    assert main(["info", path, "--filter-by", "done"]) == 1
+    assert capsys.readouterr().err == (
+        "segments-torch: error: unknown label status 'done'; expected one of UNLABELED, "
+        "PRELABELED, LABELING_IN_PROGRESS, LABELED, REVIEWING_IN_PROGRESS, REVIEWED, "
+        "VERIFIED, REJECTED, SKIPPED\n"
     )
 
 
@@ -66,6 +105,7 @@ def test_info_json(tmp_path, capsys):
             "ground-truth": {
                 "task_type": "segmentation-bitmap",
                 "statuses": {"UNLABELED": 1, "LABELED": 1, "REVIEWED": 1, "SKIPPED": 1},
+                "counted": {"statuses": ["LABELED", "REVIEWED"], "samples": 2},
                 "categories": [
                     {
                         "id": 0,
@@ -230,10 +270,19 @@ def test_prefetch_reports_failures(tmp_path, file_server, capsys):
 def test_prefetch_url_map_and_usage_errors(tmp_path, file_server, capsys):
     release = served_release(tmp_path, file_server)
     mapped = ["--url-map", f"{file_server.url}/=file://{tmp_path}/"]
-    assert main(["prefetch", str(release), "--cache-dir", str(tmp_path / "c"), *mapped]) == 0
-    # Local files are read where they are, never copied into the cache.
-    assert "already cached   4\n" in capsys.readouterr().out
+    cache = tmp_path / "c"
+    assert main(["prefetch", str(release), "--cache-dir", str(cache), *mapped]) == 0
+    # Local files are read where they are, never copied into the cache: counted apart.
+    assert capsys.readouterr().out == (
+        "samples          2\n"
+        "assets           4\n"
+        "downloaded       0 (0.0 MB)\n"
+        "already cached   0\n"
+        "local files      4 (read where they are: they need no prefetch)\n"
+        "failed           0\n"
+    )
     assert file_server.count() == 0
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
     with pytest.raises(SystemExit) as info:
         main(["prefetch", str(release), "--cache-dir", "c", "--url-map", "nothing"])
     assert info.value.code == 2
@@ -405,6 +454,47 @@ def test_export_on_error_skip_goes_on_past_a_nul_in_a_url(tmp_path, capsys):
 # -- export and preview ---------------------------------------------------------------------
 
 DEMO_RELEASE = Path(__file__).parent.parent / "segments_torch" / "demo" / "release.json"
+#: What every command says when --filter-by verified selects no sample of the demo.
+NONE_VERIFIED = (
+    f"{DEMO_RELEASE}: no sample selected: labelset 'ground-truth' has 8 samples (UNLABELED 1, "
+    "LABELED 3, REVIEWED 3, REJECTED 1) and the label statuses kept are VERIFIED"
+)
+
+
+@pytest.mark.parametrize("command", ["export", "preview", "prefetch"])
+def test_an_empty_selection_is_an_error_that_counts_the_statuses(tmp_path, capsys, command):
+    out = tmp_path / "out"
+    options = {
+        "export": ["--out", str(out), "--workers", "0"],
+        "preview": ["--out", str(tmp_path / "p.png")],
+        "prefetch": ["--cache-dir", str(tmp_path / "cache")],
+    }[command]
+    code = main([command, str(DEMO_RELEASE), "--filter-by", "verified", *options])
+    assert (code, *capsys.readouterr()) == (1, "", f"segments-torch: error: {NONE_VERIFIED}\n")
+    assert not out.exists()
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_export_numbers_images_as_the_sdk_with_image_ids_sdk(tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["export", str(DEMO_RELEASE), "--out", str(out), "--workers", "0"]
+    assert main([*base, "--image-ids", "sdk"]) == 0
+    document = json.loads((out / "coco_instance.json").read_text())
+    assert [(i["id"], i["segments_row"]) for i in document["images"]] == [
+        (1, 0),
+        (2, 1),
+        (3, 2),
+        (4, 3),
+        (5, 4),
+        (6, 7),
+    ]
+    assert {a["image_id"] for a in document["annotations"]} == {1, 2, 3, 4, 5, 6}
+    assert document["info"]["segments_image_ids"] == "sdk"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main([*base, "--image-ids", "position"])
+    assert info.value.code == 2
+    assert "argument --image-ids: invalid choice: 'position'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -677,9 +767,7 @@ def test_preview_errors(tmp_path, capsys):
     assert "argument --n: expected a number >= 1, not 0" in capsys.readouterr().err
     out = tmp_path / "p.png"
     assert main(["preview", str(DEMO_RELEASE), "--out", str(out), "--filter-by", "verified"]) == 1
-    assert capsys.readouterr().err == (
-        f"segments-torch: error: {DEMO_RELEASE}: no sample selected, nothing to preview\n"
-    )
+    assert capsys.readouterr() == ("", f"segments-torch: error: {NONE_VERIFIED}\n")
     assert not out.exists()
 
 

@@ -101,6 +101,23 @@ def test_rows_narrow_what_the_filters_keep():
         SegmentsDataset(RELEASE_PATH, rows=[0, 8, -1])
 
 
+def test_an_empty_selection_warns_with_the_counts_per_status(caplog):
+    counts = "8 samples (UNLABELED 1, LABELED 3, REVIEWED 3, REJECTED 1)"
+    with caplog.at_level("WARNING", logger="segments_torch.dataset"):
+        assert len(SegmentsDataset(RELEASE_PATH, filter_by=["verified", "skipped"])) == 0
+        assert len(SegmentsDataset(RELEASE_PATH, filter_by_metadata={"split": "test"})) == 0
+        assert len(SegmentsDataset(RELEASE_PATH, filter_by="rejected", rows=[0, 1])) == 0
+        assert len(SegmentsDataset(RELEASE_PATH)) == 6  # no warning
+    assert caplog.messages == [
+        f"{RELEASE_PATH}: no sample selected: labelset 'ground-truth' has {counts} and the "
+        "label statuses kept are VERIFIED, SKIPPED",
+        f"{RELEASE_PATH}: no sample selected: labelset 'ground-truth' has {counts} and the "
+        "label statuses kept are LABELED, REVIEWED; of those 6 samples, none has metadata "
+        "{'split': 'test'}",
+        f"{RELEASE_PATH}: no sample selected: none of the 1 that pass the filters is among rows=",
+    ]
+
+
 def test_filters_and_categories_on_the_demo():
     assert len(SegmentsDataset(RELEASE_PATH)) == 6
     assert len(SegmentsDataset(RELEASE_PATH, filter_by=None)) == 8

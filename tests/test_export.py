@@ -6,8 +6,10 @@ import doctest
 import errno
 import importlib
 import json
+import logging
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -203,6 +205,7 @@ def test_coco_instance_round_trip_is_pixel_exact(tmp_path):
         "file_name": "shapes-002-exif.jpg",
         "width": 180,
         "height": 240,
+        "segments_row": 2,
         "segments_uuid": DEMO_UUIDS[2],
         "segments_name": "shapes-002-exif.jpg",
         "segments_image_url": "images/shapes-002-exif.jpg",
@@ -654,6 +657,65 @@ def test_skipped_samples_are_left_out_and_listed(demo_copy, tmp_path):
     assert document["info"]["segments_samples"] == 5
     assert not (tmp_path / "o" / "coco_panoptic" / "shapes-001.png").exists()
     assert [s.name for s in ds.failed_samples()] == ["shapes-001.jpg"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_skipped_sample_is_logged_once_by_the_main_process_around_the_bar(
+    demo_copy, tmp_path, capsys, caplog, monkeypatch, workers
+):
+    """The skip is logged where the bar is drawn (not in a worker), and as in the command
+    line, where logging is not configured, the line stands on its own, not in the bar."""
+    (demo_copy.parent / "images" / "shapes-001.jpg").write_bytes(b"broken")
+    ds = SegmentsDataset(demo_copy, on_error="skip")
+    with caplog.at_level("WARNING", logger="segments_torch.dataset"):
+        export_dataset(ds, "coco", out_dir=tmp_path / "o", num_workers=workers)
+    line = (
+        f"skipping sample 'shapes-001.jpg': {demo_copy.parent / 'images' / 'shapes-001.jpg'}: "
+        "cannot decode the image (unknown data starting b'broken'): not a format Pillow reads "
+        "either (on_error='skip')"
+    )
+    assert caplog.messages == [line]
+    assert ds.failures == 1
+    capsys.readouterr()
+    monkeypatch.setattr(logging.root, "handlers", [])  # the handler of last resort prints
+    ds = SegmentsDataset(demo_copy, on_error="skip")
+    export_dataset(ds, "coco", out_dir=tmp_path / "o", num_workers=workers, overwrite=True)
+    pieces = re.split(r"[\r\n]", capsys.readouterr().err)
+    assert pieces.count(line) == 1
+    assert [s.name for s in ds.failed_samples()] == ["shapes-001.jpg"]
+
+
+def test_image_ids_sdk_number_the_selection_from_1(demo_copy, tmp_path):
+    (demo_copy.parent / "images" / "shapes-001.jpg").write_bytes(b"broken")
+    ds = SegmentsDataset(demo_copy, on_error="skip")
+    for name in ("coco-instance", "coco-panoptic", "semantic", "instance"):
+        document = load(
+            export_dataset(ds, name, out_dir=tmp_path / name, progress=False, image_ids="sdk")
+        )
+        # ds[i] is image i + 1, the skipped sample's id left unused, as the SDK leaves
+        # the id of a sample it skips; segments_row links each image to target["image_id"].
+        assert [(i["id"], i["segments_row"]) for i in document["images"]] == [
+            (1, 0),
+            (3, 2),
+            (4, 3),
+            (5, 4),
+            (6, 7),
+        ], name
+        annotations = document.get("annotations", [])  # semantic.json has none
+        assert {a["image_id"] for a in annotations} <= {1, 3, 4, 5, 6}, name
+        assert document["info"]["segments_image_ids"] == "sdk"
+    rows = load(export_dataset(ds, "coco", out_dir=tmp_path / "rows", progress=False))
+    assert [(i["id"], i["segments_row"]) for i in rows["images"]] == [
+        (0, 0),
+        (2, 2),
+        (3, 3),
+        (4, 4),
+        (7, 7),
+    ]
+    assert rows["info"]["segments_image_ids"] == "row"
+    with pytest.raises(ExportError) as info:
+        export_dataset(ds, "coco", out_dir=tmp_path / "x", image_ids="position")
+    assert str(info.value) == "image_ids must be one of row, sdk, not 'position'"
 
 
 def second_release(demo_copy: Path) -> Path:

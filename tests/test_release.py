@@ -239,6 +239,43 @@ def test_missing_file(tmp_path):
     with pytest.raises(ReleaseReadError) as info:
         load_release(tmp_path / "nope.json")
     assert str(info.value) == f"{tmp_path / 'nope.json'}: no such file"
+
+
+def test_a_folder_names_the_release_files_in_it(tmp_path):
+    for name in ("flowers-v1.0.json", "flowers-v0.9.json.gz", "notes.txt", "a.json.bak"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "old.json").mkdir()  # a folder, whatever its name
+    expected = (
+        f"{tmp_path}: is a folder; name a release file in it: flowers-v0.9.json.gz, "
+        "flowers-v1.0.json"
+    )
+    for source in (tmp_path, str(tmp_path) + "/"):
+        with pytest.raises(ReleaseReadError) as info:
+            load_release(source)
+        assert str(info.value) == expected.replace(f"{tmp_path}:", f"{source}:")
+    with pytest.raises(ReleaseReadError) as info:
+        load_release(tmp_path.as_uri())
+    assert str(info.value) == expected.replace(f"{tmp_path}:", f"{tmp_path.as_uri()}:")
+
+
+def test_a_folder_of_many_release_files_names_ten(tmp_path):
+    for k in range(12):
+        (tmp_path / f"r{k:02d}.json").write_text("{}")
+    with pytest.raises(ReleaseReadError) as info:
+        load_release(tmp_path)
+    names = ", ".join(f"r{k:02d}.json" for k in range(10))
+    assert (
+        str(info.value) == f"{tmp_path}: is a folder; name a release file in it: {names} and 2 more"
+    )
+
+
+def test_a_folder_without_release_files_says_so(tmp_path):
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(ReleaseReadError) as info:
+        load_release(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path}: is a folder, and holds no release file (*.json, *.json.gz)"
+    )
     assert isinstance(info.value, SegmentsTorchError)
     assert isinstance(info.value, OSError)
 
@@ -951,6 +988,18 @@ def test_url_map_reads_the_release_from_a_mirror(tmp_path):
     assert str(info.value) == (
         "https://bucket.example/releases/gone.json: cannot read the release from "
         f"{tmp_path}/gone.json: not found"
+    )
+
+
+def test_a_release_url_no_url_map_prefix_covers_says_so_when_it_fails():
+    with pytest.raises(ReleaseReadError) as info:
+        load_release(
+            "memory://bucket/gone.json?sig=secret",
+            url_map={"https://bucket.example/releases/": "/mirror/"},
+        )
+    assert str(info.value) == (
+        "memory://bucket/gone.json: cannot read the release: not found; no url_map prefix "
+        "matches this URL: https://bucket.example/releases/"
     )
 
 

@@ -108,6 +108,31 @@ def test_category_counts_count_samples_once():
     ]
     columns = parse_release(current_release(samples)).samples.label_columns()
     assert columns.category_counts() == {0: (1, 1), 1: (4, 2)}
+    # Of some rows only (segments-torch info counts the selected statuses).
+    assert columns.category_counts(np.array([1])) == {0: (1, 1), 1: (1, 1)}
+    assert columns.category_counts(np.array([0])) == {1: (3, 1)}
+    assert columns.category_counts(np.array([], dtype=np.int64)) == {}
+
+
+def test_an_empty_selection_says_why(table):
+    source = table.source
+    counts = "4 samples (UNLABELED 1, LABELED 1, REVIEWED 1, SKIPPED 1)"
+    assert table.empty_selection(statuses=["verified", "Rejected", "VERIFIED"]) == (
+        f"{source}: no sample selected: labelset 'ground-truth' has {counts} and the label "
+        "statuses kept are VERIFIED, REJECTED"
+    )
+    assert table.empty_selection(statuses="labeled", metadata={"split": "test"}) == (
+        f"{source}: no sample selected: labelset 'ground-truth' has {counts} and the label "
+        "statuses kept are LABELED; of those 1 sample, none has metadata {'split': 'test'}"
+    )
+    assert table.empty_selection(labelset="model", metadata={"split": "x"}) == (
+        f"{source}: no sample selected: labelset 'model' has 4 samples (UNLABELED 4); of "
+        "those 4 samples, none has metadata {'split': 'x'}"
+    )
+    empty = parse_release(current_release([])).samples
+    assert empty.empty_selection() == (
+        f"{source}: no sample selected: labelset 'ground-truth' has no sample"
+    )
 
 
 def test_table_pickles_as_buffers(table):

@@ -31,8 +31,11 @@ is ever contacted.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
+import sys
+import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +48,7 @@ from PIL import Image, ImageOps
 
 pytest.importorskip("segments", reason="needs the official SDK, segments-ai")
 
+import segments
 import segments.utils
 from segments.dataset import SegmentsDataset as SDKDataset
 from segments.typing import LabelStatus
@@ -58,6 +62,7 @@ from segments.utils import (
 from segments_torch.categories import CategorySelectionError
 from segments_torch.codecs import decode_bitmap, decode_image
 from segments_torch.dataset import SegmentsDataset
+from segments_torch.export import export_dataset
 from tests import releases
 from tests.http_server import FileServer, file_server_fixture  # noqa: F401
 
@@ -362,6 +367,67 @@ def test_sdk_segments_dataset_end_to_end(parity, capsys):
         expected = sdk_semantic(item["segmentation_bitmap"], item["annotations"])
         np.testing.assert_array_equal(target["semantic"].numpy(), expected)
     capsys.readouterr()  # the SDK prints progress
+
+
+class _Region:
+    """What the SDK's COCO export reads of a ``skimage.measure.regionprops`` region."""
+
+    def __init__(self, label: int, ids: np.ndarray) -> None:
+        ys, xs = np.nonzero(ids == label)
+        self.label = label
+        self.bbox = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
+        self.area = len(ys)
+
+
+def _regionprops(ids: np.ndarray) -> list[_Region]:
+    return [_Region(int(label), ids) for label in np.unique(ids) if label]
+
+
+@pytest.fixture
+def sdk_export(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``segments.export``, whose module imports scikit-image (not installed here) for
+    ``regionprops`` and ``img_as_ubyte``: those two are stood in for, the rest is the
+    SDK's own code. Imported afresh, and forgotten after the test."""
+    measure = types.ModuleType("skimage.measure")
+    measure.regionprops = _regionprops  # type: ignore[attr-defined]
+    skimage = types.ModuleType("skimage")
+    skimage.img_as_ubyte = lambda image: image  # type: ignore[attr-defined]
+    skimage.measure = measure  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "skimage", skimage)
+    monkeypatch.setitem(sys.modules, "skimage.measure", measure)
+    # Recorded as it is now (absent, as a rule), restored so at teardown.
+    monkeypatch.setitem(sys.modules, "segments.export", None)
+    monkeypatch.setattr(segments, "export", None, raising=False)
+    del sys.modules["segments.export"]
+    return importlib.import_module("segments.export")
+
+
+def test_image_ids_sdk_are_the_sdk_coco_export_image_ids(parity, sdk_export, tmp_path, capsys):
+    """The SDK's COCO export numbers the images of its dataset ``i + 1`` in the dataset's
+    order; ``image_ids="sdk"`` gives each sample the same id, so that predictions made
+    for either export score against the other. ``"row"`` (the default) does not."""
+    sdk_path, _ = sdk_export.export_coco_instance(sdk_dataset(parity), str(tmp_path / "sdk"))
+    sdk = json.loads(Path(sdk_path).read_text())
+    ours_path = export_dataset(
+        SegmentsDataset(parity.path), "coco", tmp_path / "ours", progress=False, image_ids="sdk"
+    )
+    ours = json.loads(ours_path.read_text())
+    capsys.readouterr()  # the SDK prints progress
+
+    def names(document: dict[str, Any], key: str) -> dict[int, str]:
+        return {image["id"]: image[key] for image in document["images"]}
+
+    assert names(sdk, "file_name") == {1: "a.jpg", 2: "b.jpg", 3: "c.jpg", 4: "d.jpg"}
+    assert names(ours, "segments_name") == names(sdk, "file_name")
+
+    def instances(document: dict[str, Any]) -> list[tuple[int, int, int]]:
+        """(image id, category id, area) of every annotation: which instance is where."""
+        return sorted((a["image_id"], a["category_id"], a["area"]) for a in document["annotations"])
+
+    assert instances(ours) == instances(sdk)
+    assert len(instances(sdk)) == 14  # 2 annotations without pixels left out by both
+    rows = export_dataset(SegmentsDataset(parity.path), "coco", tmp_path / "rows", progress=False)
+    assert list(names(json.loads(rows.read_text()), "segments_name")) == [0, 1, 2, 3]
 
 
 # -- where we differ on purpose ------------------------------------------------------

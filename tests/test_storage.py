@@ -202,6 +202,115 @@ def test_callable_url_map_gets_the_resolved_url_and_its_answer_is_used():
     assert seen == ["https://cdn.example/r/a.jpg?sig=1", "https://x.example/b.png"]
 
 
+def test_a_url_no_prefix_covers_fails_saying_so_and_listing_the_prefixes(tmp_path, file_server):
+    """A mapping of prefixes that misses a URL leaves it to its source (partial mirrors
+    are allowed); when that read fails, the error says that no prefix matched and lists
+    them as given, without user:password@ or query."""
+    url_map = {
+        "https://user:hunter2@cdn.example/": "/mirror/",
+        "https://cdn.example/bitmaps/": "/bitmap-mirror/",
+    }
+    error = read_error(file_server.url_for("missing.jpg", query=SECRET), 1, url_map=url_map)
+    assert str(error) == (
+        "not found (HTTP 404); no url_map prefix matches this URL: "
+        "https://cdn.example/, https://cdn.example/bitmaps/"
+    )
+    assert error.url == file_server.url_for("missing.jpg")
+    assert error.note == (
+        "no url_map prefix matches this URL: https://cdn.example/, https://cdn.example/bitmaps/"
+    )
+    # A relative URL is matched once joined to base_url, and said so when it fails.
+    with pytest.raises(StorageError) as info:
+        Storage(base_url=str(tmp_path), url_map=url_map).read("images/a.jpg")
+    assert str(info.value) == (
+        "not found; no url_map prefix matches this URL: https://cdn.example/, "
+        "https://cdn.example/bitmaps/"
+    )
+
+
+def test_an_unmapped_url_on_an_unreachable_host_says_no_prefix_matched(sleeps):
+    """What a user without network saw: five attempts, a connection error, and nothing to
+    say that the URL was not the mirror's."""
+    url_map = {"https://cdn.example/": "/mirror/"}
+    error = read_error("http://127.0.0.1:9/assets/a.jpg?sig=1", 5, url_map=url_map)
+    assert str(error).endswith(
+        " after 5 attempts; no url_map prefix matches this URL: https://cdn.example/"
+    )
+    assert error.url == "http://127.0.0.1:9/assets/a.jpg"
+    assert "sig=1" not in str(error)
+
+
+def test_errors_of_a_mapped_url_show_the_original_url(tmp_path, file_server):
+    url_map = {"https://cdn.example/": str(tmp_path / "mirror") + "/"}
+    storage = Storage(url_map=url_map, retry=FAST)
+    original = f"https://cdn.example/images/a.jpg?{SECRET}"
+    with pytest.raises(StorageError) as info:
+        storage.read(original)
+    assert str(info.value) == "not found; mapped by url_map from https://cdn.example/images/a.jpg"
+    assert info.value.url == str(tmp_path / "mirror" / "images" / "a.jpg")
+    with pytest.raises(StorageError) as info:  # the label cache's look at a bitmap
+        storage.identity(original)
+    assert str(info.value) == "not found; mapped by url_map from https://cdn.example/images/a.jpg"
+    # A remote mirror too, the mirror's query string kept for the request, shown nowhere.
+    remote = Storage(url_map={"https://cdn.example/": file_server.url + "/"}, retry=FAST)
+    with pytest.raises(StorageError) as info:
+        remote.read(original)
+    assert str(info.value) == (
+        "not found (HTTP 404); mapped by url_map from https://cdn.example/images/a.jpg"
+    )
+    assert info.value.url == file_server.url_for("images/a.jpg")
+    # A callable url_map: the original where it changed the URL, nothing where it did not.
+    mirror = Storage(url_map=lambda url: url.replace("https://cdn.example/", "/nowhere/"))
+    assert mirror.mirror_note(original) == "mapped by url_map from https://cdn.example/images/a.jpg"
+    assert mirror.mirror_note("https://else.example/b.jpg") == ""
+    assert Storage().mirror_note(original) == ""
+
+
+def test_an_asset_error_shows_the_mapped_and_the_original_url(tmp_path):
+    release = tmp_path / "release.json"
+    item = sample("a.jpg", {"ground-truth": label("LABELED", [])})
+    item["attributes"]["image"]["url"] = f"https://cdn.example/images/a.jpg?{SECRET}"
+    release.write_text(json.dumps(current_release([item])))
+    ds = SegmentsDataset(release, url_map={"https://cdn.example/": f"{tmp_path}/mirror/"})
+    with pytest.raises(AssetError) as info:
+        ds[0]
+    assert str(info.value) == (
+        f"sample 'a.jpg': {tmp_path}/mirror/images/a.jpg: not found; mapped by url_map from "
+        "https://cdn.example/images/a.jpg"
+    )
+
+
+@pytest.mark.parametrize(
+    ("prefix", "replacement", "separator"),
+    [
+        ("https://cdn.example/", "/data/mirror", "/"),
+        ("https://cdn.example/assets", "/data/mirror/", "/"),
+    ],
+)
+def test_a_prefix_and_replacement_that_disagree_on_the_separator_warn_once(
+    monkeypatch, caplog, prefix, replacement, separator
+):
+    monkeypatch.setattr(storage_module, "_WARNED", set())
+    with caplog.at_level(logging.WARNING, logger="segments_torch.storage"):
+        storage = Storage(url_map={prefix: replacement, "https://b.example/": "/b/"})
+        Storage(url_map={prefix: replacement})  # the release's storage, then the dataset's
+    assert caplog.messages == [
+        f"url_map: the prefix {prefix!r} and its replacement {replacement!r} disagree on a "
+        f"trailing {separator!r}, so {prefix}a.jpg is read from {replacement}a.jpg; end both "
+        f"with {separator!r} or neither (warned once per process)"
+    ]
+    # Warned, not changed: the mapping is what it says.
+    assert storage.resolve(prefix + "x.jpg") == replacement + "x.jpg"
+
+
+def test_a_prefix_and_replacement_that_agree_do_not_warn(monkeypatch, caplog):
+    monkeypatch.setattr(storage_module, "_WARNED", set())
+    with caplog.at_level(logging.WARNING, logger="segments_torch.storage"):
+        Storage(url_map={"https://cdn.example/": "/m/", "https://b.example/x": "/b/x"})
+        Storage(url_map=lambda url: url)
+    assert caplog.messages == []
+
+
 def test_display_url_and_release_base_url():
     assert display_url(f"https://h.example/a/b.png?{SECRET}#frag") == "https://h.example/a/b.png"
     assert display_url("/local/a.png") == "/local/a.png"
@@ -1059,6 +1168,7 @@ def test_forked_workers_after_the_parent_read_over_http(tmp_path, file_server):
         "base_url",
         "storage_options",
         "url_map",
+        "_shown_prefixes",  # a string: the url_map prefixes as given, for errors
         "cache_dir",
         "cache_key",
         "timeout",
@@ -1243,6 +1353,18 @@ def test_a_forked_child_leaves_the_parents_http_connections_alone():
         thread.join()
 
 
+def test_prefetch_counts_local_files_apart_and_caches_none(tmp_path, file_server):
+    serve(tmp_path, "mirror/a.jpg", jpeg_bytes())
+    serve(tmp_path, "b.jpg", jpeg_bytes())
+    cache = tmp_path / "cache"
+    storage = Storage(cache_dir=cache, url_map={file_server.url + "/": f"{tmp_path}/mirror/"})
+    urls = [file_server.url_for("a.jpg", query=SECRET), str(tmp_path / "b.jpg")]
+    report = prefetch(storage, [*urls, urls[0]])
+    assert (report.local, report.already_cached, report.downloaded, report.failed) == (2, 0, 0, {})
+    assert files_under(cache) == []
+    assert file_server.count() == 0
+
+
 def test_prefetch_removes_stale_partial_files_only(tmp_path, file_server):
     data = serve(tmp_path, "a.jpg", jpeg_bytes())
     cache = tmp_path / "cache"
@@ -1286,6 +1408,17 @@ def test_storage_error_pickles_with_its_attributes():
         503,
         5,
         True,
+    )
+
+
+def test_storage_error_keeps_its_note_across_processes():
+    error = StorageError("/m/a.jpg", "not found", note="mapped by url_map from https://h/a.jpg")
+    copy = pickle.loads(pickle.dumps(error))
+    assert str(copy) == "not found; mapped by url_map from https://h/a.jpg"
+    assert (copy.url, copy.reason, copy.note) == (
+        "/m/a.jpg",
+        "not found",
+        "mapped by url_map from https://h/a.jpg",
     )
 
 
@@ -1413,7 +1546,10 @@ def test_a_callable_url_map_to_local_files_drops_the_query(tmp_path, file_server
     assert storage.cache_path(url) is None
     with pytest.raises(StorageError) as info:
         storage.read(file_server.url_for("images/b.jpg", query=SECRET))
-    assert (str(info.value), info.value.url) == ("not found", str(tmp_path / "mirror/images/b.jpg"))
+    assert (str(info.value), info.value.url) == (
+        f"not found; mapped by url_map from {file_server.url_for('images/b.jpg')}",
+        str(tmp_path / "mirror/images/b.jpg"),
+    )
     assert not [line for line in shown_in_a_traceback(info.value) if "secret" in line]
     assert file_server.count() == 0
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..errors import ExportError, MissingExtraError, OutputError
     from .base import category_ids_by_label, label_table
     from .core import EXPORT_FORMATS, export_dataset
-    from .formats import FORMAT_ALIASES, FORMATS, resolve_format
+    from .formats import FORMAT_ALIASES, FORMATS, IMAGE_IDS, resolve_format
     from .names import unique_file_names
     from .png import read_label_png
 
@@ -35,6 +35,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "FORMATS",
     "FORMAT_ALIASES",
+    "IMAGE_IDS",
     "ExportError",
     "MissingExtraError",
     "OutputError",
@@ -50,6 +51,7 @@ _LAZY = {
     "EXPORT_FORMATS": "core",
     "FORMATS": "formats",
     "FORMAT_ALIASES": "formats",
+    "IMAGE_IDS": "formats",
     "category_ids_by_label": "base",
     "export_dataset": "core",
     "label_table": "base",

@@ -127,13 +127,16 @@ class SampleRef:
     """Where one exported sample came from and the file names it gets.
 
     Attributes:
-        row: its release row: the ``image_id`` of every format (``target["image_id"]``).
+        row: its release row (``target["image_id"]``).
+        image_id: its image id in every format: the row, or with ``image_ids="sdk"`` its
+            position in the dataset + 1 (see :func:`~segments_torch.export.export_dataset`).
         uuid, name: the sample's, as in the release.
         image_url: the image URL without query string (a signed URL's query is a secret).
         stem, extension: the safe, unique file name (see :mod:`.names`).
     """
 
     row: int
+    image_id: int
     uuid: str
     name: str
     image_url: str
@@ -144,10 +147,11 @@ class SampleRef:
         """The ``images`` record every format writes: COCO's fields with the oriented
         image size, and the link back to the sample."""
         return {
-            "id": self.row,
+            "id": self.image_id,
             "file_name": self.stem + self.extension,
             "width": width,
             "height": height,
+            "segments_row": self.row,
             "segments_uuid": self.uuid,
             "segments_name": self.name,
             "segments_image_url": display_url(self.image_url),

@@ -114,7 +114,7 @@ class CocoInstanceWriter(Writer):
     def encode(self, sample: SampleRef, height: int, width: int, target: dict[str, Any]) -> Encoded:
         annotations = [
             {
-                "image_id": sample.row,
+                "image_id": sample.image_id,
                 "category_id": category_id,
                 "segmentation": rle,
                 "area": area,

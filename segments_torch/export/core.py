@@ -39,13 +39,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..dataset import SegmentsDataset
-from ..errors import ExportError, OutputError, SegmentsTorchError
+from ..errors import AssetError, ExportError, OutputError, SegmentsTorchError
 from ..progress import Progress
 from ..samples import StringColumn
 from ..storage import display_url
 from .base import Encoded, SampleRef, Writer
 from .coco import CocoInstanceWriter
-from .formats import resolve_format
+from .formats import IMAGE_IDS, resolve_format
 from .names import unique_file_names
 from .panoptic import CocoPanopticWriter
 from .png import InstanceWriter, SemanticWriter
@@ -71,6 +71,7 @@ def export_dataset(
     num_workers: int = 0,
     progress: bool = True,
     overwrite: bool = False,
+    image_ids: str = "row",
 ) -> Path:
     """Write the dataset's samples and labels in an export format.
 
@@ -90,6 +91,14 @@ def export_dataset(
         progress: show a progress bar on stderr (tqdm's when installed).
         overwrite: replace a non-empty ``out_dir`` and everything in it by the export
             (only once the export is complete).
+        image_ids: the ``id`` of each image record (and the ``image_id`` of its
+            annotations): ``"row"`` (the default), the sample's release row, which is the
+            dataset's ``target["image_id"]``; or ``"sdk"``, as the segments-ai SDK's COCO
+            exports number images: ``i + 1`` for ``ds[i]``, the same ids as the SDK's
+            export of a ``segments.SegmentsDataset`` with the same ``filter_by`` and
+            ``filter_by_metadata`` (the SDK's default ``filter_by`` is every sample,
+            ours LABELED and REVIEWED). Either way each image record holds
+            ``segments_row``, and ``info.segments_image_ids`` says which was used.
 
     Returns:
         The main JSON file: ``coco_instance.json``, ``coco_panoptic.json``,
@@ -111,6 +120,8 @@ def export_dataset(
     name = resolve_format(format)
     if not isinstance(dataset, SegmentsDataset):
         raise TypeError(f"export_dataset takes a SegmentsDataset, not {type(dataset).__name__}")
+    if image_ids not in IMAGE_IDS:
+        raise ExportError(f"image_ids must be one of {', '.join(IMAGE_IDS)}, not {image_ids!r}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, not {num_workers}")
     if dataset.categories.background is not None:
@@ -128,7 +139,7 @@ def export_dataset(
             if writer.folder is not None:
                 (folder / writer.folder).mkdir()
             images, annotations = _RecordStream(folder), _RecordStream(folder)
-        samples = _Samples(dataset, writer)
+        samples = _Samples(dataset, writer, sdk_ids=image_ids == "sdk")
         loader = DataLoader(samples, batch_size=None, num_workers=num_workers, collate_fn=_as_is)
         results = iter(loader)  # workers start before any thread of the progress bar does
         bar = Progress(len(samples), label=f"export {name}", unit="sample") if progress else None
@@ -141,7 +152,9 @@ def export_dataset(
                         bar(1)
                     if isinstance(encoded, _Failure):
                         raise encoded.error  # as raised in the worker, without its traceback
-                    if encoded is None:
+                    if isinstance(encoded, _Skipped):
+                        # Logged here, not in the worker: the line goes around the bar.
+                        dataset.count_failure(index, encoded.error)
                         skipped.append(dataset.sample_info(index).name)
                         continue
                     with _writing(out):
@@ -154,7 +167,7 @@ def export_dataset(
                                 next_id += 1
                             annotations.add(record)
                 exported = len(samples) - len(skipped)
-                header: dict[str, Any] = {"info": _info(dataset, exported, skipped)}
+                header: dict[str, Any] = {"info": _info(dataset, exported, skipped, image_ids)}
                 header.update(writer.header())
                 lists = {"images": images}
                 if writer.annotations:
@@ -285,18 +298,29 @@ class _Failure:
     error: SegmentsTorchError
 
 
-class _Samples(torch.utils.data.Dataset[Encoded | _Failure | None]):
-    """The dataset's items encoded by the writer, in worker processes when there are
-    some; ``None`` for a sample ``on_error="skip"`` replaced by another."""
+@dataclass(frozen=True)
+class _Skipped:
+    """A sample whose assets failed under ``on_error="skip"``: left out of the export."""
 
-    def __init__(self, dataset: SegmentsDataset, writer: Writer) -> None:
+    error: AssetError
+
+
+class _Samples(torch.utils.data.Dataset[Encoded | _Failure | _Skipped]):
+    """The dataset's items encoded by the writer, in worker processes when there are
+    some; a :class:`_Skipped` for a sample that ``on_error="skip"`` leaves out."""
+
+    def __init__(self, dataset: SegmentsDataset, writer: Writer, *, sdk_ids: bool = False) -> None:
         # A shallow copy that serves the target kind the writer reads, untransformed, in
-        # private memory (targets are encoded in the worker, not sent); it shares the
-        # dataset's failure counts (ds.failures sees the export's skips).
+        # private memory (targets are encoded in the worker, not sent). It raises where
+        # the dataset would serve the next sample instead: the export leaves the sample
+        # out, and the main process counts and logs it.
         self.dataset = copy.copy(dataset)
         self.dataset.target = writer.target
         self.dataset.transforms = None
         self.dataset.shared_memory = False
+        self.dataset.on_error = "raise"
+        self.skip = dataset.on_error == "skip"
+        self.sdk_ids = sdk_ids
         self.writer = writer
         table = dataset.release.samples
         rows = dataset.rows.tolist()
@@ -308,17 +332,18 @@ class _Samples(torch.utils.data.Dataset[Encoded | _Failure | None]):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Encoded | _Failure | None:
+    def __getitem__(self, index: int) -> Encoded | _Failure | _Skipped:
         row = int(self.dataset.rows[index])
         try:
             image, target = self.dataset[index]
-        except SegmentsTorchError as exc:
+        except AssetError as exc:
+            return _Skipped(exc) if self.skip else _Failure(exc)
+        except SegmentsTorchError as exc:  # a host that is down, too: skip or not
             return _Failure(exc)
-        if int(target["image_id"]) != row:  # on_error="skip" served the next sample
-            return None
         table = self.dataset.release.samples
         sample = SampleRef(
             row=row,
+            image_id=index + 1 if self.sdk_ids else row,
             uuid=table.uuids[row],
             name=table.names[row],
             image_url=table.image_urls[row],
@@ -329,7 +354,9 @@ class _Samples(torch.utils.data.Dataset[Encoded | _Failure | None]):
         return self.writer.encode(sample, int(height), int(width), target)
 
 
-def _info(dataset: SegmentsDataset, exported: int, skipped: list[str]) -> dict[str, Any]:
+def _info(
+    dataset: SegmentsDataset, exported: int, skipped: list[str], image_ids: str
+) -> dict[str, Any]:
     release = dataset.release
     owner = "/".join(part for part in (release.dataset_owner, release.dataset_name) if part)
     return {
@@ -340,6 +367,7 @@ def _info(dataset: SegmentsDataset, exported: int, skipped: list[str]) -> dict[s
         "segments_labelset": dataset.labelset,
         "segments_samples": exported,
         "segments_skipped": skipped,
+        "segments_image_ids": image_ids,
     }
 
 

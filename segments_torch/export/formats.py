@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from ..errors import ExportError
 
-__all__ = ["FORMATS", "FORMAT_ALIASES", "resolve_format"]
+__all__ = ["FORMATS", "FORMAT_ALIASES", "IMAGE_IDS", "resolve_format"]
 
 #: The export formats, as ``export_dataset(format=...)`` and ``--format`` name them.
 FORMATS = ("coco-instance", "coco-panoptic", "semantic", "instance")
 #: Other names accepted for a format (the seed document calls ``"coco"``).
 FORMAT_ALIASES = {"coco": "coco-instance"}
+#: The numberings of exported images, as ``export_dataset(image_ids=...)`` and
+#: ``--image-ids`` name them: release rows, or 1..N as the segments-ai SDK numbers them.
+IMAGE_IDS = ("row", "sdk")
 
 
 def resolve_format(name: str) -> str:

@@ -58,7 +58,7 @@ class CocoPanopticWriter(Writer):
         ]
         path = self.label_path(sample)
         annotation = {
-            "image_id": sample.row,
+            "image_id": sample.image_id,
             "file_name": f"{sample.stem}.png",
             "segments_info": segments,
         }

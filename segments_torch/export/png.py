@@ -225,7 +225,7 @@ class InstanceWriter(Writer):
             ids[y1:y2, x1:x2].masked_fill_(region, instance_id)
         annotations = [
             {
-                "image_id": sample.row,
+                "image_id": sample.image_id,
                 "instance_id": instance_id,
                 "category_id": category_id,
                 "area": area,
