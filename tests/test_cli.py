@@ -207,9 +207,10 @@ def test_demo_loads_the_bundled_release_and_draws_a_preview(tmp_path, capsys):
         "      3  grass             4",
     ]
     assert "6 samples through a DataLoader with 2 workers in " in printed
-    assert f"preview: {out} (784x550)" in printed
+    # Six samples in 4:3 tiles of 256 x 192, three a row, drawn at that size.
+    assert f"preview: {out} (784x422)" in printed
     with Image.open(out) as picture:
-        assert picture.size == (784, 550)
+        assert picture.size == (784, 422)
 
 
 def served_release(tmp_path, server, missing: str | None = None) -> Path:
@@ -606,9 +607,9 @@ def test_export_errors(tmp_path, capsys, monkeypatch):
 def test_preview_draws_the_first_samples(tmp_path, capsys):
     out = tmp_path / "p.png"
     assert main(["preview", str(DEMO_RELEASE), "--n", "4", "--out", str(out)]) == 0
-    assert capsys.readouterr().out == f"preview: {out} (1044x290, 4 samples)\n"
+    assert capsys.readouterr().out == f"preview: {out} (1044x226, 4 samples)\n"
     with Image.open(out) as picture:
-        assert picture.size == (1044, 290)
+        assert picture.size == (1044, 226)  # 4:3 tiles of 256 x 192
         # The first tile (4 px from the border, scale 0.8): the circle of shapes-000,
         # centred at (79.5, 94.5), filled in its category's color (230, 57, 70).
         pixel = picture.getpixel((4 + 64, 4 + 76))
@@ -617,7 +618,7 @@ def test_preview_draws_the_first_samples(tmp_path, capsys):
     # no grid border).
     assert main(["preview", str(DEMO_RELEASE), "--out", str(out), "--columns", "3",
                  "--tile", "64", "--filter-by", "rejected"]) == 0  # fmt: skip
-    assert capsys.readouterr().out == f"preview: {out} (64x90, 1 sample)\n"
+    assert capsys.readouterr().out == f"preview: {out} (64x74, 1 sample)\n"
 
 
 def test_outputs_that_cannot_be_written_are_one_line(tmp_path, capsys, monkeypatch):
