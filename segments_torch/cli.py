@@ -642,8 +642,9 @@ def _parser() -> argparse.ArgumentParser:
     preview = commands.add_parser(
         "preview",
         help="draw the first selected samples with their masks into a PNG",
-        description="Draw the first --n selected samples in a grid, their masks filled in "
-        "category colors and outlined, above a legend of the categories.",
+        description="Draw the first --n selected samples in a grid, at the tiles' size, their "
+        "masks filled in category colors (a color-blind-safe palette for categories the "
+        "release gives none) and outlined, above a legend of the categories.",
     )
     add_selection_options(preview)
     preview.add_argument("--n", type=_positive, default=16, help="samples to draw (default 16)")
