@@ -13,8 +13,9 @@ release that prompted this: the palette is used):
 1. **The command**: ``python -m segments_torch.cli preview RELEASE --n 16`` (and with
    ``--boxes``) in a new process, wall-clock seconds from start to exit, interpreter start
    and imports included: what a user waits for. Median of ``--runs``.
-2. **``render_preview``** alone in this process, split into reading the samples (the
-   dataset at the tile's size) and drawing the page. Median of ``--runs``.
+2. **``render_preview``** (with boxes) alone in this process, and the reading of its
+   items alone (``ds[i]``, panoptic, ``max_size=256``): the rest is drawing. Median of
+   ``--runs``.
 
 Files are read from the page cache after the first run. The machine is shared and noisy:
 the medians, not single runs, are the figures.
@@ -33,7 +34,8 @@ from pathlib import Path
 
 from bench_labels import DEFAULT_DATA_DIR, Setting, ensure_data
 
-from segments_torch import SegmentsDataset, preview
+from segments_torch import SegmentsDataset
+from segments_torch.preview import render_preview
 
 COMMAND = ".venv/bin/python benchmarks/bench_preview.py"
 SETTING = Setting(3648, 2736, 25, 4)
@@ -67,19 +69,17 @@ def command_seconds(release: Path, out: Path, *options: str) -> float:
 
 
 def render_seconds(release: Path) -> tuple[float, float]:
-    """Seconds of ``render_preview``'s reading and drawing of the page, this process."""
-    dataset = SegmentsDataset(release, target="panoptic")
-    reader = preview._reader(dataset, 256)
+    """Seconds, in this process, of ``render_preview`` on the page, and of reading the
+    items it reads (panoptic, at the tile's size) alone."""
+    dataset = SegmentsDataset(release)
     start = time.perf_counter()
-    samples = [preview._read(reader, index, 256) for index in range(ITEMS)]
-    read = time.perf_counter() - start
+    render_preview(dataset, range(ITEMS), boxes=True)
+    render = time.perf_counter() - start
+    reading = SegmentsDataset(release, target="panoptic", max_size=256)
     start = time.perf_counter()
-    box = preview._tile_shape([sample.shape for sample in samples], 256)
-    colors = preview.preview_colors(dataset.categories)
-    names = dataset.categories.label_names
-    for sample in samples:
-        preview._draw_tile(sample, box, colors, names, dataset.label_offset, True)
-    return read, time.perf_counter() - start
+    for index in range(ITEMS):
+        reading[index]
+    return render, time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,22 +89,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     release = colorless_release(args.data_dir)
     commands: dict[str, list[float]] = {"preview": [], "preview --boxes": []}
+    renders: list[float] = []
     reads: list[float] = []
-    draws: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "preview.png"
         for _ in range(args.runs):  # interleaved: drift moves every measure alike
             commands["preview"].append(command_seconds(release, out))
             commands["preview --boxes"].append(command_seconds(release, out, "--boxes"))
-            read, draw = render_seconds(release)
+            render, read = render_seconds(release)
+            renders.append(render)
             reads.append(read)
-            draws.append(draw)
     print(f"{COMMAND} --runs {args.runs}: {ITEMS} samples of {SETTING.name}, no colors\n")
     print("| measure | median s | runs (s) |\n|---|---|---|")
     rows = {
         **{f"`segments-torch {name}` (new process)": times for name, times in commands.items()},
-        "render_preview: reading 16 samples": reads,
-        "render_preview: drawing 16 tiles with boxes": draws,
+        "render_preview(..., boxes=True)": renders,
+        "its reading alone: ds[i] at max_size=256": reads,
     }
     for name, times in rows.items():
         runs = ", ".join(f"{t:.2f}" for t in times)

@@ -249,7 +249,7 @@ def _with_boxes(
 @dataclass
 class _Sample:
     """What a tile is drawn from: the image, its segments as an instance map (row + 1 of
-    ``labels``, 0 for none), and each segment's label and kind."""
+    ``labels``, 0 for none), and each segment's training label and kind."""
 
     image: torch.Tensor
     instance_map: torch.Tensor
@@ -273,12 +273,13 @@ def render_preview(
     :func:`draw_sample` in :func:`preview_colors`, above a legend of the training labels.
 
     Samples are read untransformed, as panoptic targets (things one mask each, stuff one
-    per label) and at the tile's size: the longer side ``tile``, unless the dataset reads
-    at a size of its own (``size=``/``max_size=``), which is then kept and scaled to the
-    tile afterwards (the image with antialiasing, the ids by nearest neighbour). Masks,
-    outlines and boxes are drawn at the size they are shown. Every tile has the page's
-    common (median) aspect ratio with ``tile`` pixels on its longer side; an image of
-    another aspect is centred in it on dark grey.
+    per label; a ``background=`` class is neither drawn nor listed) and at the tile's
+    size: the longer side ``tile``, unless the dataset reads at a size of its own
+    (``size=``/``max_size=``), which is then kept and scaled to the tile afterwards (the
+    image with antialiasing, the ids by nearest neighbour). Masks, outlines and boxes are
+    drawn at the size they are shown. Every tile has the page's common (median) aspect
+    ratio with ``tile`` pixels on its longer side; an image of another aspect is centred
+    in it on dark grey.
 
     Args:
         dataset: the samples, any target kind and transforms (neither is used).
@@ -300,12 +301,11 @@ def render_preview(
     colors = preview_colors(dataset.categories)
     names = dataset.categories.label_names
     box = _tile_shape([sample.shape for sample in samples], tile)
-    tiles = [
-        _draw_tile(sample, box, colors, names, dataset.label_offset, boxes) for sample in samples
-    ]
+    tiles = [_draw_tile(sample, box, colors, names, boxes) for sample in samples]
     grid = make_grid(tiles, nrow=columns, padding=_PADDING, pad_value=255)
     picture = Image.fromarray(grid.permute(1, 2, 0).numpy())
-    return _with_legend(picture, names, colors)
+    shown = [k for k in range(len(names)) if k != dataset.categories.background_label]
+    return _with_legend(picture, shown, names, colors)
 
 
 def _reader(dataset: SegmentsDataset, tile: int) -> SegmentsDataset:
@@ -323,15 +323,20 @@ def _reader(dataset: SegmentsDataset, tile: int) -> SegmentsDataset:
 
 
 def _read(reader: SegmentsDataset, index: int, tile: int) -> _Sample:
-    """``reader[index]`` as a :class:`_Sample`, at most ``tile`` pixels on its longer side
-    (so that a page of samples read at a larger size holds little)."""
+    """``reader[index]`` as a :class:`_Sample` without the background class's segment, at
+    most ``tile`` pixels on its longer side (so that a page of samples read at a larger
+    size holds little)."""
     image, target = reader[index]
-    sample = _Sample(
-        image.as_subclass(torch.Tensor),
-        target["instance_map"].as_subclass(torch.Tensor),
-        target["labels"],
-        target["is_thing"],
-    )
+    labels = target["labels"] - reader.target_options["label_offset"]
+    instance_map = target["instance_map"].as_subclass(torch.Tensor)
+    is_thing = target["is_thing"]
+    background = reader.categories.background_label
+    kept = labels != (-1 if background is None else background)
+    if not bool(kept.all()):  # unlabelled pixels stay as they are: renumber the others
+        number = torch.zeros(len(labels) + 1, dtype=instance_map.dtype)
+        number[1:][kept] = torch.arange(1, int(kept.sum()) + 1, dtype=instance_map.dtype)
+        instance_map, labels, is_thing = number[instance_map], labels[kept], is_thing[kept]
+    sample = _Sample(image.as_subclass(torch.Tensor), instance_map, labels, is_thing)
     height, width = sample.shape
     if max(height, width) > tile:
         scale = tile / max(height, width)
@@ -365,7 +370,6 @@ def _draw_tile(
     box: tuple[int, int],
     colors: Sequence[RGB],
     names: Sequence[str],
-    label_offset: int,
     boxes: bool,
 ) -> torch.Tensor:
     """The tile of ``sample``: scaled to fit ``box`` (``(height, width)``), drawn at that
@@ -382,25 +386,26 @@ def _draw_tile(
         "labels": sample.labels,
         "is_thing": sample.is_thing,
     }
-    drawn = draw_sample(
-        sample.image, target, colors, label_offset=label_offset, boxes=boxes, names=names
-    )
+    drawn = draw_sample(sample.image, target, colors, label_offset=0, boxes=boxes, names=names)
     canvas = torch.full((3, *box), _LETTERBOX, dtype=torch.uint8)
     top, left = (box[0] - fitted[0]) // 2, (box[1] - fitted[1]) // 2
     canvas[:, top : top + fitted[0], left : left + fitted[1]] = drawn
     return canvas
 
 
-def _with_legend(picture: Image.Image, names: Sequence[str], colors: Sequence[RGB]) -> Image.Image:
-    rows = (len(names) + 3) // 4
+def _with_legend(
+    picture: Image.Image, shown: Sequence[int], names: Sequence[str], colors: Sequence[RGB]
+) -> Image.Image:
+    """``picture`` above a legend of the ``shown`` labels: swatch, label, name; four a row."""
+    rows = (len(shown) + 3) // 4
     legend = Image.new("RGB", (picture.width, rows * _LEGEND_ROW + 8), "white")
     draw = ImageDraw.Draw(legend)
     column_width = picture.width // 4
-    for label, (name, color) in enumerate(zip(names, colors, strict=True)):
-        x = 6 + (label % 4) * column_width
-        y = 4 + (label // 4) * _LEGEND_ROW
-        draw.rectangle((x, y + 2, x + 12, y + 14), fill=color, outline="black")
-        draw.text((x + 18, y + 2), f"{label}: {name}", fill="black")
+    for place, label in enumerate(shown):
+        x = 6 + (place % 4) * column_width
+        y = 4 + (place // 4) * _LEGEND_ROW
+        draw.rectangle((x, y + 2, x + 12, y + 14), fill=colors[label], outline="black")
+        draw.text((x + 18, y + 2), f"{label}: {names[label]}", fill="black")
     result = Image.new("RGB", (picture.width, picture.height + legend.height), "white")
     result.paste(picture, (0, 0))
     result.paste(legend, (0, picture.height))

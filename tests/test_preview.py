@@ -287,3 +287,20 @@ def test_render_preview_grid_legend_and_bad_arguments():
         render_preview(ds, [])
     with pytest.raises(ValueError, match=r"^tile and columns must be at least 1, not 0 and 4$"):
         render_preview(ds, [0], tile=0)
+
+
+def test_a_background_class_and_a_label_offset_change_nothing_drawn():
+    plain = np.asarray(render_preview(SegmentsDataset(RELEASE_PATH), range(6), boxes=True))
+    for options in ({"background": "background"}, {"label_offset": 3}):
+        ds = SegmentsDataset(RELEASE_PATH, **options)
+        picture = np.asarray(render_preview(ds, range(6), boxes=True))
+        assert picture.shape == plain.shape
+        # The tiles are the same: unlabelled pixels stay the photo, every segment keeps
+        # its category's color.
+        assert np.array_equal(picture[: 2 * 196 + 4], plain[: 2 * 196 + 4])
+    # The legend lists the categories by their labels (1 ..), not the background: the
+    # first swatch is the circle's, not a black one.
+    ds = SegmentsDataset(RELEASE_PATH, background="background")
+    legend = np.asarray(render_preview(ds, range(6)))[2 * 196 + 4 :]
+    assert legend[10, 12].tolist() == [230, 57, 70]
+    assert legend.shape[0] == 26  # four labels: one row
