@@ -424,11 +424,11 @@ def _preview(args: argparse.Namespace) -> int:
     from .preview import render_preview
 
     _check_picture_path(args.out)
-    if args.size is None and args.max_size is None:
-        args.max_size = args.tile  # drawn at the tile's size: 10 MP photos cost little
     dataset = _dataset(args, "panoptic", release=_selected_release(args))
     count = min(args.n, len(dataset))
-    picture = render_preview(dataset, range(count), tile=args.tile, columns=args.columns)
+    picture = render_preview(
+        dataset, range(count), tile=args.tile, columns=args.columns, boxes=args.boxes
+    )
     _save_picture(picture, args.out)
     print(f"preview: {args.out} ({picture.width}x{picture.height}, {_samples(count)})")
     return 0
@@ -642,8 +642,9 @@ def _parser() -> argparse.ArgumentParser:
     preview = commands.add_parser(
         "preview",
         help="draw the first selected samples with their masks into a PNG",
-        description="Draw the first --n selected samples in a grid, their masks filled in "
-        "category colors and outlined, above a legend of the categories.",
+        description="Draw the first --n selected samples in a grid, at the tiles' size, their "
+        "masks filled in category colors (a color-blind-safe palette for categories the "
+        "release gives none) and outlined, above a legend of the categories.",
     )
     add_selection_options(preview)
     preview.add_argument("--n", type=_positive, default=16, help="samples to draw (default 16)")
@@ -652,7 +653,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     preview.add_argument("--columns", type=_positive, default=4, help="tiles per row (default 4)")
     preview.add_argument(
-        "--tile", type=_positive, default=256, help="tile size in pixels (default 256)"
+        "--tile",
+        type=_positive,
+        default=256,
+        help="the longer side of each tile in pixels (default 256); tiles take the "
+        "samples' common aspect ratio",
+    )
+    preview.add_argument(
+        "--boxes", action="store_true", help="draw each instance's box and category name"
     )
     add_storage_options(preview, cache_required=False)
     _add_label_cache(preview, "read decoded labels from DIR, and keep those it decodes there")

@@ -10,12 +10,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 import segments_torch.dataset
-from segments_torch import preview as preview_module
 from segments_torch.cli import main
 from segments_torch.codecs import encode_bitmap
 from tests.releases import current_release
@@ -207,9 +207,10 @@ def test_demo_loads_the_bundled_release_and_draws_a_preview(tmp_path, capsys):
         "      3  grass             4",
     ]
     assert "6 samples through a DataLoader with 2 workers in " in printed
-    assert f"preview: {out} (784x550)" in printed
+    # Six samples in 4:3 tiles of 256 x 192, three a row, drawn at that size.
+    assert f"preview: {out} (784x422)" in printed
     with Image.open(out) as picture:
-        assert picture.size == (784, 550)
+        assert picture.size == (784, 422)
 
 
 def served_release(tmp_path, server, missing: str | None = None) -> Path:
@@ -606,18 +607,26 @@ def test_export_errors(tmp_path, capsys, monkeypatch):
 def test_preview_draws_the_first_samples(tmp_path, capsys):
     out = tmp_path / "p.png"
     assert main(["preview", str(DEMO_RELEASE), "--n", "4", "--out", str(out)]) == 0
-    assert capsys.readouterr().out == f"preview: {out} (1044x290, 4 samples)\n"
+    assert capsys.readouterr().out == f"preview: {out} (1044x226, 4 samples)\n"
     with Image.open(out) as picture:
-        assert picture.size == (1044, 290)
+        assert picture.size == (1044, 226)  # 4:3 tiles of 256 x 192
         # The first tile (4 px from the border, scale 0.8): the circle of shapes-000,
         # centred at (79.5, 94.5), filled in its category's color (230, 57, 70).
         pixel = picture.getpixel((4 + 64, 4 + 76))
         assert max(abs(a - b) for a, b in zip(pixel, (230, 57, 70), strict=True)) <= 8
+        plain = np.asarray(picture)
+    # --boxes: each instance's box and name, white on black, which the photos lack.
+    assert main(["preview", str(DEMO_RELEASE), "--n", "4", "--out", str(out), "--boxes"]) == 0
+    capsys.readouterr()
+    with Image.open(out) as picture:
+        boxed = np.asarray(picture)
+    assert not (plain[:196] == 0).all(axis=-1).any()
+    assert (boxed[:196] == 0).all(axis=-1).sum() > 200
     # --n larger than the selection draws what there is; --tile sizes the tiles (one tile:
     # no grid border).
     assert main(["preview", str(DEMO_RELEASE), "--out", str(out), "--columns", "3",
                  "--tile", "64", "--filter-by", "rejected"]) == 0  # fmt: skip
-    assert capsys.readouterr().out == f"preview: {out} (64x90, 1 sample)\n"
+    assert capsys.readouterr().out == f"preview: {out} (64x74, 1 sample)\n"
 
 
 def test_outputs_that_cannot_be_written_are_one_line(tmp_path, capsys, monkeypatch):
@@ -806,17 +815,21 @@ def test_export_at_a_size_and_preview_at_the_tiles_size(tmp_path, capsys, monkey
     assert (record["height"], record["width"]) == (240, 320)  # full resolution by default
     picture = tmp_path / "p.png"
     seen: list[Any] = []
-    real = preview_module.render_preview
+    real = segments_torch.dataset.SegmentsDataset.__getitem__
 
-    def spy(dataset: Any, *args: Any, **kwargs: Any) -> Any:
+    def spy(dataset: Any, index: int) -> Any:
         seen.append((dataset.size, dataset.max_size))
-        return real(dataset, *args, **kwargs)
+        return real(dataset, index)
 
-    monkeypatch.setattr(preview_module, "render_preview", spy)
+    monkeypatch.setattr(segments_torch.dataset.SegmentsDataset, "__getitem__", spy)
     preview = ["preview", str(DEMO_RELEASE), "--out", str(picture), "--n", "2", "--tile", "64"]
     assert main(preview) == 0
-    assert seen == [(None, 64)]  # samples read at the tile's size
+    assert seen == [(None, 64)] * 2  # samples read at the tile's size
     assert Image.open(picture).size[0] == 2 * 64 + 3 * 4  # two tiles, padding 4
+    seen.clear()
+    assert main([*preview, "--size", "100"]) == 0
+    assert seen == [(100, None)] * 2  # or at the size asked for, then drawn at the tile's
+    assert Image.open(picture).size == (2 * 64 + 3 * 4, 48 + 2 * 4 + 26)
     capsys.readouterr()
     with pytest.raises(SystemExit) as info:
         main(["export", str(DEMO_RELEASE), "--out", str(tmp_path / "x"), "--size", "0"])
