@@ -27,6 +27,7 @@ import enum
 import gc
 import gzip
 import json
+import math
 import os
 import posixpath
 import re
@@ -41,12 +42,20 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import ReleaseFormatError, ReleaseReadError
-from .samples import LABEL_STATUSES, LabelColumns, SampleTable, StringColumn
+from .samples import (
+    LABEL_STATUSES,
+    SHAPE_TYPES,
+    LabelColumns,
+    SampleTable,
+    ShapeColumns,
+    StringColumn,
+)
 from .storage import RetryPolicy, Storage, StorageError, UrlMap, display_url
 
 __all__ = [
     "BITMAP_TASK_TYPES",
     "TASK_TYPES",
+    "VECTOR_TASK_TYPES",
     "Category",
     "Labelset",
     "Layout",
@@ -77,6 +86,8 @@ TASK_TYPES: Mapping[str, str] = {
 }
 #: Task types whose labels are RGBA instance-id bitmaps.
 BITMAP_TASK_TYPES = frozenset({"segmentation-bitmap", "segmentation-bitmap-highres"})
+#: Task types whose single-image labels are shapes: boxes, polygons, polylines, points.
+VECTOR_TASK_TYPES = frozenset({"bboxes", "vector", "keypoints"})
 #: The largest instance id an RGB bitmap can hold (R + 256 G + 65536 B).
 MAX_BITMAP_ID = 2**24 - 1
 _INT32_MAX = 2**31 - 1
@@ -718,7 +729,10 @@ class _Parser:
         uuids: list[str] = []
         image_urls: list[str] = []
         metadata: list[str] = []
-        labels = {name: _LabelLists() for name in labelsets}
+        labels = {
+            name: _LabelLists(vector=ls.task_type in VECTOR_TASK_TYPES)
+            for name, ls in labelsets.items()
+        }
         status_codes = {name: code for code, name in enumerate(LABEL_STATUSES)}
         known_labelsets = ", ".join(repr(name) for name in labelsets)
 
@@ -735,18 +749,7 @@ class _Parser:
             names.append(name)
             uuids.append(uuid)
             image_urls.append(self.image_url(sample, path) if needs_image else "")
-            meta = sample.get("metadata")
-            if meta:
-                if type(meta) is not dict:
-                    raise self.fail(_join(path, "metadata"), "an object or null", meta)
-                try:
-                    metadata.append(json.dumps(meta, separators=(",", ":")))
-                except (RecursionError, ValueError, TypeError) as exc:
-                    raise self.metadata_error(meta, _join(path, "metadata"), exc) from None
-            elif meta is None or meta == {}:
-                metadata.append("")
-            else:
-                raise self.fail(_join(path, "metadata"), "an object or null", meta)
+            metadata.append(self.json_text(sample.get("metadata"), _join(path, "metadata")))
 
             sample_labels = sample.get("labels", _MISSING)
             if type(sample_labels) is not dict:
@@ -817,6 +820,18 @@ class _Parser:
             source=self.source,
         )
 
+    def json_text(self, value: Any, path: str) -> str:
+        """An object field (metadata, attributes) kept as JSON text; ``""`` for null or
+        an empty object."""
+        if value is None or value == {}:
+            return ""
+        if type(value) is not dict:
+            raise self.fail(path, "an object or null", value)
+        try:
+            return json.dumps(value, separators=(",", ":"))
+        except (RecursionError, ValueError, TypeError) as exc:
+            raise self.metadata_error(value, path, exc) from None
+
     def metadata_error(self, metadata: Any, path: str, exc: Exception) -> ReleaseFormatError:
         """Why a sample's metadata cannot be kept as JSON text (json.dumps raised ``exc``),
         naming the field where it can be found; only a parsed dict can hold most of these."""
@@ -865,19 +880,23 @@ class _Parser:
 
 
 class _LabelLists:
-    """One labelset's labels, gathered as Python lists during the pass over samples."""
+    """One labelset's labels, gathered as Python lists during the pass over samples
+    (with ``vector``, their shapes too: see :class:`_ShapeLists`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, vector: bool = False) -> None:
         self.status: list[int] = []
         self.bitmap_urls: list[str] = []
         self.counts: list[int] = []
         self.annotation_ids: list[Any] = []
         self.category_ids: list[Any] = []
+        self.shapes = _ShapeLists() if vector else None
 
     def add_empty(self, status: int) -> None:
         self.status.append(status)
         self.bitmap_urls.append("")
         self.counts.append(0)
+        if self.shapes is not None:
+            self.shapes.image_attributes.append("")
 
     def add(self, parser: _Parser, status: int, attributes: Mapping[str, Any], path: str) -> None:
         annotations = attributes.get("annotations")
@@ -886,10 +905,15 @@ class _LabelLists:
         elif type(annotations) is not list:
             raise parser.fail(_join(path, "annotations"), "a list", annotations)
         try:
-            ids = [a["id"] for a in annotations]
+            if self.shapes is None:
+                ids = [a["id"] for a in annotations]
+            else:  # a vector annotation is its track; older files name it by id alone
+                ids = [a["track_id"] if "track_id" in a else a["id"] for a in annotations]
             categories = [a["category_id"] for a in annotations]
         except (TypeError, KeyError):
             raise parser.annotation_error(annotations, _join(path, "annotations")) from None
+        if self.shapes is not None:
+            self.shapes.add(parser, attributes, annotations, path)
         bitmap = attributes.get("segmentation_bitmap")
         url = bitmap.get("url") if type(bitmap) is dict else bitmap
         if url is None:
@@ -969,7 +993,83 @@ class _LabelLists:
             annotation_offsets=offsets,
             annotation_ids=ids,
             category_ids=category_ids,
+            shapes=self.shapes.columns() if self.shapes is not None else None,
         )
+
+
+#: How many points each shape has: exactly (bbox, point) or at least (polygon, polyline).
+_SHAPE_POINTS = {"bbox": (2, 2), "polygon": (3, None), "polyline": (2, None), "point": (1, 1)}
+_SHAPE_CODES = {name: code for code, name in enumerate(SHAPE_TYPES)}
+
+
+class _ShapeLists:
+    """The shapes of a vector labelset's annotations, gathered during the pass."""
+
+    def __init__(self) -> None:
+        self.types: list[int] = []
+        self.counts: list[int] = []
+        self.coordinates: list[float] = []
+        self.attributes: list[str] = []
+        self.image_attributes: list[str] = []
+
+    def add(
+        self,
+        parser: _Parser,
+        label: Mapping[str, Any],
+        annotations: list[Any],
+        path: str,
+    ) -> None:
+        """Check and keep the shapes of one label's ``annotations`` (already known to be
+        objects with ids and category ids)."""
+        for j, annotation in enumerate(annotations):
+            where = _join(_join(path, "annotations"), j)
+            kind = annotation.get("type", _MISSING)
+            if kind not in _SHAPE_POINTS:
+                raise parser.fail(
+                    _join(where, "type"), f"a shape type ({', '.join(SHAPE_TYPES)})", kind
+                )
+            points = _points(parser, annotation.get("points", _MISSING), _join(where, "points"))
+            least, most = _SHAPE_POINTS[kind]
+            if len(points) < least or (most is not None and len(points) > most):
+                count = f"{least}" if least == most else f"at least {least}"
+                raise parser.fail(_join(where, "points"), f"{count} points for a {kind}", points)
+            if kind == "bbox":  # two corners, in any order: top-left first
+                (x0, y0), (x1, y1) = points
+                points = [[min(x0, x1), min(y0, y1)], [max(x0, x1), max(y0, y1)]]
+            self.types.append(_SHAPE_CODES[kind])
+            self.counts.append(len(points))
+            self.coordinates += [c for point in points for c in point]
+            self.attributes.append(
+                parser.json_text(annotation.get("attributes"), _join(where, "attributes"))
+            )
+        self.image_attributes.append(
+            parser.json_text(label.get("image_attributes"), _join(path, "image_attributes"))
+        )
+
+    def columns(self) -> ShapeColumns:
+        offsets = np.zeros(len(self.counts) + 1, dtype=np.int64)
+        np.cumsum(self.counts, out=offsets[1:])
+        return ShapeColumns(
+            types=np.asarray(self.types, dtype=np.int8),
+            point_offsets=offsets,
+            points=np.asarray(self.coordinates, dtype=np.float32).reshape(-1, 2),
+            attributes_json=StringColumn.from_strings(self.attributes),
+            image_attributes_json=StringColumn.from_strings(self.image_attributes),
+        )
+
+
+def _points(parser: _Parser, value: Any, path: str) -> list[list[float]]:
+    """``[[x, y], ...]`` after checking each is a pair of finite numbers."""
+    if type(value) is not list:
+        raise parser.fail(path, "a list of [x, y] points", value)
+    for k, point in enumerate(value):
+        if (
+            type(point) is not list
+            or len(point) != 2
+            or not all(type(c) in (int, float) and math.isfinite(c) for c in point)
+        ):
+            raise parser.fail(_join(path, k), "a point [x, y] of two finite numbers", point)
+    return value
 
 
 def _int32_array(

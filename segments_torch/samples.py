@@ -29,10 +29,12 @@ from .errors import SegmentsTorchError, UnknownLabelsetError
 
 __all__ = [
     "LABEL_STATUSES",
+    "SHAPE_TYPES",
     "LabelColumns",
     "SampleRecord",
     "SampleTable",
     "SelectionError",
+    "ShapeColumns",
     "StringColumn",
     "status_codes",
 ]
@@ -117,13 +119,47 @@ class StringColumn:
         return int(self.buffer.nbytes + self.offsets.nbytes)
 
 
+#: The shapes of vector labels; an annotation's ``shape_types`` entry is its index here.
+SHAPE_TYPES: tuple[str, ...] = ("bbox", "polygon", "polyline", "point")
+
+
+@dataclass(frozen=True, eq=False)
+class ShapeColumns:
+    """The shapes of one vector labelset's annotations, aligned with
+    :class:`LabelColumns`' annotation arrays.
+
+    Annotation ``k``'s points are ``points[o[k]:o[k+1]]`` with ``o = point_offsets``
+    (``(P, 2)`` float32, x and y in pixels; a bbox's two corners sorted: top-left first),
+    its shape ``SHAPE_TYPES[types[k]]`` and its ``attributes`` JSON text (``""`` when
+    none); ``image_attributes`` holds each row's label's ``image_attributes`` as JSON text.
+    """
+
+    types: npt.NDArray[np.int8]
+    point_offsets: IntArray
+    points: npt.NDArray[np.float32]
+    attributes_json: StringColumn
+    image_attributes_json: StringColumn
+
+    def points_of(self, start: int, stop: int) -> tuple[npt.NDArray[np.float32], IntArray]:
+        """The points of annotations ``start .. stop - 1`` and their offsets, from 0."""
+        first, last = self.point_offsets[start], self.point_offsets[stop]
+        return self.points[first:last], self.point_offsets[start : stop + 1] - first
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.types, self.point_offsets, self.points)
+        strings = (self.attributes_json, self.image_attributes_json)
+        return sum(int(a.nbytes) for a in arrays) + sum(c.nbytes for c in strings)
+
+
 @dataclass(frozen=True, eq=False)
 class LabelColumns:
     """One labelset's labels, row-aligned with the :class:`SampleTable`.
 
     The annotations of row ``i`` are ``annotation_ids[o[i]:o[i+1]]`` and
     ``category_ids[o[i]:o[i+1]]`` with ``o = annotation_offsets``; category ids are the
-    release's own numbers.
+    release's own numbers. A vector labelset's annotation ids are their track ids, and
+    ``shapes`` holds their shapes (``None`` for bitmap labelsets).
     """
 
     status: npt.NDArray[np.int8]
@@ -131,6 +167,7 @@ class LabelColumns:
     annotation_offsets: IntArray
     annotation_ids: npt.NDArray[np.int32]
     category_ids: npt.NDArray[np.int32]
+    shapes: ShapeColumns | None = None
 
     def annotations(self, row: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
         """Views of the ``(annotation ids, category ids)`` of one row."""
@@ -157,10 +194,20 @@ class LabelColumns:
         samples = np.searchsorted(pairs[0], ids, side="right") - np.searchsorted(pairs[0], ids)
         return {int(i): (int(n), int(s)) for i, n, s in zip(ids, instances, samples, strict=True)}
 
+    def shapes_of(self, row: int) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32], IntArray]:
+        """The shape types of one row's annotations, their points and the points'
+        offsets per annotation (from 0); a vector labelset's only."""
+        if self.shapes is None:
+            raise ValueError("a bitmap labelset's annotations have no shapes")
+        start, stop = int(self.annotation_offsets[row]), int(self.annotation_offsets[row + 1])
+        points, offsets = self.shapes.points_of(start, stop)
+        return self.shapes.types[start:stop], points, offsets
+
     @property
     def nbytes(self) -> int:
         arrays = (self.status, self.annotation_offsets, self.annotation_ids, self.category_ids)
-        return self.bitmap_urls.nbytes + sum(int(a.nbytes) for a in arrays)
+        shapes = self.shapes.nbytes if self.shapes is not None else 0
+        return self.bitmap_urls.nbytes + sum(int(a.nbytes) for a in arrays) + shapes
 
 
 @dataclass(frozen=True)

@@ -139,3 +139,15 @@ def tasks_release() -> dict[str, Any]:
         "tasks": [_task("segmentation")],
         "samples": samples,
     }
+
+
+def with_boxes(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` (current layout) with a bbox shape on every annotation: what a vector
+    labelset's annotations need."""
+    for record in document["dataset"]["samples"]:
+        for value in record["labels"].values():
+            attributes = (value or {}).get("attributes") or {}
+            for k, item in enumerate(attributes.get("annotations") or []):
+                item.setdefault("type", "bbox")
+                item.setdefault("points", [[1.0 + k, 2.0], [5.0 + k, 6.5]])
+    return document

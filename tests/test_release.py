@@ -29,7 +29,7 @@ from segments_torch import (
     parse_release,
 )
 from segments_torch.release import BITMAP_TASK_TYPES
-from segments_torch.samples import LABEL_STATUSES
+from segments_torch.samples import LABEL_STATUSES, SHAPE_TYPES
 from segments_torch.storage import RetryPolicy, StorageError
 from tests.http_server import FileServer
 from tests.releases import (
@@ -39,6 +39,7 @@ from tests.releases import (
     label,
     sample,
     tasks_release,
+    with_boxes,
 )
 
 REAL = Path(__file__).parent / "fixtures" / "real"
@@ -158,7 +159,10 @@ def test_label_without_bitmap_or_annotations():
     "task_type", ["bboxes", "vector", "keypoints", "segmentation-bitmap-highres"]
 )
 def test_every_image_task_type_loads(task_type):
-    release = parse_release(current_release(task_type=task_type))
+    document = current_release(task_type=task_type)
+    if task_type != "segmentation-bitmap-highres":
+        document = with_boxes(document)
+    release = parse_release(document)
     assert release.task_type == task_type
     assert release.samples.record(0).annotation_ids.tolist() == [1, 2, 70000]
 
@@ -168,7 +172,7 @@ def test_non_bitmap_task_types_allow_annotation_id_zero():
         [sample("a.jpg", {"ground-truth": label("LABELED", [annotation(0, 1)])})],
         task_type="bboxes",
     )
-    assert parse_release(document).samples.record(0).annotation_ids.tolist() == [0]
+    assert parse_release(with_boxes(document)).samples.record(0).annotation_ids.tolist() == [0]
 
 
 # -- the real files -----------------------------------------------------------------------
@@ -1318,3 +1322,124 @@ def format_error(document: Any) -> ReleaseFormatError | None:
     except ReleaseFormatError as error:
         return error
     return None
+
+
+# -- vector labels --------------------------------------------------------------------------
+
+
+def vector_release(annotations: list[dict[str, Any]], **label_extra: Any) -> dict[str, Any]:
+    """A current-layout "vector" release of one sample with these annotations."""
+    labelled = sample("a.jpg", {"ground-truth": label("LABELED", annotations)})
+    document = current_release([labelled], task_type="vector")
+    attributes = document["dataset"]["samples"][0]["labels"]["ground-truth"]["attributes"]
+    attributes.pop("segmentation_bitmap")
+    attributes.update(label_extra)
+    return document
+
+
+def shape(kind: str, points: Any, **fields: Any) -> dict[str, Any]:
+    track, category = fields.pop("track_id", 1), fields.pop("category_id", 0)
+    return {"track_id": track, "category_id": category, "type": kind, "points": points, **fields}
+
+
+def test_vector_labels_keep_every_shape_columnar():
+    document = vector_release(
+        [
+            shape("bbox", [[10.5, 8.0], [2.0, 20.0]], track_id=3),  # corners in any order
+            shape(
+                "polygon",
+                [[0, 0], [4, 0], [4, 3.5]],
+                track_id=4,
+                category_id=1,
+                attributes={"occluded": True},
+            ),
+            shape("polyline", [[1, 1], [2, 2.5]], track_id=7),
+            {"id": 9, "category_id": 5, "type": "point", "points": [[6.25, 7]]},  # older: id
+        ],
+        image_attributes={"weather": "rain"},
+    )
+    columns = parse_release(document).samples.labels["ground-truth"]
+    assert columns.annotation_ids.tolist() == [3, 4, 7, 9]
+    assert columns.category_ids.tolist() == [0, 1, 0, 5]
+    types, points, offsets = columns.shapes_of(0)
+    assert [SHAPE_TYPES[t] for t in types] == ["bbox", "polygon", "polyline", "point"]
+    assert offsets.tolist() == [0, 2, 5, 7, 8]
+    assert points.dtype == np.float32
+    assert points.tolist() == [
+        [2.0, 8.0], [10.5, 20.0], [0, 0], [4, 0], [4, 3.5], [1, 1], [2, 2.5], [6.25, 7]
+    ]  # fmt: skip
+    assert columns.shapes is not None
+    assert list(columns.shapes.attributes_json) == ["", '{"occluded":true}', "", ""]
+    assert columns.shapes.image_attributes_json[0] == '{"weather":"rain"}'
+    assert parse_release(current_release()).samples.labels["ground-truth"].shapes is None
+
+
+ANNOTATION = "dataset.samples[0].labels.ground-truth.attributes.annotations[0]"
+A_SHAPE = "expected a shape type (bbox, polygon, polyline, point), found"
+A_POINT = "expected a point [x, y] of two finite numbers, found a list of"
+
+
+@pytest.mark.parametrize(
+    ("annotation", "where", "message"),
+    [
+        (
+            {"track_id": 1, "category_id": 0, "points": [[0, 0], [1, 1]]},
+            "type",
+            f"{A_SHAPE} nothing (the field is missing)",
+        ),
+        (shape("circle", [[0, 0]]), "type", f'{A_SHAPE} "circle"'),
+        (shape("bbox", "0,0,1,1"), "points", 'expected a list of [x, y] points, found "0,0,1,1"'),
+        (shape("bbox", [[0, 0], [1]]), "points[1]", f"{A_POINT} 1 items"),
+        (shape("bbox", [[0, 0], [1, "2"]]), "points[1]", f"{A_POINT} 2 items"),
+        (shape("bbox", [[0, 0], [1, float("nan")]]), "points[1]", f"{A_POINT} 2 items"),
+        (
+            shape("bbox", [[0, 0]]),
+            "points",
+            "expected 2 points for a bbox, found a list of 1 items",
+        ),
+        (
+            shape("polygon", [[0, 0], [1, 1]]),
+            "points",
+            "expected at least 3 points for a polygon, found a list of 2 items",
+        ),
+        (
+            shape("polyline", [[0, 0]]),
+            "points",
+            "expected at least 2 points for a polyline, found a list of 1 items",
+        ),
+        (
+            shape("point", [[0, 0], [1, 1]]),
+            "points",
+            "expected 1 points for a point, found a list of 2 items",
+        ),
+        (
+            shape("point", [[0, 0]], attributes=[1]),
+            "attributes",
+            "expected an object or null, found a list of 1 items",
+        ),
+    ],
+    ids=[
+        "no-type",
+        "unknown-type",
+        "points-a-string",
+        "short-point",
+        "string-coordinate",
+        "nan",
+        "bbox-of-1",
+        "polygon-of-2",
+        "polyline-of-1",
+        "point-of-2",
+        "attributes-a-list",
+    ],
+)
+def test_bad_shapes_are_named_by_their_path(annotation, where, message):
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(vector_release([annotation]))
+    assert info.value.path == f"{ANNOTATION}.{where}"
+    assert info.value.detail == message
+
+
+def test_bad_image_attributes_are_named_by_their_path():
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(vector_release([shape("point", [[0, 0]])], image_attributes="sunny"))
+    assert info.value.path == "dataset.samples[0].labels.ground-truth.attributes.image_attributes"
