@@ -80,7 +80,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             is kept. ``None`` keeps every row the filters keep. A selection that keeps no
             sample logs a warning with the labelset's samples per label status (see
             :meth:`~segments_torch.samples.SampleTable.empty_selection`).
-        target: ``"instance"``, ``"semantic"`` or ``"panoptic"`` (see
+        target: ``"instance"``, ``"semantic"``, ``"panoptic"`` or ``"boxes"`` (see
             :func:`~segments_torch.targets.build_target`).
         categories: ``None`` (all, contiguous training labels in release-id order), a list
             of names (subset, order gives labels) or a dict name -> label.

@@ -19,10 +19,14 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
+import torch
+from torchvision import tv_tensors
 
-__all__ = ["polygon_box", "polygon_mask"]
+__all__ = ["polygon_box", "polygon_mask", "shape_target"]
 
 #: How much finer than the pixels the edges are walked (COCO's choice).
 _SCALE = 5
@@ -107,3 +111,82 @@ def polygon_box(points: npt.ArrayLike) -> npt.NDArray[np.float32]:
         np.float32
     )
     return box
+
+
+#: Shape codes, as :data:`~segments_torch.samples.SHAPE_TYPES` numbers them.
+_BBOX, _POLYGON = 0, 1
+
+
+def _outline(kind: int, points: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """The polygon a box (its four corners) or a polygon covers."""
+    if kind == _BBOX:
+        (x0, y0), (x1, y1) = points
+        return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+    return points.astype(np.float64)
+
+
+def shape_target(
+    kind: str,
+    types: npt.NDArray[np.int8],
+    points: npt.NDArray[np.float32],
+    offsets: npt.NDArray[np.int64],
+    annotation_ids: npt.NDArray[Any],
+    labels: npt.NDArray[np.int64],
+    height: int,
+    width: int,
+    *,
+    ignore_index: int = 255,
+    label_offset: int = 1,
+    background: int | None = None,
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> dict[str, torch.Tensor]:
+    """The target of one vector label, as :func:`~segments_torch.targets.build_target`
+    makes a bitmap's: its boxes and polygons are the instances.
+
+    Args:
+        kind: ``"instance"`` (``boxes``, ``labels``, ``masks``, ``instance_ids`` = track
+            ids, ``area``, ``iscrowd``), ``"boxes"`` (the same without masks) or
+            ``"semantic"`` (shapes painted in annotation order, later over earlier).
+        types, points, offsets: the label's shapes (``LabelColumns.shapes_of``).
+        annotation_ids, labels: track ids and training labels (``-1``: not selected).
+        height, width: the image's size (the masks' and the semantic map's).
+        ignore_index, label_offset, background: as ``build_target``'s.
+        scale: ``(y, x)`` factors from the label's pixels to the target's (a resized item).
+
+    Masks follow COCO's rule (:func:`polygon_mask`), a box as the polygon of its
+    corners; boxes are the vertices' (as COCO's ``bbox`` of a polygon), not the masks';
+    ``area`` counts the mask's pixels. Points and polylines take no part.
+    """
+    area_shapes = (types == _BBOX) | (types == _POLYGON)
+    outlines = [
+        _outline(int(types[k]), points[offsets[k] : offsets[k + 1]]) * (scale[1], scale[0])
+        for k in range(len(types))
+    ]
+    if kind == "semantic":
+        semantic = np.full((height, width), ignore_index, dtype=np.int64)
+        if background is not None:
+            semantic[:] = background
+        for k in np.flatnonzero(area_shapes & (labels >= 0)):
+            semantic[polygon_mask(outlines[k], height, width)] = labels[k]
+        return {"semantic": tv_tensors.Mask(torch.from_numpy(semantic))}
+    chosen = np.flatnonzero(area_shapes & (labels >= 0))
+    boxes = np.zeros((len(chosen), 4), dtype=np.float32)
+    for row, k in enumerate(chosen):
+        boxes[row] = polygon_box(outlines[k])
+    target: dict[str, torch.Tensor] = {
+        "boxes": tv_tensors.BoundingBoxes(
+            torch.from_numpy(boxes),
+            format=tv_tensors.BoundingBoxFormat.XYXY,
+            canvas_size=(height, width),
+        ),
+        "labels": torch.from_numpy(labels[chosen] + label_offset),
+    }
+    masks = np.zeros((len(chosen), height, width), dtype=np.uint8)
+    for row, k in enumerate(chosen):
+        masks[row] = polygon_mask(outlines[k], height, width)
+    if kind == "instance":
+        target["masks"] = tv_tensors.Mask(torch.from_numpy(masks))
+    target["instance_ids"] = torch.from_numpy(np.asarray(annotation_ids, dtype=np.int64)[chosen])
+    target["area"] = torch.from_numpy(masks.reshape(len(chosen), -1).sum(axis=1, dtype=np.int64))
+    target["iscrowd"] = torch.zeros(len(chosen), dtype=torch.int64)
+    return target

@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 #: What ``target=`` may be.
-TARGET_KINDS = ("instance", "semantic", "panoptic")
+TARGET_KINDS = ("instance", "semantic", "panoptic", "boxes")
 #: Target entries with one row per instance, which ``SanitizeBoundingBoxes`` must filter
 #: together with the boxes (see :func:`instance_fields`).
 INSTANCE_FIELDS = ("labels", "instance_ids", "area", "iscrowd", "is_thing")
@@ -475,7 +475,12 @@ def _code_dtype(num_segments: int) -> torch.dtype:
 
 
 def _segment_masks(
-    code: torch.Tensor, num_segments: int, *, shared: bool = False, all_present: bool = False
+    code: torch.Tensor,
+    num_segments: int,
+    *,
+    shared: bool = False,
+    all_present: bool = False,
+    masks_wanted: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Masks, float32 boxes, areas and segment numbers of the segments with pixels.
 
@@ -485,10 +490,19 @@ def _segment_masks(
         shared: make the masks in shared memory (see :func:`allocate`).
         all_present: every segment is known to have pixels: the areas are not read to
             find out (on a GPU, that read would wait for the device).
+        masks_wanted: ``False``: boxes and areas only; the masks come back empty
+            (``(0, H, W)``), made only where the runs of the code map cannot give the
+            extents (a GPU, a noisy map).
     """
-    masks = _compare(code, num_segments, shared=shared)
-    extents = _run_extents(code, num_segments)
-    area, boxes = extents if extents is not None else _mask_extents(masks)
+    extents = _run_extents(code, num_segments, masks_made=masks_wanted)
+    if extents is not None and not masks_wanted:
+        masks = code.new_zeros((0, *code.shape), dtype=torch.uint8)
+        area, boxes = extents
+    else:
+        masks = _compare(code, num_segments, shared=shared)
+        area, boxes = extents if extents is not None else _mask_extents(masks)
+        if not masks_wanted:
+            masks = masks[:0]
     if all_present:
         present = torch.arange(num_segments, device=code.device)
         return masks, boxes.to(torch.float32), area, present
@@ -497,10 +511,11 @@ def _segment_masks(
     if count < num_segments:  # annotations absent from the bitmap (rare): move the masks
         # kept to the front, one memcpy each (indexing hundreds of MB of masks into a new
         # tensor was 10x slower); the absent ones' bytes stay unused at the storage's end.
-        for row, segment in enumerate(present.tolist()):
-            if row != segment:
-                masks[row] = masks[segment]
-        masks = masks[:count]
+        if len(masks):
+            for row, segment in enumerate(present.tolist()):
+                if row != segment:
+                    masks[row] = masks[segment]
+            masks = masks[:count]
         area, boxes = area[present], boxes[present]
     return masks, boxes.to(torch.float32), area, present
 
@@ -511,10 +526,13 @@ def _segment_masks(
 _MASK_BYTES_PER_RUN = 256
 
 
-def _run_extents(code: torch.Tensor, num_segments: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _run_extents(
+    code: torch.Tensor, num_segments: int, *, masks_made: bool = True
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Areas and int64 XYXY boxes of segments ``0 .. num_segments - 1`` from the runs of
     equal codes along the rows of a CPU code map; ``None`` on other devices, or when there
-    are too many runs for that to pay. Boxes of segments without pixels are meaningless.
+    are too many runs for that to pay against reading the masks (``masks_made``: they
+    exist anyway). Boxes of segments without pixels are meaningless.
 
     Labels are regions: a row of a 1280 x 720 map with 25 instances holds a few runs, so
     reducing runs reads the one-byte code map once instead of the masks' N bytes a pixel
@@ -530,8 +548,8 @@ def _run_extents(code: torch.Tensor, num_segments: int) -> tuple[torch.Tensor, t
     np.not_equal(flat[1:], flat[:-1], out=starts[1:])
     starts[::width] = True  # every row starts a run, so no run crosses a row's end
     first = np.flatnonzero(starts)
-    if len(first) * _MASK_BYTES_PER_RUN > num_segments * flat.size:
-        return None
+    if masks_made and len(first) * _MASK_BYTES_PER_RUN > num_segments * flat.size:
+        return None  # reading the masks, made anyway, costs less
     # Each run ends where the next begins (np.diff with append= took 4-6x as long).
     length = np.empty_like(first)
     np.subtract(first[1:], first[:-1], out=length[:-1])
@@ -656,7 +674,7 @@ def build_target(
     """The target of one sample, as torchvision models and ``transforms.v2`` expect.
 
     Args:
-        kind: ``"instance"``, ``"semantic"`` or ``"panoptic"``.
+        kind: ``"instance"``, ``"semantic"``, ``"panoptic"`` or ``"boxes"``.
         ids: ``(H, W)`` int32 instance ids of the bitmap, or their :class:`SegmentMap`
             (the same target); the target is made on its device.
         annotation_ids: ``(N,)`` the label's annotation ids (tensors on any device, or
@@ -676,7 +694,9 @@ def build_target(
 
     Returns:
         ``instance``: ``boxes``, ``labels``, ``masks``, ``instance_ids``, ``area``,
-        ``iscrowd``. ``semantic``: ``semantic``. ``panoptic``: all of these plus
+        ``iscrowd``. ``boxes``: the same without ``masks``, which are never made where
+        the runs of the map give the extents (on the CPU): for detection models that take
+        no masks. ``semantic``: ``semantic``. ``panoptic``: all of these plus
         ``is_thing`` and ``instance_map`` (``(H, W)`` int64, row in ``masks`` + 1, 0
         where no segment); things are one segment per annotation, stuff
         (``has_instances: false``) one segment per training label.
@@ -687,7 +707,8 @@ def build_target(
     annotation_ids = _host(annotation_ids, np.int64)
     labels = _host(labels, np.int64)
     is_thing = _host(is_thing, bool)
-    if background is not None and kind != "instance":
+    detection = kind in ("instance", "boxes")  # one instance per selected annotation
+    if background is not None and not detection:
         # Unlabelled pixels as one more annotation, of id 0 (no annotation has it) and a
         # stuff category: the lookups give them the label, panoptic targets one segment.
         annotation_ids = np.concatenate([[0], annotation_ids])
@@ -697,13 +718,13 @@ def build_target(
     target: dict[str, torch.Tensor] = {}
     # Panoptic targets need three per-pixel maps: find each pixel's annotation once.
     lookup = _IdLookup(ids, annotation_ids)
-    if kind != "instance":
+    if not detection:
         semantic = lookup.map(np.where(selected, labels, ignore_index), ignore_index, shared=shared)
         target["semantic"] = tv_tensors.Mask(semantic)
     if kind == "semantic":
         return target
 
-    if kind == "instance":
+    if detection:
         thing = selected
         segment_of = np.where(selected, np.cumsum(selected) - 1, -1)
     else:
@@ -720,7 +741,11 @@ def build_target(
     code_dtype = np.uint8 if _code_dtype(num_segments) == torch.uint8 else np.int32
     code = lookup.map((segment_of + 1).astype(code_dtype), 0)
     masks, boxes, area, rows = _segment_masks(
-        code, num_segments, shared=shared, all_present=isinstance(ids, SegmentMap)
+        code,
+        num_segments,
+        shared=shared,
+        all_present=isinstance(ids, SegmentMap),
+        masks_wanted=kind != "boxes",
     )
     kept = rows.cpu().numpy()
     # The first annotation of each kept segment (the only one, for things).
@@ -737,6 +762,8 @@ def build_target(
         area=area,
         iscrowd=torch.zeros(len(annotation), dtype=torch.int64, device=device),
     )
+    if kind == "boxes":
+        del target["masks"]
     if kind == "panoptic":
         target["is_thing"] = _to_device(thing[annotation], device)
         if len(kept) == num_segments:  # the code is the row in masks + 1 already

@@ -675,9 +675,9 @@ def test_build_target_semantic_without_labels(case):
 
 def test_build_target_invalid_kind():
     with pytest.raises(ValueError, match=r"^target kind must be one of") as info:
-        build_target("boxes", i32([[0]]), i64([]), i64([]), bools([]))
+        build_target("polygons", i32([[0]]), i64([]), i64([]), bools([]))
     assert str(info.value) == (
-        "target kind must be one of ('instance', 'semantic', 'panoptic'), not 'boxes'"
+        "target kind must be one of ('instance', 'semantic', 'panoptic', 'boxes'), not 'polygons'"
     )
 
 
@@ -1235,3 +1235,39 @@ def test_the_background_changes_nothing_of_instance_targets_and_nothing_by_segme
     )
     if kind == "instance":
         assert_same_target(expected, build_target(kind, i32(ids), *args))
+
+
+# ------------------------------------------------------------------------------------ boxes
+
+
+@pytest.mark.parametrize("form", ["ids", "segment map"])
+@TARGET_EXAMPLES
+def test_boxes_targets_are_instance_targets_without_masks(form, example):
+    ids, annotation_ids, labels, things = example
+    args = (i64(annotation_ids), i64(labels), bools(things))
+    labels_map = i32(ids) if form == "ids" else SegmentMap.from_ids(i32(ids))
+    instance = build_target("instance", labels_map, *args)
+    boxes = build_target("boxes", labels_map, *args)
+    assert list(boxes) == [k for k in instance if k != "masks"]
+    for key, value in boxes.items():
+        assert torch.equal(value, instance[key]), key
+    assert isinstance(boxes["boxes"], tv_tensors.BoundingBoxes)
+
+
+def test_boxes_of_regions_make_no_mask(monkeypatch):
+    # Labels are regions: the runs along the rows give boxes and areas, no mask is made.
+    ids = torch.zeros((64, 80), dtype=torch.int32)
+    ids[5:20, 3:40] = 1
+    ids[30:60, 10:70] = 2
+    ids[25:28, 70:79] = 3
+
+    def no_masks(*a: Any, **k: Any) -> torch.Tensor:
+        raise AssertionError("masks made")
+
+    expected = build_target(
+        "instance", ids, i64([1, 2, 3]), i64([0, 1, 0]), bools([True, True, True])
+    )
+    monkeypatch.setattr(targets, "_compare", no_masks)
+    boxes = build_target("boxes", ids, i64([1, 2, 3]), i64([0, 1, 0]), bools([True, True, True]))
+    assert boxes["boxes"].tolist() == [[3, 5, 40, 20], [10, 30, 70, 60], [70, 25, 79, 28]]
+    assert boxes["area"].tolist() == expected["area"].tolist() == [15 * 37, 30 * 60, 27]
