@@ -31,6 +31,11 @@ format's corner cases (see ``SAMPLES`` and the ``note`` of each):
   has no annotation (``unannotated`` of ``shapes-004``: id 9 is drawn but not listed);
 - ``metadata`` as ``{"split": ...}``, as ``{}`` and absent.
 
+``vector.json`` labels the same images with shapes (task type ``vector``): an upright
+square as a ``bbox``, a turned square, a circle (24 vertices) and a triangle as a
+``polygon``, the grass edge as a ``polyline`` and each circle's centre as a ``point``
+(track ids from 1001), with annotation ``attributes`` and ``image_attributes``.
+
 Shapes are drawn in order, so later shapes cover earlier ones; the script checks that every
 annotated (drawn) id keeps visible pixels, then re-reads every file it wrote and checks
 the bitmap ids and that the oriented images line up with the bitmaps.
@@ -419,6 +424,81 @@ def release_document(samples: Sequence[SampleSpec]) -> dict[str, Any]:
     }
 
 
+# -- the vector release ---------------------------------------------------------------------
+
+#: Vertices of the polygon that stands for a circle (regular, inscribed).
+CIRCLE_VERTICES = 24
+
+
+def shape_annotation(shape: Shape, size: tuple[int, int]) -> dict[str, Any]:
+    """``shape`` as a vector annotation: an upright square as a ``bbox``, a turned one,
+    a circle and a triangle as a ``polygon``, the grass as the ``polyline`` of its edge."""
+    g = shape.geometry
+    points: list[tuple[float, float]]
+    if shape.kind == "circle":
+        cx, cy, radius = g
+        turns = 2 * np.pi * np.arange(CIRCLE_VERTICES) / CIRCLE_VERTICES
+        points = list(zip(cx + radius * np.cos(turns), cy + radius * np.sin(turns), strict=True))
+    elif shape.kind == "square":
+        cx, cy, half, angle = g
+        if angle == 0:
+            box = [(cx - half, cy - half), (cx + half, cy + half)]
+            return vector_annotation(shape, "bbox", box)
+        c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+        corners = [(-half, -half), (half, -half), (half, half), (-half, half)]
+        points = [(cx + u * c - v * s, cy + u * s + v * c) for u, v in corners]
+    elif shape.kind == "triangle":
+        points = list(zip(g[0::2], g[1::2], strict=True))
+    else:
+        base_y, amplitude, wavelength, phase = g
+        xs = np.linspace(0, size[0], 9)
+        edge = base_y + amplitude * np.sin(2 * np.pi * xs / wavelength + phase)
+        return vector_annotation(shape, "polyline", list(zip(xs, edge, strict=True)))
+    return vector_annotation(shape, "polygon", points)
+
+
+def vector_annotation(
+    shape: Shape, kind: str, points: Sequence[tuple[float, float]]
+) -> dict[str, Any]:
+    return {
+        "id": shape.instance_id,
+        "track_id": shape.instance_id,
+        "category_id": CATEGORY_IDS[shape.kind],
+        "type": kind,
+        "points": [[round(float(x), 2), round(float(y), 2)] for x, y in points],
+        "attributes": {"occluded": shape.kind == "grass"},
+    }
+
+
+def vector_label(spec: SampleSpec) -> dict[str, Any]:
+    """The sample's shapes as a vector label, with a ``point`` at each circle's centre."""
+    annotations = [shape_annotation(shape, spec.size) for shape in spec.shapes]
+    centres = [shape for shape in spec.shapes if shape.kind == "circle"]
+    for number, shape in enumerate(centres, start=1):
+        centre = Shape(shape.kind, 1000 + number, shape.geometry)
+        cx, cy, _ = shape.geometry
+        annotations.append(vector_annotation(centre, "point", [(cx, cy)]))
+    return {
+        "format_version": "0.1",
+        "annotations": annotations,
+        "image_attributes": {
+            "scene": "meadow" if any(s.kind == "grass" for s in spec.shapes) else "plain"
+        },
+    }
+
+
+def vector_document(samples: Sequence[SampleSpec]) -> dict[str, Any]:
+    """The same samples labelled with shapes: a ``vector`` release over the same images."""
+    document = release_document(samples)
+    dataset = document["dataset"]
+    dataset["name"], dataset["task_type"] = "demo-shapes-vector", "vector"
+    for spec, entry in zip(samples, dataset["samples"], strict=True):
+        if spec.status is not None:
+            label = {"label_status": spec.status, "attributes": vector_label(spec)}
+            entry["labels"] = {"ground-truth": label}
+    return document
+
+
 def readme(samples: Sequence[SampleSpec]) -> str:
     rows = []
     for spec in samples:
@@ -440,6 +520,12 @@ Image and bitmap URLs in `release.json` are relative paths (`images/<file>`,
 `bitmaps/<file>`), resolved against the folder that holds `release.json`.
 
 Bitmaps are 8-bit RGBA PNGs, alpha 255, instance id = R + 256*G + 65536*B (0 = unlabeled).
+
+`vector.json` labels the same images with shapes (task type `vector`, same categories):
+upright squares as `bbox`, turned squares, circles (24 vertices) and triangles as `polygon`,
+each grass edge as a `polyline` and each circle's centre as a `point` (track ids from
+1001); annotations carry `attributes` (`occluded`) and labels `image_attributes` (`scene`).
+
 Sizes are the displayed (EXIF-oriented) width x height.
 
 | sample | size | status | covers |
@@ -496,6 +582,8 @@ def write_demo(out: Path, samples: Sequence[SampleSpec]) -> list[Path]:
             write(out / "bitmaps" / spec.bitmap_file, png_bytes(encode_bitmap(ids)))
     document = json.dumps(release_document(samples), indent=2) + "\n"
     write(out / "release.json", document.encode())
+    vector = json.dumps(vector_document(samples), indent=2) + "\n"
+    write(out / "vector.json", vector.encode())
     write(out / "README.md", readme(samples).encode())
 
     # The asset folders belong to this script: drop files a previous version left behind.
@@ -551,6 +639,30 @@ def check_demo(out: Path, samples: Sequence[SampleSpec]) -> None:
             require(error < 30, f"{where}: instance {shape.instance_id} looks {colour.round()}")
 
 
+def check_vector(out: Path, samples: Sequence[SampleSpec]) -> None:
+    """Check that each box and polygon of ``vector.json``, rasterised as COCO does, covers
+    its drawn shape (before later shapes hide parts of it)."""
+    from segments_torch.shapes import polygon_mask
+
+    entries = json.loads((out / "vector.json").read_text())["dataset"]["samples"]
+    for spec, entry in zip(samples, entries, strict=True):
+        if spec.status is None:
+            continue
+        width, height = spec.size
+        drawn = {shape.instance_id: shape for shape in spec.shapes}
+        for annotation in entry["labels"]["ground-truth"]["attributes"]["annotations"]:
+            points = np.asarray(annotation["points"], dtype=np.float64)
+            if annotation["type"] == "bbox":
+                (x0, y0), (x1, y1) = points
+                points = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+            elif annotation["type"] != "polygon":
+                continue
+            mask = polygon_mask(points, height, width)
+            shape = shape_mask(drawn[annotation["id"]], width, height)
+            iou = (mask & shape).sum() / (mask | shape).sum()
+            require(iou > 0.9, f"{spec.stem}: shape {annotation['id']} covers IoU {iou:.2f}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -560,6 +672,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out: Path = args.out
     written = write_demo(out, SAMPLES)
     check_demo(out, SAMPLES)
+    check_vector(out, SAMPLES)
     total = sum(path.stat().st_size for path in written)
     print(f"wrote {len(written)} files, {total / 1024:.1f} KiB, under {out}")
 

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,8 +39,9 @@ from .collate import collate_detection, collate_semantic
 from .device import DeviceDecoder, EncodedSample, collate_device
 from .errors import AssetError, DecodeError, SegmentsTorchError, SourceUnavailableError
 from .label_cache import LabelCache
-from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
+from .release import BITMAP_TASK_TYPES, VECTOR_TASK_TYPES, Release, ReleaseSource, load_release
 from .samples import LABEL_STATUSES, SampleRecord
+from .shapes import shape_target
 from .storage import (
     RetryPolicy,
     Storage,
@@ -198,10 +200,18 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         table = self.release.samples
         self.labelset = table.resolve_labelset(labelset if labelset is not None else task)
         task_type = self.release.labelsets[self.labelset].task_type
-        if task_type not in BITMAP_TASK_TYPES:
+        served = BITMAP_TASK_TYPES | VECTOR_TASK_TYPES
+        if task_type not in served:
             raise UnsupportedTaskError(
                 f"{self.release.source}: labelset {self.labelset!r} has task type "
-                f"{task_type!r}; SegmentsDataset serves {', '.join(sorted(BITMAP_TASK_TYPES))}"
+                f"{task_type!r}; SegmentsDataset serves {', '.join(sorted(served))}"
+            )
+        #: Whether the labels are shapes (boxes, polygons, ...), not bitmaps.
+        self.vector = task_type in VECTOR_TASK_TYPES
+        if self.vector and (target == "panoptic" or decode != "host"):
+            raise ValueError(
+                f"labelset {self.labelset!r} holds shapes ({task_type}): it serves "
+                "target='instance', 'semantic' or 'boxes', with decode='host'"
             )
         #: The release rows served, in table order: ``ds[i]`` is row ``ds.rows[i]``.
         self.rows = table.select(
@@ -362,6 +372,8 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
     def _item(self, position: int) -> Any:
         if self.decode == "device":
             return self._encoded_item(position)
+        if self.vector:
+            return self._shapes_item(position)
         row = int(self.rows[position])
         table = self.release.samples
         name = table.names[row]
@@ -376,15 +388,6 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             and get_worker_info() is not None
         )
 
-        def image_of(data: bytes) -> tuple[torch.Tensor, tuple[int, int]]:
-            """The image (at the output size) and its oriented full size."""
-            image = decode_image(
-                data, max_pixels=self.max_pixels, size=self.size, max_size=self.max_size
-            )
-            if not self.resizing:
-                return image, (image.shape[-2], image.shape[-1])
-            return image, oriented_size(data)
-
         identity, label = self._cached_label(name, bitmap_url)
 
         def decode_target(data: bytes) -> tuple[torch.Size, dict[str, Any]]:
@@ -397,9 +400,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         # the target by a storage thread while this one downloads and decodes the image
         # (over loopback HTTP, 6-14% less time an item than building it here after both).
         assets = (
-            self.storage.read_each([image_url, bitmap_url], [image_of, decode_target])
+            self.storage.read_each([image_url, bitmap_url], [self._decoded_image, decode_target])
             if bitmap_url and label is None
-            else self.storage.read_each([image_url], [image_of])
+            else self.storage.read_each([image_url], [self._decoded_image])
         )
         image, original = self._read(name, image_url, assets)
         if label is not None:  # decoded once before: the PNG is not read
@@ -412,6 +415,50 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             empty = torch.zeros(image.shape[-2:], dtype=torch.int32)
             target = self.target_for(row, empty, shared=shared)
         self._check_size(name, bitmap_url, shape, original)
+        if self.resizing:
+            target["orig_size"] = torch.tensor(original)
+        item: Item = (tv_tensors.Image(image), target)
+        if self.transforms is not None:
+            item = self.transforms(*item)
+        return item
+
+    def _decoded_image(self, data: bytes) -> tuple[torch.Tensor, tuple[int, int]]:
+        """An image decoded at the items' size, and its oriented full size."""
+        image = decode_image(
+            data, max_pixels=self.max_pixels, size=self.size, max_size=self.max_size
+        )
+        if not self.resizing:
+            return image, (image.shape[-2], image.shape[-1])
+        return image, oriented_size(data)
+
+    def _shapes_item(self, position: int) -> Any:
+        """``ds[i]`` of a vector labelset: the image, and the target of its shapes drawn
+        at the image's size (see :func:`~segments_torch.shapes.shape_target`)."""
+        row = int(self.rows[position])
+        name, image_url = self.release.samples.names[row], self.release.samples.image_urls[row]
+
+        assets = self.storage.read_each([image_url], [self._decoded_image])
+        image, original = self._read(name, image_url, assets)
+        height, width = image.shape[-2:]
+        annotation_ids, labels, _ = self.annotation_tables(row)
+        attributes, image_attributes = self._labels.attributes_of(row)
+        options = self.target_options
+        target = shape_target(
+            self.target,
+            *self._labels.shapes_of(row),
+            annotation_ids,
+            labels,
+            height,
+            width,
+            attributes=attributes,
+            ignore_index=options["ignore_index"],
+            label_offset=options["label_offset"],
+            background=options["background"],
+            scale=(height / original[0], width / original[1]),
+        )
+        target["image_id"] = torch.tensor(row)
+        if self.target != "semantic":
+            target["image_attributes"] = json.loads(image_attributes) if image_attributes else {}
         if self.resizing:
             target["orig_size"] = torch.tensor(original)
         item: Item = (tv_tensors.Image(image), target)

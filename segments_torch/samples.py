@@ -203,6 +203,15 @@ class LabelColumns:
         points, offsets = self.shapes.points_of(start, stop)
         return self.shapes.types[start:stop], points, offsets
 
+    def attributes_of(self, row: int) -> tuple[list[str], str]:
+        """One row's annotations' ``attributes`` and its label's ``image_attributes``,
+        as JSON text (``""``: none); a vector labelset's only."""
+        if self.shapes is None:
+            raise ValueError("a bitmap labelset's annotations have no shapes")
+        start, stop = int(self.annotation_offsets[row]), int(self.annotation_offsets[row + 1])
+        texts = [self.shapes.attributes_json[k] for k in range(start, stop)]
+        return texts, self.shapes.image_attributes_json[row]
+
     @property
     def nbytes(self) -> int:
         arrays = (self.status, self.annotation_offsets, self.annotation_ids, self.category_ids)

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -69,8 +71,11 @@ def polygon_mask(points: npt.ArrayLike, height: int, width: int) -> npt.NDArray[
     x, y in pixels, not closed) covers, as COCO rasterises it.
 
     Example:
-        >>> polygon_mask([[0, 0], [2, 0], [2, 2]], 3, 3).sum()
-        np.int64(3)
+        >>> polygon_mask([[0, 0], [4, 0], [4, 4]], 4, 4).astype(int)  # as pycocotools
+        array([[0, 1, 1, 1],
+               [0, 0, 1, 1],
+               [0, 0, 0, 1],
+               [0, 0, 0, 0]])
     """
     xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     mask = np.zeros(height * width, dtype=np.bool_)
@@ -114,7 +119,7 @@ def polygon_box(points: npt.ArrayLike) -> npt.NDArray[np.float32]:
 
 
 #: Shape codes, as :data:`~segments_torch.samples.SHAPE_TYPES` numbers them.
-_BBOX, _POLYGON = 0, 1
+_BBOX, _POLYGON, _POLYLINE, _POINT = 0, 1, 2, 3
 
 
 def _outline(kind: int, points: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
@@ -135,45 +140,73 @@ def shape_target(
     height: int,
     width: int,
     *,
+    attributes: Sequence[str] | None = None,
     ignore_index: int = 255,
     label_offset: int = 1,
     background: int | None = None,
     scale: tuple[float, float] = (1.0, 1.0),
-) -> dict[str, torch.Tensor]:
+) -> dict[str, Any]:
     """The target of one vector label, as :func:`~segments_torch.targets.build_target`
-    makes a bitmap's: its boxes and polygons are the instances.
+    makes a bitmap's: its boxes and polygons are the instances, its points and polylines
+    the keypoints.
 
     Args:
-        kind: ``"instance"`` (``boxes``, ``labels``, ``masks``, ``instance_ids`` = track
-            ids, ``area``, ``iscrowd``), ``"boxes"`` (the same without masks) or
-            ``"semantic"`` (shapes painted in annotation order, later over earlier).
+        kind: ``"instance"``, ``"boxes"`` (the same without ``masks``) or ``"semantic"``
+            (boxes and polygons painted in annotation order, later over earlier).
         types, points, offsets: the label's shapes (``LabelColumns.shapes_of``).
         annotation_ids, labels: track ids and training labels (``-1``: not selected).
         height, width: the image's size (the masks' and the semantic map's).
+        attributes: each annotation's ``attributes`` JSON text (``""``: none); given,
+            the target holds them parsed, beside the tensors.
         ignore_index, label_offset, background: as ``build_target``'s.
         scale: ``(y, x)`` factors from the label's pixels to the target's (a resized item).
 
+    An instance target holds, for the selected boxes and polygons: ``boxes`` (XYXY),
+    ``labels``, ``masks`` (instance only), ``instance_ids`` (track ids), ``area``,
+    ``iscrowd``; for the selected points and polylines: ``keypoints`` (every vertex,
+    one ``(P, 2)`` :class:`~torchvision.tv_tensors.KeyPoints`, so v2 transforms move
+    them with the image), ``keypoint_offsets`` (set ``j`` is
+    ``keypoints[o[j]:o[j+1]]``: one vertex for a point, the vertices in order for a
+    polyline), ``keypoint_labels`` and ``keypoint_ids``; with ``attributes``, the dict
+    ``attributes`` from track id to the annotation's parsed attributes, which stays
+    true however transforms drop instances (``instance_ids`` and ``keypoint_ids`` hold
+    the track ids).
+
     Masks follow COCO's rule (:func:`polygon_mask`), a box as the polygon of its
     corners; boxes are the vertices' (as COCO's ``bbox`` of a polygon), not the masks';
-    ``area`` counts the mask's pixels. Points and polylines take no part.
+    ``area`` counts the mask's pixels.
+
+    Example:
+        >>> target = shape_target(
+        ...     "boxes", np.array([0, 3], dtype=np.int8),
+        ...     np.array([[1, 1], [3, 2], [5, 6]], dtype=np.float32), np.array([0, 2, 3]),
+        ...     np.array([7, 8]), np.array([0, 1]), 10, 10,
+        ... )
+        >>> target["boxes"].tolist(), target["keypoints"].tolist(), target["keypoint_ids"]
+        ([[1.0, 1.0, 3.0, 2.0]], [[5.0, 6.0]], tensor([8]))
     """
-    area_shapes = (types == _BBOX) | (types == _POLYGON)
-    outlines = [
-        _outline(int(types[k]), points[offsets[k] : offsets[k + 1]]) * (scale[1], scale[0])
-        for k in range(len(types))
-    ]
+    selected = labels >= 0
+    area_shapes = ((types == _BBOX) | (types == _POLYGON)) & selected
+    outlines = {
+        int(k): _outline(int(types[k]), points[offsets[k] : offsets[k + 1]]) * scale[::-1]
+        for k in np.flatnonzero(area_shapes)
+    }
     if kind == "semantic":
         semantic = np.full((height, width), ignore_index, dtype=np.int64)
         if background is not None:
             semantic[:] = background
-        for k in np.flatnonzero(area_shapes & (labels >= 0)):
-            semantic[polygon_mask(outlines[k], height, width)] = labels[k]
+        for k, outline in outlines.items():
+            semantic[polygon_mask(outline, height, width)] = labels[k]
         return {"semantic": tv_tensors.Mask(torch.from_numpy(semantic))}
-    chosen = np.flatnonzero(area_shapes & (labels >= 0))
+
+    chosen = np.flatnonzero(area_shapes)
     boxes = np.zeros((len(chosen), 4), dtype=np.float32)
-    for row, k in enumerate(chosen):
-        boxes[row] = polygon_box(outlines[k])
-    target: dict[str, torch.Tensor] = {
+    masks = np.zeros((len(chosen), height, width), dtype=np.uint8)
+    for row, shape in enumerate(chosen):
+        boxes[row] = polygon_box(outlines[int(shape)])
+        masks[row] = polygon_mask(outlines[int(shape)], height, width)
+    track_ids = np.asarray(annotation_ids, dtype=np.int64)
+    target: dict[str, Any] = {
         "boxes": tv_tensors.BoundingBoxes(
             torch.from_numpy(boxes),
             format=tv_tensors.BoundingBoxFormat.XYXY,
@@ -181,12 +214,26 @@ def shape_target(
         ),
         "labels": torch.from_numpy(labels[chosen] + label_offset),
     }
-    masks = np.zeros((len(chosen), height, width), dtype=np.uint8)
-    for row, k in enumerate(chosen):
-        masks[row] = polygon_mask(outlines[k], height, width)
     if kind == "instance":
         target["masks"] = tv_tensors.Mask(torch.from_numpy(masks))
-    target["instance_ids"] = torch.from_numpy(np.asarray(annotation_ids, dtype=np.int64)[chosen])
-    target["area"] = torch.from_numpy(masks.reshape(len(chosen), -1).sum(axis=1, dtype=np.int64))
+    target["instance_ids"] = torch.from_numpy(track_ids[chosen])
+    target["area"] = torch.from_numpy(masks.sum(axis=(1, 2), dtype=np.int64))
     target["iscrowd"] = torch.zeros(len(chosen), dtype=torch.int64)
+
+    point_sets = np.flatnonzero(((types == _POLYLINE) | (types == _POINT)) & selected)
+    factors = np.asarray(scale[::-1], dtype=np.float32)
+    vertices = [points[offsets[k] : offsets[k + 1]] * factors for k in point_sets]
+    flat = np.concatenate(vertices) if vertices else np.zeros((0, 2), dtype=np.float32)
+    target["keypoints"] = tv_tensors.KeyPoints(
+        torch.from_numpy(flat.astype(np.float32)), canvas_size=(height, width)
+    )
+    counts = [len(v) for v in vertices]
+    target["keypoint_offsets"] = torch.from_numpy(np.cumsum([0, *counts], dtype=np.int64))
+    target["keypoint_labels"] = torch.from_numpy(labels[point_sets] + label_offset)
+    target["keypoint_ids"] = torch.from_numpy(track_ids[point_sets])
+    if attributes is not None:
+        target["attributes"] = {
+            int(track_ids[k]): json.loads(attributes[k]) if attributes[k] else {}
+            for k in np.union1d(chosen, point_sets)
+        }
     return target

@@ -23,8 +23,9 @@ from segments_torch import SegmentsDataset, codecs, load_release
 from segments_torch import targets as targets_module
 from segments_torch.codecs import decode_bitmap, encode_bitmap
 from segments_torch.dataset import UnsupportedTaskError
-from segments_torch.demo import RELEASE_PATH
+from segments_torch.demo import RELEASE_PATH, VECTOR_RELEASE_PATH
 from segments_torch.errors import AssetError
+from segments_torch.shapes import polygon_mask
 from segments_torch.storage import RetryPolicy
 from segments_torch.targets import instance_fields
 from tests.items import assert_same, assert_same_items
@@ -144,8 +145,10 @@ def test_filters_and_categories_on_the_demo():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="target must be one of instance, semantic, panoptic"):
-        SegmentsDataset(RELEASE_PATH, target="boxes")
+    with pytest.raises(
+        ValueError, match="target must be one of instance, semantic, panoptic, boxes"
+    ):
+        SegmentsDataset(RELEASE_PATH, target="masks")
     with pytest.raises(ValueError, match="labelset='a' and task='b' name different labelsets"):
         SegmentsDataset(RELEASE_PATH, labelset="a", task="b")
     with pytest.raises(IndexError, match="index 6 is out of range for 6 samples"):
@@ -153,13 +156,13 @@ def test_bad_arguments():
 
 
 def test_unsupported_task_type_is_refused(tmp_path):
-    path = tmp_path / "boxes.json"
-    path.write_text(json.dumps(current_release(task_type="bboxes")))
+    path = tmp_path / "cuboids.json"
+    path.write_text(json.dumps(current_release(task_type="pointcloud-cuboid")))
     with pytest.raises(UnsupportedTaskError) as info:
         SegmentsDataset(path)
     assert str(info.value) == (
-        f"{path}: labelset 'ground-truth' has task type 'bboxes'; SegmentsDataset serves "
-        "segmentation-bitmap, segmentation-bitmap-highres"
+        f"{path}: labelset 'ground-truth' has task type 'pointcloud-cuboid'; SegmentsDataset "
+        "serves bboxes, keypoints, segmentation-bitmap, segmentation-bitmap-highres, vector"
     )
 
 
@@ -869,3 +872,120 @@ def test_exports_leave_the_background_out(fmt, tmp_path):
     assert json.loads(other.read_text())[key] == json.loads(plain.read_text())[key]
     for png in sorted((tmp_path / "plain").glob("*/*.png")):
         assert (tmp_path / "bg" / png.parent.name / png.name).read_bytes() == png.read_bytes()
+
+
+# -- vector labels ------------------------------------------------------------------------
+
+
+def vector_annotations(index: int) -> list[dict[str, Any]]:
+    """The demo vector release's annotations of sample ``index``, read from its JSON."""
+    samples = json.loads(VECTOR_RELEASE_PATH.read_text())["dataset"]["samples"]
+    annotations: list[dict[str, Any]] = samples[index]["labels"]["ground-truth"]["attributes"][
+        "annotations"
+    ]
+    return annotations
+
+
+def outline(annotation: dict[str, Any]) -> np.ndarray:
+    points = np.asarray(annotation["points"], dtype=np.float64)
+    if annotation["type"] == "bbox":
+        (x0, y0), (x1, y1) = points
+        return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    return points
+
+
+def test_vector_item_holds_every_shape_of_the_label():
+    image, target = SegmentsDataset(VECTOR_RELEASE_PATH)[0]
+    assert tuple(image.shape) == (3, 240, 320)
+    annotations = vector_annotations(0)
+    areas = [a for a in annotations if a["type"] in ("bbox", "polygon")]
+    sets = [a for a in annotations if a["type"] in ("polyline", "point")]
+    assert [a["type"] for a in areas] == ["polygon", "bbox", "polygon"]  # circle, square, ...
+    assert target["instance_ids"].tolist() == [a["track_id"] for a in areas] == [2, 3, 4]
+    assert target["labels"].tolist() == [a["category_id"] + 1 for a in areas] == [1, 2, 3]
+    for row, annotation in enumerate(areas):
+        xy = outline(annotation)
+        mask = polygon_mask(xy, 240, 320)
+        assert torch.equal(target["masks"][row], torch.from_numpy(mask.astype(np.uint8)))
+        assert target["area"][row] == mask.sum()
+        corners = [*xy.min(axis=0), *xy.max(axis=0)]
+        assert target["boxes"][row].tolist() == pytest.approx(corners)
+    assert target["keypoint_ids"].tolist() == [1, 1001]  # the grass edge, the circle's centre
+    assert target["keypoint_labels"].tolist() == [4, 1]
+    flat = [p for a in sets for p in a["points"]]
+    np.testing.assert_array_equal(target["keypoints"].numpy(), np.array(flat, dtype=np.float32))
+    assert target["keypoint_offsets"].tolist() == [0, 9, 10]
+    assert target["attributes"][1] == {"occluded": True}
+    assert target["attributes"][2] == {"occluded": False}
+    assert target["image_attributes"] == {"scene": "meadow"}
+    assert target["image_id"] == 0
+
+
+def test_vector_semantic_paints_the_instances_in_order():
+    instance = SegmentsDataset(VECTOR_RELEASE_PATH)
+    semantic = SegmentsDataset(VECTOR_RELEASE_PATH, target="semantic")
+    assert semantic.num_classes == 4
+    for index in range(len(instance)):
+        _, target = instance[index]
+        expected = torch.full(target["masks"].shape[1:], 255, dtype=torch.int64)
+        for mask, label in zip(target["masks"], target["labels"], strict=True):
+            expected[mask.bool()] = label - 1
+        assert torch.equal(semantic[index][1]["semantic"], expected), index
+
+
+def test_vector_boxes_target_makes_no_masks():
+    boxes = SegmentsDataset(VECTOR_RELEASE_PATH, target="boxes")
+    instance = SegmentsDataset(VECTOR_RELEASE_PATH)
+    for index in range(len(boxes)):
+        expected = {k: v for k, v in instance[index][1].items() if k != "masks"}
+        assert_same(boxes[index][1], expected)
+
+
+def test_vector_item_at_training_size():
+    image, target = SegmentsDataset(VECTOR_RELEASE_PATH, size=120)[0]  # 320x240 -> 160x120
+    _, full = SegmentsDataset(VECTOR_RELEASE_PATH)[0]
+    assert tuple(image.shape) == (3, 120, 160)
+    assert target["orig_size"].tolist() == [240, 320]
+    assert target["boxes"].canvas_size == target["keypoints"].canvas_size == (120, 160)
+    assert torch.equal(target["boxes"], full["boxes"] / 2)
+    assert torch.equal(target["keypoints"], full["keypoints"] / 2)
+    square = outline(vector_annotations(0)[2]) / 2
+    assert torch.equal(target["masks"][1].bool(), torch.from_numpy(polygon_mask(square, 120, 160)))
+
+
+def test_vector_categories_filter_shapes():
+    ds = SegmentsDataset(VECTOR_RELEASE_PATH, categories=["circle"])
+    _, target = ds[0]
+    assert target["instance_ids"].tolist() == [2]
+    assert target["keypoint_ids"].tolist() == [1001]
+    assert sorted(target["attributes"]) == [2, 1001]
+
+
+def test_vector_items_through_workers():
+    ds = SegmentsDataset(VECTOR_RELEASE_PATH)
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=ds.collate_fn)
+    assert_same(unbatch(list(loader)), reference_items(ds))
+
+
+def test_vector_transforms_keep_shapes_aligned():
+    flip = SegmentsDataset(VECTOR_RELEASE_PATH, transforms=v2.RandomHorizontalFlip(p=1.0))
+    plain = SegmentsDataset(VECTOR_RELEASE_PATH)
+    for index in range(len(plain)):
+        _, target = flip[index]
+        _, original = plain[index]
+        width = original["masks"].shape[-1]
+        assert torch.equal(target["masks"], original["masks"].flip(-1))
+        assert torch.equal(target["boxes"][:, [2, 0]], width - original["boxes"][:, [0, 2]])
+        assert torch.equal(target["keypoints"][:, 0], width - 1 - original["keypoints"][:, 0])
+
+
+@pytest.mark.parametrize(
+    "options", [{"target": "panoptic"}, {"decode": "device"}], ids=["panoptic", "device"]
+)
+def test_vector_labelset_refuses_what_it_cannot_serve(options):
+    with pytest.raises(ValueError, match="holds shapes") as info:
+        SegmentsDataset(VECTOR_RELEASE_PATH, **options)
+    assert str(info.value) == (
+        "labelset 'ground-truth' holds shapes (vector): it serves target='instance', "
+        "'semantic' or 'boxes', with decode='host'"
+    )

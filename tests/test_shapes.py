@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torchvision import tv_tensors
+from torchvision.transforms import v2
 
-from segments_torch.shapes import polygon_box, polygon_mask
+from segments_torch.shapes import polygon_box, polygon_mask, shape_target
 
 coco_mask = pytest.importorskip("pycocotools.mask", reason="the reference is pycocotools")
 
@@ -92,3 +97,131 @@ def test_no_points_or_no_pixels():
 def test_polygon_box_is_the_box_of_the_vertices():
     assert polygon_box([[1.5, 2.0], [4.0, 1.0], [3.0, 6.25]]).tolist() == [1.5, 1.0, 4.0, 6.25]
     assert polygon_box(np.array([[-2.0, 3.0], [5.0, 3.0], [1.0, 9.5]])).dtype == np.float32
+
+
+# -- shape_target ---------------------------------------------------------------------------
+
+BOX, POLYGON, POLYLINE, POINT = 0, 1, 2, 3
+#: One label: a box, a triangle, a polyline, a point, then a square over the triangle
+#: whose category is not selected (label -1).
+TYPES = np.array([BOX, POLYGON, POLYLINE, POINT, POLYGON], dtype=np.int8)
+POINTS = np.array(
+    [
+        [2, 3],
+        [10, 9],  # box
+        [4, 4],
+        [16, 4],
+        [10, 14],  # triangle
+        [0, 1],
+        [5, 1],
+        [5, 6],  # polyline
+        [7.5, 8.25],  # point
+        [6, 6],
+        [12, 6],
+        [12, 12],
+        [6, 12],  # unselected square
+    ],
+    dtype=np.float32,
+)
+OFFSETS = np.array([0, 2, 5, 8, 9, 13])
+TRACK_IDS = np.array([11, 12, 13, 14, 15])
+LABELS = np.array([0, 2, 1, 1, -1])
+ATTRIBUTES = ['{"occluded": true}', "", '{"lane": "left"}', "", '{"x": 1}']
+
+
+def target(kind: str, **options: Any) -> dict[str, Any]:
+    return shape_target(kind, TYPES, POINTS, OFFSETS, TRACK_IDS, LABELS, 16, 20, **options)
+
+
+def test_instance_target_of_every_shape_type():
+    got = target("instance", attributes=ATTRIBUTES)
+    box_mask = polygon_mask([[2, 3], [10, 3], [10, 9], [2, 9]], 16, 20)
+    triangle_mask = polygon_mask(POINTS[2:5], 16, 20)
+    assert isinstance(got["boxes"], tv_tensors.BoundingBoxes)
+    assert got["boxes"].canvas_size == (16, 20)
+    assert got["boxes"].tolist() == [[2, 3, 10, 9], [4, 4, 16, 14]]
+    assert got["labels"].tolist() == [1, 3]
+    assert isinstance(got["masks"], tv_tensors.Mask)
+    np.testing.assert_array_equal(got["masks"].numpy(), np.stack([box_mask, triangle_mask]))
+    assert got["instance_ids"].tolist() == [11, 12]
+    assert got["area"].tolist() == [box_mask.sum(), triangle_mask.sum()] == [48, 58]
+    assert got["iscrowd"].tolist() == [0, 0]
+    assert isinstance(got["keypoints"], tv_tensors.KeyPoints)
+    assert got["keypoints"].canvas_size == (16, 20)
+    assert got["keypoints"].tolist() == [[0, 1], [5, 1], [5, 6], [7.5, 8.25]]
+    assert got["keypoint_offsets"].tolist() == [0, 3, 4]
+    assert got["keypoint_labels"].tolist() == [2, 2]
+    assert got["keypoint_ids"].tolist() == [13, 14]
+    assert got["attributes"] == {11: {"occluded": True}, 12: {}, 13: {"lane": "left"}, 14: {}}
+
+
+def test_boxes_target_is_the_instance_target_without_masks():
+    instance, boxes = target("instance"), target("boxes")
+    assert "masks" not in boxes
+    assert "attributes" not in boxes
+    assert sorted(boxes) == sorted(set(instance) - {"masks"})
+    for key, value in boxes.items():
+        assert torch.equal(value, instance[key]), key
+
+
+def test_semantic_target_paints_in_annotation_order():
+    types = np.array([POLYGON, POLYGON, BOX], dtype=np.int8)
+    points = np.array(
+        [[0, 0], [8, 0], [8, 8], [0, 8], [4, 4], [12, 4], [12, 12], [4, 12], [1, 1], [3, 3]],
+        dtype=np.float32,
+    )
+    offsets = np.array([0, 4, 8, 10])
+    labels = np.array([0, 1, -1])  # the box's category is not selected
+    got = shape_target("semantic", types, points, offsets, np.arange(3), labels, 12, 14)
+    semantic = got["semantic"]
+    assert isinstance(semantic, tv_tensors.Mask)
+    assert semantic.dtype == torch.int64
+    expected = np.full((12, 14), 255)
+    expected[polygon_mask(points[0:4], 12, 14)] = 0
+    expected[polygon_mask(points[4:8], 12, 14)] = 1  # the later polygon covers the earlier
+    np.testing.assert_array_equal(semantic.numpy(), expected)
+    assert (semantic[5, 5], semantic[2, 2], semantic[0, 13]) == (1, 0, 255)
+    with_background = shape_target(
+        "semantic", types, points, offsets, np.arange(3), labels, 12, 14, background=0
+    )
+    assert with_background["semantic"][0, 13] == 0
+
+
+def test_scale_draws_the_shapes_at_the_item_size():
+    half = shape_target(
+        "instance", TYPES, POINTS, OFFSETS, TRACK_IDS, LABELS, 8, 10, scale=(0.5, 0.5)
+    )
+    assert half["boxes"].tolist() == [[1, 1.5, 5, 4.5], [2, 2, 8, 7]]
+    assert half["keypoints"].tolist() == [[0, 0.5], [2.5, 0.5], [2.5, 3], [3.75, 4.125]]
+    np.testing.assert_array_equal(half["masks"][1].numpy(), polygon_mask(POINTS[2:5] / 2, 8, 10))
+
+
+def test_a_label_without_shapes():
+    empty = np.zeros(0, dtype=np.int64)
+    got = shape_target(
+        "instance",
+        np.zeros(0, dtype=np.int8),
+        np.zeros((0, 2), dtype=np.float32),
+        np.zeros(1, dtype=np.int64),
+        empty,
+        empty,
+        5,
+        6,
+        attributes=[],
+    )
+    assert tuple(got["boxes"].shape) == (0, 4)
+    assert tuple(got["masks"].shape) == (0, 5, 6)
+    assert tuple(got["keypoints"].shape) == (0, 2)
+    assert got["keypoint_offsets"].tolist() == [0]
+    assert got["attributes"] == {}
+
+
+def test_v2_flip_moves_boxes_masks_and_keypoints_together():
+    image = tv_tensors.Image(torch.zeros(3, 16, 20, dtype=torch.uint8))
+    got = target("instance")
+    _, flipped = v2.RandomHorizontalFlip(p=1.0)(image, got)
+    assert torch.equal(flipped["masks"], got["masks"].flip(-1))
+    assert flipped["boxes"].tolist() == [[10, 3, 18, 9], [4, 4, 16, 14]]
+    # torchvision flips keypoints as pixel indices (x -> W - 1 - x), boxes as edges.
+    assert flipped["keypoints"][:, 0].tolist() == [19, 14, 14, 11.5]
+    assert torch.equal(flipped["keypoint_offsets"], got["keypoint_offsets"])

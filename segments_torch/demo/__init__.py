@@ -8,7 +8,9 @@ Example:
 
 from pathlib import Path
 
-__all__ = ["RELEASE_PATH"]
+__all__ = ["RELEASE_PATH", "VECTOR_RELEASE_PATH"]
 
 #: The demo release file; its asset URLs are relative to its folder.
 RELEASE_PATH = Path(__file__).resolve().parent / "release.json"
+#: The same images labelled with shapes: boxes, polygons, polylines and points.
+VECTOR_RELEASE_PATH = RELEASE_PATH.with_name("vector.json")
