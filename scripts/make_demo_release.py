@@ -451,7 +451,7 @@ def shape_annotation(shape: Shape, size: tuple[int, int]) -> dict[str, Any]:
         points = list(zip(g[0::2], g[1::2], strict=True))
     else:
         base_y, amplitude, wavelength, phase = g
-        xs = np.linspace(0, size[0], 9)
+        xs = np.linspace(0, size[0], round(8 * size[0] / wavelength) + 1)  # 8 a wave
         edge = base_y + amplitude * np.sin(2 * np.pi * xs / wavelength + phase)
         return vector_annotation(shape, "polyline", list(zip(xs, edge, strict=True)))
     return vector_annotation(shape, "polygon", points)

@@ -54,7 +54,8 @@ def release_summary(
     Each labelset's ``statuses`` counts all its samples by label status; its
     ``categories`` count the instances (and the samples having one) of the samples whose
     label status is one of ``statuses`` (``None``: every sample), which ``counted`` names
-    (``{"statuses": [...] or None, "samples": n}``).
+    (``{"statuses": [...] or None, "samples": n}``); a vector labelset's ``shapes``
+    counts the same samples' annotations by shape type.
 
     Example:
         >>> release_summary(load_release("flowers.json"))["samples"]  # doctest: +SKIP
@@ -96,6 +97,8 @@ def release_summary(
                 for category in labelset.categories
             ],
         }
+        if columns.shapes is not None:
+            per_labelset[name]["shapes"] = columns.shape_counts(rows)
     return {
         "source": release.source,
         "name": release.name,
@@ -134,6 +137,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"\ncounted: {which} (--filter-by, --all)")
         rows = [(c["id"], c["name"], c["instances"], c["samples"]) for c in labelset["categories"]]
         _print_table(rows, ("id", "category", "instances", "samples"))
+        if "shapes" in labelset:
+            print()
+            _print_table(list(labelset["shapes"].items()), ("shape", "annotations"))
 
 
 def _or(words: Sequence[str]) -> str:
@@ -424,7 +430,7 @@ def _preview(args: argparse.Namespace) -> int:
     from .preview import render_preview
 
     _check_picture_path(args.out)
-    dataset = _dataset(args, "panoptic", release=_selected_release(args))
+    dataset = _dataset(args, "instance", release=_selected_release(args))
     count = min(args.n, len(dataset))
     picture = render_preview(
         dataset, range(count), tile=args.tile, columns=args.columns, boxes=args.boxes

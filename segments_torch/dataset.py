@@ -41,7 +41,7 @@ from .errors import AssetError, DecodeError, SegmentsTorchError, SourceUnavailab
 from .label_cache import LabelCache
 from .release import BITMAP_TASK_TYPES, VECTOR_TASK_TYPES, Release, ReleaseSource, load_release
 from .samples import LABEL_STATUSES, SampleRecord
-from .shapes import shape_target
+from .shapes import area_outlines, shape_target
 from .storage import (
     RetryPolicy,
     Storage,
@@ -465,6 +465,15 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         if self.transforms is not None:
             item = self.transforms(*item)
         return item
+
+    def shape_outlines(
+        self, row: int, scale: tuple[float, float] = (1.0, 1.0)
+    ) -> list[npt.NDArray[np.float64]]:
+        """The polygons of release row ``row``'s instances, in the order its target holds
+        them: a box as its four corners (vector labelsets; ``scale`` as in
+        :func:`~segments_torch.shapes.area_outlines`)."""
+        _, labels, _ = self.annotation_tables(row)
+        return list(area_outlines(*self._labels.shapes_of(row), labels, scale).values())
 
     def target_for(
         self, row: int, ids: torch.Tensor | SegmentMap, *, shared: bool = False

@@ -272,15 +272,47 @@ def _draw_boxes(
     pixels[...] = np.asarray(picture)
 
 
+#: A vector label's points and polylines: ``(P, 2)`` vertices, offsets of each set,
+#: and each set's training label.
+KeyPointSets = tuple[npt.NDArray[np.float32], list[int], list[int]]
+
+
+def _draw_keypoints(
+    pixels: npt.NDArray[np.uint8], points: KeyPointSets, colors: Sequence[RGB]
+) -> None:
+    """Draw into ``pixels`` (``(H, W, 3)``) each polyline as a line and each point as a
+    dot, in its label's color with a dark rim."""
+    xy, offsets, labels = points
+    if not len(labels):
+        return
+    picture = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(picture)
+    radius = max(2, round(max(pixels.shape[:2]) / 100))
+    for start, stop, label in zip(offsets[:-1], offsets[1:], labels, strict=True):
+        color = colors[label]
+        vertices = [(float(x), float(y)) for x, y in xy[start:stop]]
+        if len(vertices) > 1:
+            draw.line(vertices, fill=_BACKING, width=radius + 2, joint="curve")
+            draw.line(vertices, fill=color, width=radius, joint="curve")
+        else:
+            ((x, y),) = vertices
+            draw.ellipse(
+                (x - radius, y - radius, x + radius, y + radius), fill=color, outline=_BACKING
+            )
+    pixels[...] = np.asarray(picture)
+
+
 @dataclass
 class _Sample:
     """What a tile is drawn from: the image, its segments as an instance map (row + 1 of
-    ``labels``, 0 for none), and each segment's training label and kind."""
+    ``labels``, 0 for none), each segment's training label and kind, and a vector
+    label's points and polylines."""
 
     image: torch.Tensor
     instance_map: torch.Tensor
     labels: torch.Tensor
     is_thing: torch.Tensor
+    keypoints: KeyPointSets = (np.zeros((0, 2), dtype=np.float32), [0], [])
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -299,7 +331,9 @@ def render_preview(
     :func:`draw_sample` in :func:`preview_colors`, above a legend of the training labels.
 
     Samples are read untransformed, as panoptic targets (things one mask each, stuff one
-    per label; a ``background=`` class is neither drawn nor listed) and at the tile's
+    per label; a ``background=`` class is neither drawn nor listed; a vector labelset's
+    boxes and polygons as masks, where they overlap the later on top, its polylines as
+    lines and its points as dots) and at the tile's
     size: the longer side ``tile``, unless the dataset reads at a size of its own
     (``size=``/``max_size=``), which is then kept and scaled to the tile afterwards (the
     image with antialiasing, the ids by nearest neighbour). Masks, outlines and boxes are
@@ -339,7 +373,7 @@ def _reader(dataset: SegmentsDataset, tile: int) -> SegmentsDataset:
     items in private memory, at the tile's size unless the dataset has a size of its own;
     it shares the dataset's failure counts."""
     reader = copy.copy(dataset)
-    reader.target = "panoptic"
+    reader.target = "instance" if dataset.vector else "panoptic"
     reader.transforms = None
     reader.shared_memory = False
     reader.decode = "host"
@@ -353,7 +387,10 @@ def _read(reader: SegmentsDataset, index: int, tile: int) -> _Sample:
     most ``tile`` pixels on its longer side (so that a page of samples read at a larger
     size holds little)."""
     image, target = reader[index]
-    labels = target["labels"] - reader.target_options["label_offset"]
+    offset = reader.target_options["label_offset"]
+    if reader.vector:
+        return _fitted(_shapes_sample(image, target, offset), tile)
+    labels = target["labels"] - offset
     instance_map = target["instance_map"].as_subclass(torch.Tensor)
     is_thing = target["is_thing"]
     background = reader.categories.background_label
@@ -363,22 +400,52 @@ def _read(reader: SegmentsDataset, index: int, tile: int) -> _Sample:
         number[1:][kept] = torch.arange(1, int(kept.sum()) + 1, dtype=instance_map.dtype)
         instance_map, labels, is_thing = number[instance_map], labels[kept], is_thing[kept]
     sample = _Sample(image.as_subclass(torch.Tensor), instance_map, labels, is_thing)
+    return _fitted(sample, tile)
+
+
+def _shapes_sample(image: torch.Tensor, target: dict[str, Any], offset: int) -> _Sample:
+    """A vector item as a sample: its masks as one map (where they overlap, the later
+    shape), every instance a thing, and its points and polylines."""
+    masks = _host(target["masks"]).astype(bool)
+    instance_map = np.zeros(masks.shape[-2:], dtype=np.int64)
+    for number, mask in enumerate(masks, start=1):
+        instance_map[mask] = number
+    labels = target["labels"] - offset
+    points = (
+        _host(target["keypoints"]).astype(np.float32),
+        target["keypoint_offsets"].tolist(),
+        (target["keypoint_labels"] - offset).tolist(),
+    )
+    return _Sample(
+        image.as_subclass(torch.Tensor),
+        torch.from_numpy(instance_map),
+        labels,
+        torch.ones(len(labels), dtype=torch.bool),
+        points,
+    )
+
+
+def _fitted(sample: _Sample, tile: int) -> _Sample:
+    """``sample`` at most ``tile`` pixels on its longer side."""
     height, width = sample.shape
-    if max(height, width) > tile:
-        scale = tile / max(height, width)
-        sample = _scaled(sample, (max(1, round(height * scale)), max(1, round(width * scale))))
-    return sample
+    if max(height, width) <= tile:
+        return sample
+    scale = tile / max(height, width)
+    return _scaled(sample, (max(1, round(height * scale)), max(1, round(width * scale))))
 
 
 def _scaled(sample: _Sample, size: tuple[int, int]) -> _Sample:
     """``sample`` at ``size``: the image resized with antialiasing, the ids sampled by
-    nearest neighbour (as the dataset samples them)."""
+    nearest neighbour (as the dataset samples them), the points scaled."""
     if sample.shape == size:
         return sample
     image = resize(sample.image, list(size), antialias=True)
     instance_map = sample_nearest(sample.instance_map, *size)
     assert isinstance(instance_map, torch.Tensor)
-    return _Sample(image, instance_map, sample.labels, sample.is_thing)
+    xy, offsets, labels = sample.keypoints
+    factors = np.array([size[1] / sample.shape[1], size[0] / sample.shape[0]], dtype=np.float32)
+    points = (xy * factors, offsets, labels)
+    return _Sample(image, instance_map, sample.labels, sample.is_thing, points)
 
 
 def _tile_shape(shapes: Sequence[tuple[int, int]], tile: int) -> tuple[int, int]:
@@ -413,6 +480,10 @@ def _draw_tile(
         "is_thing": sample.is_thing,
     }
     drawn = draw_sample(sample.image, target, colors, label_offset=0, boxes=boxes, names=names)
+    if sample.keypoints[2]:
+        pixels = np.ascontiguousarray(drawn.permute(1, 2, 0).numpy())
+        _draw_keypoints(pixels, sample.keypoints, colors)
+        drawn = torch.from_numpy(pixels.transpose(2, 0, 1))
     canvas = torch.full((3, *box), _LETTERBOX, dtype=torch.uint8)
     top, left = (box[0] - fitted[0]) // 2, (box[1] - fitted[1]) // 2
     canvas[:, top : top + fitted[0], left : left + fitted[1]] = drawn

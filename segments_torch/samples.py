@@ -179,12 +179,15 @@ class LabelColumns:
         counts = np.bincount(self.status, minlength=len(LABEL_STATUSES))
         return {LABEL_STATUSES[c]: int(n) for c, n in enumerate(counts) if n}
 
+    def _annotation_rows(self) -> IntArray:
+        """The row of each annotation."""
+        rows = np.arange(len(self.status), dtype=np.int64)
+        return np.repeat(rows, np.diff(self.annotation_offsets))
+
     def category_counts(self, rows: IntArray | None = None) -> dict[int, tuple[int, int]]:
         """Release category id -> (instances, samples having at least one), for the
         categories that occur in ``rows`` (``None``: every row)."""
-        row_of = np.repeat(
-            np.arange(len(self.status), dtype=np.int64), np.diff(self.annotation_offsets)
-        )
+        row_of = self._annotation_rows()
         category_ids = self.category_ids
         if rows is not None:
             kept = np.isin(row_of, rows)
@@ -193,6 +196,17 @@ class LabelColumns:
         pairs = np.unique(np.stack([category_ids.astype(np.int64), row_of]), axis=1)
         samples = np.searchsorted(pairs[0], ids, side="right") - np.searchsorted(pairs[0], ids)
         return {int(i): (int(n), int(s)) for i, n, s in zip(ids, instances, samples, strict=True)}
+
+    def shape_counts(self, rows: IntArray | None = None) -> dict[str, int]:
+        """Shape type -> annotations of that type in ``rows`` (``None``: every row), for
+        every type of :data:`SHAPE_TYPES`; ``{}`` for a bitmap labelset."""
+        if self.shapes is None:
+            return {}
+        types = self.shapes.types
+        if rows is not None:
+            types = types[np.isin(self._annotation_rows(), rows)]
+        counts = np.bincount(types, minlength=len(SHAPE_TYPES))
+        return {name: int(n) for name, n in zip(SHAPE_TYPES, counts, strict=True)}
 
     def shapes_of(self, row: int) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32], IntArray]:
         """The shape types of one row's annotations, their points and the points'

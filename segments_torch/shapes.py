@@ -28,7 +28,7 @@ import numpy.typing as npt
 import torch
 from torchvision import tv_tensors
 
-__all__ = ["polygon_box", "polygon_mask", "shape_target"]
+__all__ = ["area_outlines", "polygon_box", "polygon_mask", "shape_target"]
 
 #: How much finer than the pixels the edges are walked (COCO's choice).
 _SCALE = 5
@@ -130,6 +130,28 @@ def _outline(kind: int, points: npt.NDArray[np.float32]) -> npt.NDArray[np.float
     return points.astype(np.float64)
 
 
+def area_outlines(
+    types: npt.NDArray[np.int8],
+    points: npt.NDArray[np.float32],
+    offsets: npt.NDArray[np.int64],
+    labels: npt.NDArray[np.int64],
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> dict[int, npt.NDArray[np.float64]]:
+    """The polygon of each selected box (its four corners) and polygon of a label, by
+    annotation position, in annotation order: the instances of :func:`shape_target`.
+
+    Example:
+        >>> box = np.array([[1, 2], [3, 4]], dtype=np.float32)
+        >>> area_outlines(np.zeros(1, np.int8), box, np.array([0, 2]), np.zeros(1))[0].tolist()
+        [[1.0, 2.0], [3.0, 2.0], [3.0, 4.0], [1.0, 4.0]]
+    """
+    chosen = np.flatnonzero(((types == _BBOX) | (types == _POLYGON)) & (labels >= 0))
+    return {
+        int(k): _outline(int(types[k]), points[offsets[k] : offsets[k + 1]]) * scale[::-1]
+        for k in chosen
+    }
+
+
 def shape_target(
     kind: str,
     types: npt.NDArray[np.int8],
@@ -185,12 +207,7 @@ def shape_target(
         >>> target["boxes"].tolist(), target["keypoints"].tolist(), target["keypoint_ids"]
         ([[1.0, 1.0, 3.0, 2.0]], [[5.0, 6.0]], tensor([8]))
     """
-    selected = labels >= 0
-    area_shapes = ((types == _BBOX) | (types == _POLYGON)) & selected
-    outlines = {
-        int(k): _outline(int(types[k]), points[offsets[k] : offsets[k + 1]]) * scale[::-1]
-        for k in np.flatnonzero(area_shapes)
-    }
+    outlines = area_outlines(types, points, offsets, labels, scale)
     if kind == "semantic":
         semantic = np.full((height, width), ignore_index, dtype=np.int64)
         if background is not None:
@@ -199,7 +216,7 @@ def shape_target(
             semantic[polygon_mask(outline, height, width)] = labels[k]
         return {"semantic": tv_tensors.Mask(torch.from_numpy(semantic))}
 
-    chosen = np.flatnonzero(area_shapes)
+    chosen = np.fromiter(outlines, dtype=np.intp, count=len(outlines))
     boxes = np.zeros((len(chosen), 4), dtype=np.float32)
     masks = np.zeros((len(chosen), height, width), dtype=np.uint8)
     for row, shape in enumerate(chosen):
@@ -220,7 +237,7 @@ def shape_target(
     target["area"] = torch.from_numpy(masks.sum(axis=(1, 2), dtype=np.int64))
     target["iscrowd"] = torch.zeros(len(chosen), dtype=torch.int64)
 
-    point_sets = np.flatnonzero(((types == _POLYLINE) | (types == _POINT)) & selected)
+    point_sets = np.flatnonzero(((types == _POLYLINE) | (types == _POINT)) & (labels >= 0))
     factors = np.asarray(scale[::-1], dtype=np.float32)
     vertices = [points[offsets[k] : offsets[k + 1]] * factors for k in point_sets]
     flat = np.concatenate(vertices) if vertices else np.zeros((0, 2), dtype=np.float32)

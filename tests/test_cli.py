@@ -18,6 +18,7 @@ from PIL import Image
 import segments_torch.dataset
 from segments_torch.cli import main
 from segments_torch.codecs import encode_bitmap
+from segments_torch.demo import VECTOR_RELEASE_PATH
 from tests.releases import current_release
 
 REAL = Path(__file__).parent / "fixtures" / "real"
@@ -48,6 +49,21 @@ def test_info_prints_layout_statuses_and_categories(capsys):
         "   0  plastic litter        387       37\n"
         "   1  other litter          402       37\n"
     )
+
+
+def test_info_counts_a_vector_labelsets_shapes_by_type(capsys):
+    assert main(["info", str(VECTOR_RELEASE_PATH)]) == 0
+    assert capsys.readouterr().out.endswith(
+        "  shape     annotations\n"
+        "  bbox                3\n"
+        "  polygon            18\n"
+        "  polyline            4\n"
+        "  point               8\n"
+    )
+    assert main(["info", str(VECTOR_RELEASE_PATH), "--json", "--filter-by", "reviewed"]) == 0
+    shapes = json.loads(capsys.readouterr().out)["labelsets"]["ground-truth"]["shapes"]
+    # shapes-001, shapes-003 and shapes-007 are REVIEWED.
+    assert shapes == {"bbox": 1, "polygon": 11, "polyline": 2, "point": 5}
 
 
 def test_info_counts_the_instances_of_the_selected_statuses(capsys):

@@ -914,7 +914,7 @@ def test_vector_item_holds_every_shape_of_the_label():
     assert target["keypoint_labels"].tolist() == [4, 1]
     flat = [p for a in sets for p in a["points"]]
     np.testing.assert_array_equal(target["keypoints"].numpy(), np.array(flat, dtype=np.float32))
-    assert target["keypoint_offsets"].tolist() == [0, 9, 10]
+    assert target["keypoint_offsets"].tolist() == [0, 44, 45]
     assert target["attributes"][1] == {"occluded": True}
     assert target["attributes"][2] == {"occluded": False}
     assert target["image_attributes"] == {"scene": "meadow"}

@@ -28,7 +28,7 @@ from torchvision.transforms import v2
 
 from segments_torch import SegmentsDataset
 from segments_torch.codecs import decode_bitmap, encode_bitmap
-from segments_torch.demo import RELEASE_PATH
+from segments_torch.demo import RELEASE_PATH, VECTOR_RELEASE_PATH
 from segments_torch.errors import AssetError
 from segments_torch.export import (
     EXPORT_FORMATS,
@@ -849,3 +849,51 @@ def test_progress_without_tqdm(tmp_path, monkeypatch, capsys):
     ]
     export_dataset(demo(), "semantic", out_dir=tmp_path, progress=False, overwrite=True)
     assert capsys.readouterr().err == ""
+
+
+# -- vector labelsets -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [None, 120], ids=["full", "resized"])
+def test_vector_coco_polygons_decode_to_the_dataset_masks(tmp_path, size):
+    ds = SegmentsDataset(VECTOR_RELEASE_PATH, size=size)
+    path = export_dataset(ds, "coco-instance", out_dir=tmp_path, progress=False)
+    coco = COCO(str(path))
+    checked = 0
+    for row, (image, target) in by_row(ds).items():
+        assert (coco.imgs[row]["height"], coco.imgs[row]["width"]) == tuple(image.shape[-2:])
+        annotations = coco.loadAnns(coco.getAnnIds(imgIds=[row]))
+        assert len(annotations) == len(target["masks"])
+        for k, ann in enumerate(annotations):
+            # pycocotools rasterises the exported polygon to exactly the dataset's mask.
+            assert np.array_equal(coco.annToMask(ann), target["masks"][k].numpy()), (row, k)
+            x1, y1, x2, y2 = target["boxes"][k].tolist()
+            assert ann["bbox"] == [x1, y1, x2 - x1, y2 - y1]
+            assert ann["area"] == int(target["area"][k])
+            assert ann["segments_instance_id"] == int(target["instance_ids"][k])
+            checked += 1
+    assert checked == 21
+    # shapes-000's square is a bbox: its polygon is the box's four corners.
+    square = coco.loadAnns(coco.getAnnIds(imgIds=[0]))[1]
+    x, y, w, h = square["bbox"]
+    assert square["segmentation"] == [[x, y, x + w, y, x + w, y + h, x, y + h]]
+
+
+def test_vector_semantic_export_equals_the_dataset_target(tmp_path):
+    ds = SegmentsDataset(VECTOR_RELEASE_PATH, target="semantic")
+    document = load(export_dataset(ds, "semantic", out_dir=tmp_path, progress=False))
+    reference = by_row(ds)
+    for record in document["images"]:
+        expected = reference[record["id"]][1]["semantic"].numpy()
+        assert np.array_equal(read_label_png(tmp_path / record["label_file"]), expected)
+
+
+@pytest.mark.parametrize("name", ["coco-panoptic", "instance"])
+def test_vector_formats_that_need_bitmaps_are_refused(tmp_path, name):
+    with pytest.raises(ExportError) as info:
+        export_dataset(SegmentsDataset(VECTOR_RELEASE_PATH), name, out_dir=tmp_path)
+    assert str(info.value) == (
+        f"{name} needs bitmap labels: labelset 'ground-truth' holds shapes "
+        "(its formats: coco-instance, semantic)"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,7 @@ from PIL import Image
 from segments_torch import SegmentsDataset
 from segments_torch.categories import CategoryMap
 from segments_torch.codecs import encode_bitmap
-from segments_torch.demo import RELEASE_PATH
+from segments_torch.demo import RELEASE_PATH, VECTOR_RELEASE_PATH
 from segments_torch.preview import (
     PALETTE,
     category_color,
@@ -304,3 +304,19 @@ def test_a_background_class_and_a_label_offset_change_nothing_drawn():
     legend = np.asarray(render_preview(ds, range(6)))[2 * 196 + 4 :]
     assert legend[10, 12].tolist() == [230, 57, 70]
     assert legend.shape[0] == 26  # four labels: one row
+
+
+def test_vector_shapes_are_drawn_masks_lines_and_dots():
+    ds = SegmentsDataset(VECTOR_RELEASE_PATH)
+    photo = ds[0][0].permute(1, 2, 0).numpy().astype(np.float32)  # 320 x 240: drawn as it is
+    pixels = np.asarray(render_preview(ds, [0], tile=320))[:240]  # one tile: no padding
+    # The circle's centre point: a dot in the circle's color.
+    assert pixels[95, 80].tolist() == [230, 57, 70]
+    # The grass edge's polyline, in the grass color, through each of its vertices.
+    _, target = ds[0]
+    start, stop = target["keypoint_offsets"][:2].tolist()
+    for x, y in target["keypoints"][start:stop].tolist()[1:-1]:
+        assert pixels[int(y), int(x)].tolist() == [106, 168, 79], (x, y)
+    # Inside the square (a bbox), the photo half covered in the square's color.
+    blended = np.rint(photo[100, 205] * 0.5 + np.array([69, 123, 157]) * 0.5)
+    assert pixels[100, 205].tolist() == blended.tolist()

@@ -179,6 +179,7 @@ class Writer(ABC):
         annotations: whether the JSON has an ``annotations`` list.
         numbered: whether annotations get ids ``1, 2, ...`` in export order (COCO's
             evaluation takes id 0 for "no match", so ids start at 1).
+        shapes: whether it exports vector labelsets (boxes and polygons) too.
     """
 
     target: ClassVar[str]
@@ -186,6 +187,7 @@ class Writer(ABC):
     folder: ClassVar[str | None] = None
     annotations: ClassVar[bool] = True
     numbered: ClassVar[bool] = False
+    shapes: ClassVar[bool] = False
 
     def __init__(self, dataset: SegmentsDataset) -> None:
         self.labels = label_table(dataset.categories)

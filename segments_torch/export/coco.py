@@ -6,9 +6,11 @@ optional extra ``coco``).
 annotation per instance of the dataset's ``target="instance"``: every annotation of a
 selected category that has pixels (stuff categories included, one per annotation), with
 
-- ``segmentation``: compressed RLE of exactly the dataset's mask;
+- ``segmentation``: compressed RLE of exactly the dataset's mask; for a vector labelset,
+  the COCO polygon of each polygon and box (its four corners), which pycocotools
+  rasterises to exactly the dataset's mask;
 - ``bbox``: integer ``[x, y, w, h]`` covering the mask (a one-pixel instance is 1 x 1),
-  the dataset's box;
+  the dataset's box; for a vector labelset, the float box of the vertices;
 - ``area``: the mask's pixel count; ``iscrowd``: 0;
 - ``id``: 1, 2, ... in export order; ``segments_instance_id``: the release's instance id.
 
@@ -103,32 +105,51 @@ class CocoInstanceWriter(Writer):
     target = "instance"
     json_name = "coco_instance.json"
     numbered = True
+    shapes = True
 
     def __init__(self, dataset: SegmentsDataset) -> None:
         _mask_api()  # a missing extra fails before any sample is read
         super().__init__(dataset)
+        self.dataset = dataset  # a vector label's polygons are read from its shapes
 
     def header(self) -> dict[str, Any]:
         return {"licenses": [], **super().header()}
 
     def encode(self, sample: SampleRef, height: int, width: int, target: dict[str, Any]) -> Encoded:
+        boxes: list[list[int]] | list[list[float]]
+        if self.dataset.vector:
+            segmentations, boxes = self._shapes(sample.row, height, width, target)
+        else:
+            segmentations = rle_encode(target["masks"], target["boxes"])
+            boxes = coco_boxes(target["boxes"])
         annotations = [
             {
                 "image_id": sample.image_id,
                 "category_id": category_id,
-                "segmentation": rle,
+                "segmentation": segmentation,
                 "area": area,
                 "bbox": bbox,
                 "iscrowd": 0,
                 "segments_instance_id": instance_id,
             }
-            for category_id, rle, area, bbox, instance_id in zip(
+            for category_id, segmentation, area, bbox, instance_id in zip(
                 self.category_ids(target["labels"]),
-                rle_encode(target["masks"], target["boxes"]),
+                segmentations,
                 target["area"].tolist(),
-                coco_boxes(target["boxes"]),
+                boxes,
                 target["instance_ids"].tolist(),
                 strict=True,
             )
         ]
         return Encoded(sample.image_record(height, width), annotations)
+
+    def _shapes(
+        self, row: int, height: int, width: int, target: dict[str, Any]
+    ) -> tuple[list[Any], list[list[float]]]:
+        """A vector label's instances as COCO polygons (a box as its four corners) and
+        float boxes of their vertices, at the exported size."""
+        full_height, full_width = target.get("orig_size", torch.tensor([height, width])).tolist()
+        outlines = self.dataset.shape_outlines(row, (height / full_height, width / full_width))
+        xyxy = target["boxes"].as_subclass(torch.Tensor).double()
+        boxes = torch.cat([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], dim=1).tolist()
+        return [[outline.ravel().tolist()] for outline in outlines], boxes

@@ -45,7 +45,7 @@ from ..samples import StringColumn
 from ..storage import display_url
 from .base import Encoded, SampleRef, Writer
 from .coco import CocoInstanceWriter
-from .formats import IMAGE_IDS, resolve_format
+from .formats import FORMATS, IMAGE_IDS, resolve_format
 from .names import unique_file_names
 from .panoptic import CocoPanopticWriter
 from .png import InstanceWriter, SemanticWriter
@@ -129,6 +129,12 @@ def export_dataset(
         # release has them, and labels its categories as without it.
         dataset = copy.copy(dataset)
         dataset.categories = dataset.categories.without_background()
+    if dataset.vector and not EXPORT_FORMATS[name].shapes:
+        served = ", ".join(f for f in FORMATS if EXPORT_FORMATS[f].shapes)
+        raise ExportError(
+            f"{name} needs bitmap labels: labelset {dataset.labelset!r} holds shapes "
+            f"(its formats: {served})"
+        )
     writer = EXPORT_FORMATS[name](dataset)
     out = Path(out_dir)
     replace = _holds_files(out, overwrite)

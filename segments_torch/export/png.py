@@ -158,6 +158,7 @@ class SemanticWriter(Writer):
     """``semantic``: ``semantic/<stem>.png`` per image and ``semantic.json``."""
 
     target = "semantic"
+    shapes = True
     json_name = "semantic.json"
     folder = "semantic"
     annotations = False
