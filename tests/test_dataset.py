@@ -27,7 +27,7 @@ from segments_torch.demo import RELEASE_PATH, VECTOR_RELEASE_PATH
 from segments_torch.errors import AssetError
 from segments_torch.shapes import polygon_mask
 from segments_torch.storage import RetryPolicy
-from segments_torch.targets import instance_fields
+from segments_torch.targets import TARGET_KINDS, instance_fields
 from tests.items import assert_same, assert_same_items
 from tests.oriented import oriented_release
 from tests.releases import current_release, dataset_tasks_release
@@ -727,7 +727,7 @@ def bitmap_ids(ds: SegmentsDataset, index: int, shape: tuple[int, int]) -> torch
     return decode_bitmap(Path(ds.storage.resolve(url)).read_bytes())
 
 
-@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@pytest.mark.parametrize("kind", TARGET_KINDS)
 @pytest.mark.parametrize(("size", "max_size"), RESIZES)
 def test_resized_targets_are_those_of_the_resized_id_map(kind, size, max_size, tmp_path):
     oriented_release(tmp_path)

@@ -22,12 +22,13 @@ from segments_torch import dataset as dataset_module
 from segments_torch.demo import RELEASE_PATH
 from segments_torch.device import DeviceBatch, DeviceDecoder, EncodedSample
 from segments_torch.errors import AssetError
+from segments_torch.targets import TARGET_KINDS
 from tests.items import CUDA, CUDA_IMAGE_BOUND, assert_close_images, assert_same, on_cpu
 from tests.object_store import asset_files, release_document, write_files
 from tests.oriented import oriented_release
 
 DEMO = Path(RELEASE_PATH).parent
-KINDS = ["instance", "semantic", "panoptic"]
+KINDS = list(TARGET_KINDS)
 
 
 def host_and_device(release: Any, **options: Any) -> tuple[SegmentsDataset, SegmentsDataset]:

@@ -25,13 +25,13 @@ from segments_torch.codecs import decode_bitmap, encode_bitmap
 from segments_torch.demo import RELEASE_PATH
 from segments_torch.errors import AssetError
 from segments_torch.label_cache import FORMAT_VERSION, LabelCache
-from segments_torch.targets import SegmentMap
+from segments_torch.targets import TARGET_KINDS, SegmentMap
 from tests.http_server import FileServer
 from tests.items import assert_same_items
 from tests.oriented import oriented_release
 
 DEMO = Path(RELEASE_PATH).parent
-KINDS = ["instance", "semantic", "panoptic"]
+KINDS = list(TARGET_KINDS)
 
 
 def ids_of(rows: list[list[int]]) -> torch.Tensor:

@@ -15,6 +15,7 @@ from segments_torch import targets
 from segments_torch.targets import (
     _WORDS_PER_SUM,
     INSTANCE_FIELDS,
+    TARGET_KINDS,
     SegmentMap,
     _IdLookup,
     _ones_per_row,
@@ -906,7 +907,7 @@ TARGET_EXAMPLES = pytest.mark.parametrize(
 )
 
 
-@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@pytest.mark.parametrize("kind", TARGET_KINDS)
 @TARGET_EXAMPLES
 def test_build_target_takes_numpy_annotations(kind, example):
     ids, annotation_ids, labels, things = example
@@ -925,7 +926,7 @@ def test_build_target_takes_numpy_annotations(kind, example):
         assert torch.equal(from_numpy[key], value), key
 
 
-@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@pytest.mark.parametrize("kind", TARGET_KINDS)
 @TARGET_EXAMPLES
 def test_build_target_shared_puts_the_maps_in_shared_memory(kind, example):
     ids, annotation_ids, labels, things = example
@@ -946,7 +947,7 @@ def test_build_target_shared_puts_the_maps_in_shared_memory(kind, example):
 
 @pytest.mark.gpu
 @CUDA
-@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@pytest.mark.parametrize("kind", TARGET_KINDS)
 def test_build_target_same_on_cuda(kind):
     for ids, annotation_ids, labels, things in (
         (EXAMPLE_IDS, EXAMPLE_ANNOTATIONS, EXAMPLE_LABELS, [True, True, False, True, False]),
@@ -1061,7 +1062,7 @@ def test_map_ids_of_a_segment_map_equals_map_ids_of_the_ids(case):
 
 
 @settings(max_examples=150, deadline=None)
-@given(panoptic_cases(), st.sampled_from(["instance", "semantic", "panoptic"]), st.integers(0, 2))
+@given(panoptic_cases(), st.sampled_from(TARGET_KINDS), st.integers(0, 2))
 def test_build_target_of_a_segment_map_equals_that_of_the_ids(case, kind, label_offset):
     ids, annotation_ids, labels, things = case
     args = (i64(annotation_ids), i64(labels), bools(things))
@@ -1084,7 +1085,7 @@ def assert_same_target(got: dict[str, torch.Tensor], expected: dict[str, torch.T
             assert boxes.canvas_size == value.canvas_size
 
 
-@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@pytest.mark.parametrize("kind", TARGET_KINDS)
 @TARGET_EXAMPLES
 def test_build_target_of_segment_maps_on_the_examples(kind, example):
     ids, annotation_ids, labels, things = example
@@ -1108,7 +1109,7 @@ def test_a_segment_map_of_ids_numbered_in_order_is_copied_not_gathered(monkeypat
 
 @pytest.mark.gpu
 @CUDA
-@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@pytest.mark.parametrize("kind", TARGET_KINDS)
 def test_segment_maps_on_cuda_give_the_cpu_target(kind):
     ids, annotation_ids, labels, things = (
         PANOPTIC_IDS,
@@ -1222,7 +1223,7 @@ def test_panoptic_targets_get_the_background_as_one_stuff_segment():
     assert none["instance_ids"].tolist() == [1, 2]
 
 
-@pytest.mark.parametrize("kind", ["instance", "semantic", "panoptic"])
+@pytest.mark.parametrize("kind", TARGET_KINDS)
 @TARGET_EXAMPLES
 def test_the_background_changes_nothing_of_instance_targets_and_nothing_by_segment_maps(
     kind, example
