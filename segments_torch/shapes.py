@@ -28,7 +28,7 @@ import numpy.typing as npt
 import torch
 from torchvision import tv_tensors
 
-__all__ = ["area_outlines", "polygon_box", "polygon_mask", "shape_target"]
+__all__ = ["area_outlines", "polygon_box", "polygon_mask", "polygon_window", "shape_target"]
 
 #: How much finer than the pixels the edges are walked (COCO's choice).
 _SCALE = 5
@@ -77,10 +77,27 @@ def polygon_mask(points: npt.ArrayLike, height: int, width: int) -> npt.NDArray[
                [0, 0, 0, 1],
                [0, 0, 0, 0]])
     """
+    mask = np.zeros((height, width), dtype=np.bool_)
+    top, left, window = polygon_window(points, height, width)
+    mask[top : top + window.shape[0], left : left + window.shape[1]] = window
+    return mask
+
+
+def polygon_window(
+    points: npt.ArrayLike, height: int, width: int
+) -> tuple[int, int, npt.NDArray[np.bool_]]:
+    """:func:`polygon_mask` as ``(top, left, window)``: the mask is ``window`` at row
+    ``top`` and column ``left``, and empty elsewhere. The window spans the pixels between
+    the polygon's crossings, so a small polygon in a large image costs little.
+
+    Example:
+        >>> top, left, window = polygon_window([[10, 10], [14, 10], [14, 14]], 720, 1280)
+        >>> top, left, window.shape
+        (10, 10, (4, 4))
+    """
     xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    mask = np.zeros(height * width, dtype=np.bool_)
     if not len(xy) or not height or not width:
-        return mask.reshape(height, width)
+        return 0, 0, np.zeros((0, 0), dtype=np.bool_)
     x = _trunc(_SCALE * xy[:, 0] + 0.5)
     y = _trunc(_SCALE * xy[:, 1] + 0.5)
     u, v = _edge_points(np.append(x, x[0]), np.append(y, y[0]))
@@ -91,16 +108,27 @@ def polygon_mask(points: npt.ArrayLike, height: int, width: int) -> npt.NDArray[
     kept = (np.floor(column) == column) & (column >= 0) & (column <= width - 1)
     row = np.minimum(v[moved], v[moved - 1]).astype(np.float64)[kept]
     row = np.ceil(np.clip((row + 0.5) / _SCALE - 0.5, 0, height))
-    # Column-major positions; each crossing flips every pixel after it (COCO's runs), so
-    # only the stretch between the first and the last crossing needs counting.
+    # Column-major positions: each crossing flips every pixel after it (COCO's runs); a
+    # crossing below the last row flips from the next column's first.
     flips = column[kept].astype(np.int64) * height + row.astype(np.int64)
     flips = flips[flips < height * width]  # past the last pixel: flips nothing
-    if len(flips):
-        first, last = int(flips.min()), int(flips.max())
-        counts = np.bincount(flips - first, minlength=last - first + 1)
-        mask[first : last + 1] = (np.cumsum(counts) & 1).astype(np.bool_)
-        mask[last + 1 :] = bool(len(flips) & 1)  # an odd count fills the rest, as COCO's runs do
-    return mask.reshape(width, height).T
+    if not len(flips):
+        return 0, 0, np.zeros((0, 0), dtype=np.bool_)
+    columns, rows = np.divmod(flips, height)
+    left, right = int(columns.min()), int(columns.max())
+    top, bottom = int(rows.min()), int(rows.max())
+    odd_columns = np.bincount(columns - left) & 1
+    if len(flips) & 1 or odd_columns.any():
+        # A column whose parity carries past its last crossing: whole columns, and
+        # with an odd count, everything after the last crossing, as COCO's runs.
+        top, bottom = 0, height - 1
+        if len(flips) & 1:
+            right = width - 1
+    spanned = bottom - top + 1
+    local = (columns - left) * spanned + (rows - top)
+    counts = np.bincount(local, minlength=(right - left + 1) * spanned)
+    window = (np.cumsum(counts) & 1).astype(np.bool_)
+    return top, left, window.reshape(right - left + 1, spanned).T
 
 
 def polygon_box(points: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -213,15 +241,23 @@ def shape_target(
         if background is not None:
             semantic[:] = background
         for k, outline in outlines.items():
-            semantic[polygon_mask(outline, height, width)] = labels[k]
+            top, left, window = polygon_window(outline, height, width)
+            rows, columns = window.shape
+            semantic[top : top + rows, left : left + columns][window] = labels[k]
         return {"semantic": tv_tensors.Mask(torch.from_numpy(semantic))}
 
     chosen = np.fromiter(outlines, dtype=np.intp, count=len(outlines))
     boxes = np.zeros((len(chosen), 4), dtype=np.float32)
     masks = np.zeros((len(chosen), height, width), dtype=np.uint8)
+    areas = np.zeros(len(chosen), dtype=np.int64)
     for row, shape in enumerate(chosen):
         boxes[row] = polygon_box(outlines[int(shape)])
-        masks[row] = polygon_mask(outlines[int(shape)], height, width)
+        # Only the polygon's window is written: the rest of the mask stays untouched
+        # zero pages.
+        top, left, window = polygon_window(outlines[int(shape)], height, width)
+        rows, columns = window.shape
+        masks[row, top : top + rows, left : left + columns] = window
+        areas[row] = np.count_nonzero(window)
     track_ids = np.asarray(annotation_ids, dtype=np.int64)
     target: dict[str, Any] = {
         "boxes": tv_tensors.BoundingBoxes(
@@ -234,7 +270,7 @@ def shape_target(
     if kind == "instance":
         target["masks"] = tv_tensors.Mask(torch.from_numpy(masks))
     target["instance_ids"] = torch.from_numpy(track_ids[chosen])
-    target["area"] = torch.from_numpy(masks.sum(axis=(1, 2), dtype=np.int64))
+    target["area"] = torch.from_numpy(areas)
     target["iscrowd"] = torch.zeros(len(chosen), dtype=torch.int64)
 
     point_sets = np.flatnonzero(((types == _POLYLINE) | (types == _POINT)) & (labels >= 0))
