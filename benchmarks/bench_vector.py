@@ -32,7 +32,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sized
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,10 @@ def torchvision_reader(folder: Path) -> Dataset[Any]:
     coco = CocoDetection(
         str(folder / "images"), str(export / "coco_instance.json"), transforms=v2.ToImage()
     )
-    return wrap_dataset_for_transforms_v2(coco, target_keys=("boxes", "labels", "masks", "image_id"))
+    wrapped: Dataset[Any] = wrap_dataset_for_transforms_v2(
+        coco, target_keys=("boxes", "labels", "masks", "image_id")
+    )
+    return wrapped
 
 
 def check_same(ours: SegmentsDataset, theirs: Dataset[Any]) -> None:
@@ -178,11 +181,10 @@ def main(argv: list[str] | None = None) -> int:
 
     single: dict[str, list[float]] = {"ours": [], "torchvision": []}
     workers: dict[str, list[float]] = {"ours": [], "torchvision": []}
-    readers: dict[str, Any] = {"ours": ours, "torchvision": theirs}
+    readers: dict[str, Dataset[Any]] = {"ours": ours, "torchvision": theirs}
     for _ in range(passes):
         for name, reader in readers.items():
-            assert isinstance(reader, Sized)
-            single[name].append(items_per_second(reader.__getitem__, len(reader)))
+            single[name].append(items_per_second(reader.__getitem__, samples))
             workers[name].append(loader_rate(reader, 2))
 
     print(f"# {COMMAND}{' --quick' if args.quick else ''}")
