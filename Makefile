@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_labels.py
 	$(BIN)/python benchmarks/bench_device.py
 	$(BIN)/python benchmarks/bench_resize.py
+	$(BIN)/python benchmarks/bench_vector.py
 	$(BIN)/python benchmarks/bench_preview.py
 	$(BIN)/python benchmarks/bench_export.py
 
