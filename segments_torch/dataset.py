@@ -36,7 +36,7 @@ from .codecs import (
 )
 from .collate import collate_detection, collate_semantic
 from .device import DeviceDecoder, EncodedSample, collate_device
-from .errors import AssetError, DecodeError, SegmentsTorchError, SourceUnavailableError
+from .errors import AssetError, DecodeError, SourceUnavailableError, UnsupportedTaskError
 from .label_cache import LabelCache
 from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
 from .samples import LABEL_STATUSES, SampleRecord
@@ -56,10 +56,6 @@ __all__ = ["SegmentsDataset", "UnsupportedTaskError"]
 logger = logging.getLogger(__name__)
 
 Item = tuple[tv_tensors.Image, dict[str, Any]]
-
-
-class UnsupportedTaskError(SegmentsTorchError, ValueError):
-    """The release's task type is one this dataset does not serve (yet)."""
 
 
 class SegmentsDataset(torch.utils.data.Dataset[Any]):

@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "AssetError",
+    "CategorySelectionError",
     "DecodeError",
     "ExportError",
     "MissingExtraError",
@@ -16,9 +17,12 @@ __all__ = [
     "ReleaseFormatError",
     "ReleaseReadError",
     "SegmentsTorchError",
+    "SelectionError",
     "SourceUnavailableError",
+    "SplitError",
     "StorageError",
     "UnknownLabelsetError",
+    "UnsupportedTaskError",
 ]
 
 
@@ -58,6 +62,23 @@ class ReleaseFormatError(SegmentsTorchError, ValueError):
 
 class UnknownLabelsetError(ReleaseFormatError):
     """A labelset (or, in older layouts, a task) was asked for that the release lacks."""
+
+
+class UnsupportedTaskError(SegmentsTorchError, ValueError):
+    """The release's task type is one this dataset does not serve (yet)."""
+
+
+class SelectionError(SegmentsTorchError, ValueError):
+    """A filter names something that does not exist (a status, a metadata value type), or
+    selects no sample where one is needed."""
+
+
+class CategorySelectionError(SegmentsTorchError, ValueError):
+    """``categories=`` names a category the release lacks, or labels clash."""
+
+
+class SplitError(SegmentsTorchError, ValueError):
+    """A split rule is malformed, or names samples or splits that do not exist."""
 
 
 class DecodeError(SegmentsTorchError, ValueError):

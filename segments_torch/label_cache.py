@@ -112,11 +112,8 @@ class LabelCache:
             return None
         try:
             return _decode(data, source)
-        except _StaleEntryError:
-            reason = "it was made from another version of the bitmap"
         except ValueError as exc:
-            reason = str(exc)
-        logger.debug("dropping the label cache entry %s of %s: %s", path, key, reason)
+            logger.debug("dropping the label cache entry %s of %s: %s", path, key, exc)
         with contextlib.suppress(OSError):
             path.unlink()
         return None
@@ -130,10 +127,6 @@ class LabelCache:
 
     def __repr__(self) -> str:
         return f"LabelCache({str(self.folder)!r})"
-
-
-class _StaleEntryError(Exception):
-    """An entry made from another version of its bitmap."""
 
 
 def _encode(label: SegmentMap, source: str) -> bytes:
@@ -166,7 +159,7 @@ def _encode(label: SegmentMap, source: str) -> bytes:
 
 def _decode(data: bytes, source: str) -> SegmentMap:
     """The label in an entry's bytes; ValueError where they are not a whole entry of
-    this version, :class:`_StaleEntryError` where they were made from another ``source``."""
+    this version, or were made from another ``source`` (a stale entry)."""
     if len(data) < _HEADER.size + _CRC.size:
         raise ValueError(f"{len(data)} bytes: shorter than a header")
     magic, version, codec, width, _, height, columns, count, size, length = _HEADER.unpack_from(
@@ -181,7 +174,7 @@ def _decode(data: bytes, source: str) -> SegmentMap:
         raise ValueError("it fails its CRC-32 check")
     record = data[_HEADER.size : _HEADER.size + length].decode("utf-8", "surrogatepass")
     if record != source:
-        raise _StaleEntryError
+        raise ValueError("it was made from another version of the bitmap")
     if width not in _WIDTHS:
         raise ValueError(f"segments of {width} bytes")
     payload = memoryview(data)[_HEADER.size + length : body]
