@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import OutputError, SegmentsTorchError
 from .export.formats import FORMAT_ALIASES, FORMATS, IMAGE_IDS
+from .files import check_folder
 from .progress import Progress
 from .release import Release, load_release
 from .samples import LABEL_STATUSES, SelectionError, status_codes
-from .storage import Storage, check_folder, prefetch, release_base_url
+from .storage import Storage, prefetch
+from .urls import release_base_url
 
 if TYPE_CHECKING:
     import numpy as np

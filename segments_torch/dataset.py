@@ -37,19 +37,13 @@ from .codecs import (
 from .collate import collate_detection, collate_semantic
 from .device import DeviceDecoder, EncodedSample, collate_device
 from .errors import AssetError, DecodeError, SourceUnavailableError, UnsupportedTaskError
+from .files import warn_once
 from .label_cache import LabelCache
 from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
 from .samples import LABEL_STATUSES, SampleRecord
-from .storage import (
-    RetryPolicy,
-    Storage,
-    StorageError,
-    UrlMap,
-    display_url,
-    release_base_url,
-    warn_once,
-)
+from .storage import RetryPolicy, Storage, StorageError, UrlMap
 from .targets import TARGET_KINDS, SegmentMap, Size, build_target, output_size, sample_nearest
+from .urls import display_url, release_base_url
 
 __all__ = ["SegmentsDataset", "UnsupportedTaskError"]
 

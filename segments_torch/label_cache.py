@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .storage import warn_once, write_atomically
+from .files import warn_once, write_atomically
 from .targets import SegmentMap
 
 __all__ = ["FORMAT_VERSION", "LabelCache"]

@@ -31,10 +31,11 @@ from torch.utils.data import DataLoader
 from .codecs import check_pixels, decode_bitmap
 from .dataset import SegmentsDataset
 from .errors import DecodeError, SourceUnavailableError, StorageError
+from .files import check_folder
 from .label_cache import LabelCache
 from .progress import Progress
-from .storage import check_folder, display_url
 from .targets import SegmentMap
+from .urls import display_url
 
 __all__ = ["LabelReport", "fill_label_cache"]
 

@@ -63,8 +63,9 @@ from .dataset import SegmentsDataset
 from .device import DeviceBatch
 from .release import Release, ReleaseSource, load_release
 from .splits import Split, SplitAssignment, SplitError, sample_keys, split_from_dict
-from .storage import RetryPolicy, UrlMap, prefetch, release_base_url
+from .storage import RetryPolicy, UrlMap, prefetch
 from .targets import Size
+from .urls import release_base_url
 
 __all__ = ["STAGES", "SegmentsDataModule"]
 

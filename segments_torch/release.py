@@ -42,7 +42,8 @@ import numpy.typing as npt
 
 from .errors import ReleaseFormatError, ReleaseReadError
 from .samples import LABEL_STATUSES, LabelColumns, SampleTable, StringColumn
-from .storage import RetryPolicy, Storage, StorageError, UrlMap, display_url
+from .storage import RetryPolicy, Storage, StorageError, UrlMap
+from .urls import display_url
 
 __all__ = [
     "BITMAP_TASK_TYPES",

@@ -57,7 +57,6 @@ import os
 import posixpath
 import random
 import re
-import secrets
 import sys
 import threading
 import time
@@ -67,9 +66,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .errors import DecodeError, SourceUnavailableError, StorageError
+from .files import check_folder, remove_stale_partials, warn_once, write_atomically
+from .urls import display_url, is_local, local_path, origin, redact
 
 __all__ = [
     "PrefetchReport",
@@ -77,13 +78,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "UrlMap",
-    "check_folder",
-    "display_url",
     "prefetch",
-    "release_base_url",
-    "remove_stale_partials",
-    "warn_once",
-    "write_atomically",
 ]
 
 logger = logging.getLogger(__name__)
@@ -101,45 +96,8 @@ def _unchecked(data: bytes) -> None:
 _RETRY_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
 
-def display_url(url: str) -> str:
-    """``url`` as it may be shown or written: without query string and fragment (signed
-    URLs carry credentials there) and without ``user:password@``.
-
-    Example:
-        >>> display_url("https://user:pw@cdn.example/a.jpg?X-Amz-Signature=1#top")
-        'https://cdn.example/a.jpg'
-    """
-    parts = urlsplit(url)
-    if not parts.scheme:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 #: The file name suffixes a cache file keeps from its URL (``.jpg``, ``.png``, ...).
 _SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9_-]{1,15}")
-
-#: ``user:password@`` in a URL inside free text (an error message of a library).
-_USERINFO = re.compile(r"(?<=//)[^/@\s]*@")
-
-
-def _redact(text: str) -> str:
-    """``text`` (a library's error message) cut before any query string, and without the
-    user name and password of any URL in it."""
-    return _USERINFO.sub("", text.split("?")[0])
-
-
-def _is_local(url: str) -> bool:
-    scheme = urlsplit(url).scheme
-    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
-
-
-def _local_path(location: str) -> str:
-    """The file a local location names: a path as it is, a ``file://`` URL's path with its
-    percent-escapes decoded and without query string and fragment."""
-    if urlsplit(location).scheme != "file":
-        return location
-    return unquote(urlsplit(location).path)
 
 
 def _local_error(path: str, exc: OSError | ValueError, note: str = "") -> StorageError:
@@ -176,16 +134,6 @@ def _check_separators(url_map: Mapping[str, str]) -> None:
             shown_replacement + "a.jpg",
             separator,
         )
-
-
-def release_base_url(source: str) -> str | None:
-    """The folder a release file was read from (``None`` for parsed dicts and streams)."""
-    if source.startswith("<"):
-        return None
-    if urlsplit(source).scheme in ("", "file"):
-        return os.path.dirname(os.path.abspath(_local_path(source)))
-    parts = urlsplit(source)
-    return urlunsplit(parts._replace(path=posixpath.dirname(parts.path), query="", fragment=""))
 
 
 @dataclass(frozen=True)
@@ -248,7 +196,7 @@ def _classify(exc: BaseException, *, http: bool = False) -> tuple[str, int | Non
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return "timed out", None, True
     name = type(exc).__name__
-    text = _redact(str(exc))  # a URL in the text may carry a signature or a password
+    text = redact(str(exc))  # a URL in the text may carry a signature or a password
     detail = f"{name}: {text}" if text else name
     # Connection resets, refused connections, dropped connections (aiohttp's
     # ServerDisconnectedError, a ClientConnectionError), truncated bodies (ClientPayloadError).
@@ -290,12 +238,6 @@ _UNREACHABLE = frozenset(
 def _unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` says the host was not reached (no HTTP status: no answer)."""
     return any(cls.__name__ in _UNREACHABLE for cls in type(exc).__mro__)
-
-
-def _source(location: str) -> str:
-    """The host of a remote URL, as outages are counted: ``scheme://host[:port]``."""
-    parts = urlsplit(location)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
 
 
 class _Outages:
@@ -390,7 +332,7 @@ def _server_says(exc: BaseException) -> str:
     names only the path."""
     if getattr(exc, "errno", None) is not None:
         return ""
-    text = _redact(str(exc)).strip()
+    text = redact(str(exc)).strip()
     return "" if text.lower().rstrip(".") in _GENERIC_REFUSALS or not text else f": {text}"
 
 
@@ -477,7 +419,7 @@ class Storage:
         try:
             return self._resolve(url)
         except ValueError as exc:
-            raise StorageError(_redact(url), f"not a valid URL: {exc}") from None
+            raise StorageError(redact(url), f"not a valid URL: {exc}") from None
 
     def _joined(self, url: str) -> str:
         """``url`` joined to ``base_url`` when it is relative: what ``url_map`` is given."""
@@ -499,7 +441,7 @@ class Storage:
         else:
             mapped = self.url_map(url)
         # A signed URL's query string is no part of a mirrored file's name.
-        return mapped.partition("?")[0] if _is_local(mapped) else mapped
+        return mapped.partition("?")[0] if is_local(mapped) else mapped
 
     def mirror_note(self, url: str) -> str:
         """What ``url_map`` did with ``url``, as error messages add it: the URL a mirror
@@ -539,7 +481,7 @@ class Storage:
             ('/data/bitmaps/a.png', '15321:1700000000123456789')
         """
         location = self.resolve(url)
-        if not _is_local(location):
+        if not is_local(location):
             return display_url(location), ""
         path = self._local_file(url, location)
         try:
@@ -551,7 +493,7 @@ class Storage:
     def cache_path(self, url: str) -> Path | None:
         """Where ``url``'s bytes are cached (``None``: no cache, or a local file)."""
         location = self.resolve(url)
-        if self.cache_dir is None or _is_local(location):
+        if self.cache_dir is None or is_local(location):
             return None
         # "path": the URL as display_url shows it, so neither the query string nor a
         # user:password@ is part of the key.
@@ -590,7 +532,7 @@ class Storage:
         """
         try:
             location = self.resolve(url)
-            local = _is_local(location)
+            local = is_local(location)
             path = Path(self._local_file(url, location)) if local else self.cache_path(url)
             return path.stat().st_size if path is not None else None
         except (OSError, ValueError):  # missing, no permission, a NUL in the name
@@ -709,7 +651,7 @@ class Storage:
 
     def _downloads(self, url: str) -> bool:
         """Whether reading ``url`` now means a download (not a local file, not cached)."""
-        if _is_local(self.resolve(url)):
+        if is_local(self.resolve(url)):
             return False
         cached = self.cache_path(url)
         return cached is None or not cached.is_file()
@@ -729,9 +671,9 @@ class Storage:
             SourceUnavailableError: its host is down (a :class:`StorageError` too).
         """
         location = self.resolve(url)
-        if _is_local(location):
+        if is_local(location):
             return self._read_local(url, location)
-        shown, source = display_url(location), _source(location)
+        shown, source = display_url(location), origin(location)
         http = urlsplit(location).scheme in ("http", "https")
         attempt = 0
         with self._outages_here().read(source, shown, self.retry.outage_after) as host:
@@ -780,7 +722,7 @@ class Storage:
     @staticmethod
     def _local_file(url: str, location: str) -> str:
         """The file a local ``location`` names; StorageError for a relative one."""
-        path = _local_path(location)
+        path = local_path(location)
         if not os.path.isabs(path):
             url = url.partition("?")[0]  # a query string may hold a signature
             raise StorageError(
@@ -876,19 +818,6 @@ if hasattr(os, "register_at_fork"):
     )
 
 
-#: (process id, kind) of the cache troubles this process has warned of.
-_WARNED: set[tuple[int, str]] = set()
-
-
-def warn_once(log: logging.Logger, kind: str, message: str, *args: object) -> None:
-    """Log a cache trouble to ``log`` the first time this process meets its ``kind``: a
-    cache that fails for one file usually fails for every file, and a warning per file
-    would bury the log."""
-    if (os.getpid(), kind) not in _WARNED:
-        _WARNED.add((os.getpid(), kind))
-        log.warning(message + " (warned once per process)", *args)
-
-
 def _read_cache_entry(path: Path) -> bytes | None:
     """The bytes of a cache entry; ``None`` where there is none, or where it cannot be
     read (a folder in its place, no permission): the source serves then, and the entry
@@ -904,61 +833,6 @@ def _read_cache_entry(path: Path) -> bytes | None:
         return None
 
 
-def _create_temporary(folder: Path) -> tuple[int, Path]:
-    """A new file ``.partial-*`` in ``folder``, open for writing: its descriptor and path.
-    Its mode is 0666 less the umask, as for any new file (mkstemp's 0600 would lock the
-    other users of a shared cache out)."""
-    # O_BINARY: Windows would otherwise write "\n" as "\r\n".
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        temporary = folder / f".partial-{secrets.token_hex(8)}"
-        try:
-            return os.open(temporary, flags, 0o666), temporary
-        except FileExistsError:  # another writer drew the same name: draw again
-            continue
-
-
-def check_folder(folder: Path, what: str) -> None:
-    """Make ``folder`` if it is missing and check that files can be created in it (by
-    creating and removing one), so a long job that writes there fails at once rather
-    than file by file.
-
-    Raises:
-        StorageError: it is a file, or cannot be made or written; the message starts
-            with ``what`` and the folder (``"cache folder /x: not a folder"``).
-
-    Example:
-        >>> check_folder(Path("/scratch/labels"), "label cache folder")  # doctest: +SKIP
-    """
-    if folder.exists() and not folder.is_dir():
-        raise StorageError(str(folder), f"{what} {folder}: not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        descriptor, probe = _create_temporary(folder)
-    except OSError as exc:
-        action = "write in it" if folder.is_dir() else "create it"
-        raise StorageError(
-            str(folder), f"{what} {folder}: cannot {action} ({exc.strerror or exc})"
-        ) from exc
-    os.close(descriptor)
-    probe.unlink()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``path`` by a temporary file in its folder and a rename: readers see the old
-    state or the whole file, never part of it. Its mode is 0666 less the umask."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = _create_temporary(path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as f:
-            f.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
 @dataclass
 class PrefetchReport:
     """What :func:`prefetch` did: counts, bytes, and each failure's reason."""
@@ -969,20 +843,6 @@ class PrefetchReport:
     bytes_downloaded: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # URL (no query) -> reason
     stale_removed: int = 0  # temporary files of killed writers, removed first
-
-
-def remove_stale_partials(cache_dir: Path, older_than: float = 3600.0) -> int:
-    """Remove the temporary files that writers killed mid-write left in ``cache_dir``
-    (never read: only whole files get the final name), if older than ``older_than``
-    seconds, so a writer still at work keeps its own. Returns how many were removed."""
-    removed = 0
-    now = time.time()
-    for partial in cache_dir.glob("*/.partial-*"):
-        with contextlib.suppress(FileNotFoundError):  # another process removed it first
-            if now - partial.stat().st_mtime > older_than:
-                partial.unlink()
-                removed += 1
-    return removed
 
 
 def prefetch(

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 import segments_torch.errors as errors_module
 import segments_torch.storage as storage_module
-from segments_torch import SegmentsDataset
+from segments_torch import SegmentsDataset, files
 from segments_torch.codecs import check_complete
 from segments_torch.errors import (
     AssetError,
@@ -44,15 +44,8 @@ from segments_torch.errors import (
     SegmentsTorchError,
     SourceUnavailableError,
 )
-from segments_torch.storage import (
-    RetryPolicy,
-    Storage,
-    StorageError,
-    display_url,
-    prefetch,
-    release_base_url,
-    remove_stale_partials,
-)
+from segments_torch.files import remove_stale_partials
+from segments_torch.storage import RetryPolicy, Storage, StorageError, prefetch
 from tests.http_server import FileServer
 from tests.items import assert_same_item
 from tests.releases import annotation, current_release, label, sample
@@ -290,7 +283,7 @@ def test_an_asset_error_shows_the_mapped_and_the_original_url(tmp_path):
 def test_a_prefix_and_replacement_that_disagree_on_the_separator_warn_once(
     monkeypatch, caplog, prefix, replacement, separator
 ):
-    monkeypatch.setattr(storage_module, "_WARNED", set())
+    monkeypatch.setattr(files, "_WARNED", set())
     with caplog.at_level(logging.WARNING, logger="segments_torch.storage"):
         storage = Storage(url_map={prefix: replacement, "https://b.example/": "/b/"})
         Storage(url_map={prefix: replacement})  # the release's storage, then the dataset's
@@ -304,20 +297,11 @@ def test_a_prefix_and_replacement_that_disagree_on_the_separator_warn_once(
 
 
 def test_a_prefix_and_replacement_that_agree_do_not_warn(monkeypatch, caplog):
-    monkeypatch.setattr(storage_module, "_WARNED", set())
+    monkeypatch.setattr(files, "_WARNED", set())
     with caplog.at_level(logging.WARNING, logger="segments_torch.storage"):
         Storage(url_map={"https://cdn.example/": "/m/", "https://b.example/x": "/b/x"})
         Storage(url_map=lambda url: url)
     assert caplog.messages == []
-
-
-def test_display_url_and_release_base_url():
-    assert display_url(f"https://h.example/a/b.png?{SECRET}#frag") == "https://h.example/a/b.png"
-    assert display_url("/local/a.png") == "/local/a.png"
-    assert release_base_url(f"https://h.example/r/release.json?{SECRET}") == "https://h.example/r"
-    assert release_base_url("/data/r/release.json") == "/data/r"
-    assert release_base_url("file:///data/r/release.json") == "/data/r"
-    assert release_base_url("<dict>") is None
 
 
 def test_invalid_cache_key():
@@ -1440,22 +1424,6 @@ def test_storage_error_is_rebuilt_from_its_message_alone():
 PASSWORD = "hunter2"
 
 
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        (f"http://user:{PASSWORD}@h.example/a/b.png?{SECRET}#f", "http://h.example/a/b.png"),
-        (f"https://user:{PASSWORD}@h.example:8443/a.png", "https://h.example:8443/a.png"),
-        ("https://token@h.example/a.png", "https://h.example/a.png"),
-        (f"s3://key:{PASSWORD}@bucket/a.png", "s3://bucket/a.png"),
-        ("https://h.example/a@b.png", "https://h.example/a@b.png"),  # @ in the path stays
-        ("file:///d/a.png?x=1", "file:///d/a.png"),
-        ("/local/a@b.png", "/local/a@b.png"),
-    ],
-)
-def test_display_url_drops_user_and_password(url, shown):
-    assert display_url(url) == shown
-
-
 def test_library_messages_lose_query_strings_and_passwords():
     reason, status, retryable = storage_module._classify(
         RuntimeError(f"GET http://user:{PASSWORD}@h.example/a.png?{SECRET} failed")
@@ -1520,10 +1488,6 @@ def test_file_urls_are_percent_decoded(tmp_path):
 def test_a_missing_file_url_is_named_by_its_path_without_the_query(tmp_path):
     error = read_error(f"file://{tmp_path}/a%20b.jpg?{SECRET}", attempts=1)
     assert (str(error), error.url) == ("not found", f"{tmp_path}/a b.jpg")
-
-
-def test_release_base_url_of_a_file_url_is_a_decoded_folder():
-    assert release_base_url("file:///data/a%20b/release.json?x=1") == "/data/a b"
 
 
 def test_a_relative_url_error_shows_no_query_string():
@@ -1765,7 +1729,7 @@ def test_the_dataset_caches_an_asset_only_once_it_decoded(tmp_path, file_server,
 @pytest.fixture
 def warned(monkeypatch: pytest.MonkeyPatch) -> None:
     """A process that has not warned of any cache trouble yet."""
-    monkeypatch.setattr(storage_module, "_WARNED", set())
+    monkeypatch.setattr(files, "_WARNED", set())
 
 
 def test_a_folder_in_place_of_a_cache_entry_is_read_around(tmp_path, file_server, caplog, warned):

@@ -42,7 +42,7 @@ from ..dataset import SegmentsDataset
 from ..errors import AssetError, ExportError, OutputError, SegmentsTorchError
 from ..progress import Progress
 from ..samples import StringColumn
-from ..storage import display_url
+from ..urls import display_url
 from .base import Encoded, SampleRef, Writer
 from .coco import CocoInstanceWriter
 from .formats import IMAGE_IDS, resolve_format
