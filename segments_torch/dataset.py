@@ -41,8 +41,9 @@ from .files import warn_once
 from .label_cache import LabelCache
 from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
 from .samples import LABEL_STATUSES, SampleRecord
+from .sizes import Size, output_size
 from .storage import RetryPolicy, Storage, StorageError, UrlMap
-from .targets import TARGET_KINDS, SegmentMap, Size, build_target, output_size, sample_nearest
+from .targets import TARGET_KINDS, SegmentMap, build_target, sample_nearest
 from .urls import display_url, release_base_url
 
 __all__ = ["SegmentsDataset", "UnsupportedTaskError"]

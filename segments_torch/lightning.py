@@ -62,9 +62,9 @@ from .codecs import DEFAULT_MAX_PIXELS
 from .dataset import SegmentsDataset
 from .device import DeviceBatch
 from .release import Release, ReleaseSource, load_release
+from .sizes import Size
 from .splits import Split, SplitAssignment, SplitError, sample_keys, split_from_dict
 from .storage import RetryPolicy, UrlMap, prefetch
-from .targets import Size
 from .urls import release_base_url
 
 __all__ = ["STAGES", "SegmentsDataModule"]

@@ -60,7 +60,6 @@ import re
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +67,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from ._compat import cached_instances, finalizers_of
 from .errors import DecodeError, SourceUnavailableError, StorageError
 from .files import check_folder, remove_stale_partials, warn_once, write_atomically
 from .urls import display_url, is_local, local_path, origin, redact
@@ -797,17 +797,14 @@ def _hold_http_filesystems() -> None:
     benchmarks/bench_storage.py). The reference taken here outlives that clearing.
     """
     http = sys.modules.get("fsspec.implementations.http")
-    _INHERITED_FILESYSTEMS[:] = list(http.HTTPFileSystem._cache.values()) if http else []
+    _INHERITED_FILESYSTEMS[:] = cached_instances(http.HTTPFileSystem) if http else []
 
 
 def _keep_inherited_http_filesystems() -> None:
     """After a fork, in the child: keep the inherited filesystems and never finalize them
     (the child's own reads make new sessions)."""
-    inherited = _INHERITED_FILESYSTEMS
-    for finalizer in list(getattr(weakref.finalize, "_registry", {})):
-        target = finalizer.peek()
-        if target is not None and any(target[0] is fs for fs in inherited):
-            finalizer.detach()
+    for finalizer in finalizers_of(_INHERITED_FILESYSTEMS):
+        finalizer.detach()
 
 
 if hasattr(os, "register_at_fork"):

@@ -39,8 +39,6 @@ Example:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +46,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torchvision import tv_tensors
+
+from ._compat import allocate
 
 __all__ = [
     "INSTANCE_FIELDS",
@@ -59,7 +59,6 @@ __all__ = [
     "instance_fields",
     "map_ids",
     "nearest_rows",
-    "output_size",
     "sample_nearest",
     "segment_targets",
 ]
@@ -69,33 +68,6 @@ TARGET_KINDS = ("instance", "semantic", "panoptic")
 #: Target entries with one row per instance, which ``SanitizeBoundingBoxes`` must filter
 #: together with the boxes (see :func:`instance_fields`).
 INSTANCE_FIELDS = ("labels", "instance_ids", "area", "iscrowd", "is_thing")
-
-
-def allocate(
-    shape: Sequence[int],
-    dtype: torch.dtype,
-    device: torch.device | str | None = None,
-    *,
-    shared: bool = False,
-) -> torch.Tensor:
-    """An uninitialised tensor; with ``shared`` on CPU, in shared memory.
-
-    A DataLoader worker sends every CPU tensor it returns to the main process through
-    shared memory, copying it there first unless it is there already (what
-    ``default_collate`` allocates in a worker is). Made there, a 1280 x 720 item's 23 MB
-    of masks crosses without that copy (measured at 19 ms an item into fresh shared
-    pages: more than reading, decoding and building the item).
-
-    Example:
-        >>> allocate((2, 3), torch.uint8, shared=True).is_shared()
-        True
-    """
-    if not shared or torch.device(device or "cpu").type != "cpu":
-        return torch.empty(tuple(shape), dtype=dtype, device=device)
-    # How default_collate allocates its batches in a worker (a private API of torch's).
-    nbytes = math.prod(shape) * dtype.itemsize
-    storage = torch.UntypedStorage._new_shared(nbytes)  # type: ignore[no-untyped-call]
-    return torch.empty(0, dtype=dtype).set_(storage).view(tuple(shape))
 
 
 #: Per-annotation inputs: a tensor (any device) or a numpy array.
@@ -190,46 +162,6 @@ class SegmentMap:
     def to(self, device: torch.device | str, *, non_blocking: bool = False) -> SegmentMap:
         """The segments on ``device``; the id table stays on the host."""
         return SegmentMap(self.segments.to(device, non_blocking=non_blocking), self.ids)
-
-
-Size = int | Sequence[int] | None
-
-
-def output_size(
-    height: int, width: int, size: Size, max_size: int | None = None
-) -> tuple[int, int]:
-    """The ``(height, width)`` that ``torchvision.transforms.v2.Resize(size,
-    max_size=max_size)`` gives an image of ``height`` x ``width``: ``size`` an int (or a
-    one-element sequence) sets the shorter side, keeping the aspect ratio, and
-    ``max_size`` caps the longer; ``(h, w)`` is exact; ``None`` with ``max_size`` caps the
-    longer side alone. A side that would round to 0 pixels (where ``v2.Resize`` fails)
-    is 1.
-
-    Example:
-        >>> output_size(2736, 3648, 800, max_size=1333)
-        (800, 1066)
-    """
-    if isinstance(size, Sequence) and len(size) == 2:
-        if max_size is not None:
-            raise ValueError("max_size goes with an int size (the shorter side) or None")
-        return int(size[0]), int(size[1])
-    short, long = (width, height) if width <= height else (height, width)
-    if size is None:
-        if max_size is None:
-            raise ValueError("size=None needs a max_size (the longer side)")
-        new_short, new_long = int(max_size * short / long), max_size
-    else:
-        requested = int(size if isinstance(size, int) else size[0])
-        new_short, new_long = requested, int(requested * long / short)
-        if max_size is not None:
-            if max_size <= requested:
-                raise ValueError(
-                    f"max_size = {max_size} must be greater than the shorter side, {requested}"
-                )
-            if new_long > max_size:
-                new_short, new_long = int(max_size * new_short / new_long), max_size
-    new_short = max(new_short, 1)  # v2.Resize fails there: a side of 0 pixels
-    return (new_long, new_short) if width <= height else (new_short, new_long)
 
 
 def nearest_rows(length: int, count: int) -> torch.Tensor:
