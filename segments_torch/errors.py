@@ -13,6 +13,7 @@ __all__ = [
     "DecodeError",
     "ExportError",
     "MissingExtraError",
+    "OptionError",
     "OutputError",
     "ReleaseFormatError",
     "ReleaseReadError",
@@ -62,6 +63,12 @@ class ReleaseFormatError(SegmentsTorchError, ValueError):
 
 class UnknownLabelsetError(ReleaseFormatError):
     """A labelset (or, in older layouts, a task) was asked for that the release lacks."""
+
+
+class OptionError(SegmentsTorchError, ValueError):
+    """An argument the library cannot take: an unknown keyword, a value outside what it
+    accepts, or two arguments at odds (``storage=`` with ``cache_dir=``). The message
+    names the argument and what it may be."""
 
 
 class UnsupportedTaskError(SegmentsTorchError, ValueError):

@@ -64,20 +64,23 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
 from ._compat import cached_instances, finalizers_of
-from .errors import DecodeError, SourceUnavailableError, StorageError
+from .errors import DecodeError, OptionError, SourceUnavailableError, StorageError
 from .files import check_folder, remove_stale_partials, warn_once, write_atomically
 from .urls import display_url, is_local, local_path, origin, redact
 
 __all__ = [
+    "STORAGE_SETTINGS",
     "PrefetchReport",
     "RetryPolicy",
     "Storage",
     "StorageError",
+    "StorageSettings",
     "UrlMap",
+    "make_storage",
     "prefetch",
 ]
 
@@ -351,6 +354,23 @@ class Storage:
         cache_key: ``"path"`` (URL without query string, the default) or ``"url"``.
         timeout: seconds per HTTP request.
         retry: the :class:`RetryPolicy`.
+        label_cache: the folder where datasets keep each bitmap's decoded label (see
+            :mod:`~segments_torch.label_cache`); ``None``: none. Storage itself never
+            reads it: it travels here with the other settings of where bytes live.
+
+    One Storage describes where a dataset's bytes come from and where they are kept;
+    :class:`~segments_torch.dataset.SegmentsDataset`,
+    :class:`~segments_torch.lightning.SegmentsDataModule` and
+    :func:`~segments_torch.release.load_release` take it as ``storage=``.
+
+    Example:
+        >>> storage = Storage(
+        ...     storage_options={"s3": {"profile": "training"}},
+        ...     url_map={"https://bucket.s3.amazonaws.com/": "/data/mirror/"},
+        ...     cache_dir="/scratch/segments-cache",
+        ...     label_cache="/scratch/segments-labels",
+        ... )
+        >>> ds = SegmentsDataset("s3://bucket/flowers-v1.0.json", storage=storage)  # doctest: +SKIP
     """
 
     def __init__(
@@ -363,24 +383,71 @@ class Storage:
         cache_key: str = "path",
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
+        label_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         if cache_key not in ("path", "url"):
-            raise ValueError(f"cache_key must be 'path' or 'url', not {cache_key!r}")
+            raise OptionError(f"cache_key must be 'path' or 'url', not {cache_key!r}")
         self.base_url = base_url
         self.storage_options = {k: dict(v) for k, v in (storage_options or {}).items()}
         self.url_map: UrlMap | None = url_map
-        # The prefixes of a mapping as given, as errors list them (see mirror_note).
+        # A mapping's prefixes, longest first (the longest matching one wins), and as
+        # given, as errors list them (see mirror_note).
+        self._prefixes: tuple[str, ...] = ()
         self._shown_prefixes = ""
-        if isinstance(url_map, Mapping):  # longest prefix first
+        if isinstance(url_map, Mapping):
             _check_separators(url_map)
+            self.url_map = dict(url_map)
+            self._prefixes = tuple(sorted(url_map, key=len, reverse=True))
             self._shown_prefixes = ", ".join(display_url(prefix) for prefix in url_map)
-            self.url_map = dict(sorted(url_map.items(), key=lambda kv: -len(kv[0])))
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.cache_key = cache_key
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        self.label_cache = Path(label_cache) if label_cache is not None else None
         self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
         self._outages = _Outages()
+
+    def replace(self, **changes: Any) -> Storage:
+        """A new Storage with this one's settings but ``changes`` (keywords of the
+        constructor, e.g. ``cache_dir=``). It shares nothing with this one: no download
+        threads, no record of hosts that are down.
+
+        Raises:
+            OptionError: a keyword the constructor does not take.
+
+        Example:
+            >>> Storage(cache_dir="/scratch/cache").replace(base_url="/data/r").cache_dir
+            PosixPath('/scratch/cache')
+        """
+        settings: dict[str, Any] = {
+            "base_url": self.base_url,
+            "storage_options": self.storage_options,
+            "url_map": self.url_map,
+            "cache_dir": self.cache_dir,
+            "cache_key": self.cache_key,
+            "timeout": self.timeout,
+            "retry": self.retry,
+            "label_cache": self.label_cache,
+        }
+        unknown = sorted(set(changes) - set(settings))
+        if unknown:
+            raise OptionError(
+                f"Storage.replace() takes {', '.join(settings)}, not {', '.join(unknown)}"
+            )
+        return Storage(**{**settings, **changes})
+
+    def with_default_base_url(self, folder: str | None) -> Storage:
+        """This storage, where it has a ``base_url`` (or ``folder`` is ``None``); else a
+        copy whose ``base_url`` is ``folder``: how a dataset resolves relative asset URLs
+        against its release file's folder unless told otherwise.
+
+        Example:
+            >>> Storage().with_default_base_url("/data/r").base_url
+            '/data/r'
+        """
+        if self.base_url is not None or folder is None:
+            return self
+        return self.replace(base_url=folder)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -434,7 +501,7 @@ class Storage:
         if self.url_map is None:
             return url
         if isinstance(self.url_map, Mapping):
-            prefix = next((p for p in self.url_map if url.startswith(p)), None)
+            prefix = next((p for p in self._prefixes if url.startswith(p)), None)
             if prefix is None:
                 return url
             mapped = self.url_map[prefix] + url[len(prefix) :]
@@ -778,7 +845,85 @@ class Storage:
         url_map = self.url_map
         if isinstance(url_map, Mapping):
             url_map = {display_url(k): display_url(v) for k, v in url_map.items()}
-        return f"Storage(base_url={base_url!r}, cache_dir={self.cache_dir!r}, url_map={url_map!r})"
+        return (
+            f"Storage(base_url={base_url!r}, cache_dir={self.cache_dir!r}, url_map={url_map!r}, "
+            f"label_cache={self.label_cache!r})"
+        )
+
+
+class StorageSettings(TypedDict, total=False):
+    """The keywords that stand for ``storage=Storage(...)`` where a
+    :class:`~segments_torch.dataset.SegmentsDataset`,
+    :class:`~segments_torch.lightning.SegmentsDataModule` or
+    :func:`~segments_torch.release.load_release` is made: each is the :class:`Storage`
+    argument of the same name, but ``asset_root``, which is its ``base_url``. They are
+    shorthand: ``SegmentsDataset(r, cache_dir=c)`` is ``SegmentsDataset(r,
+    storage=Storage(cache_dir=c))``, and giving both forms at once is an error.
+    """
+
+    asset_root: str | None
+    # Per protocol; load_release also takes the options of the source's protocol alone.
+    storage_options: Mapping[str, Any] | None
+    url_map: UrlMap | None
+    cache_dir: str | os.PathLike[str] | None
+    cache_key: str
+    timeout: float
+    retry: RetryPolicy | None
+    label_cache: str | os.PathLike[str] | None
+
+
+#: The names of the :class:`StorageSettings` keywords.
+STORAGE_SETTINGS: tuple[str, ...] = tuple(StorageSettings.__annotations__)
+#: The :class:`Storage` arguments of the keywords whose names differ.
+_STORAGE_NAMES = {"asset_root": "base_url"}
+
+
+def make_storage(
+    storage: Storage | None,
+    settings: Mapping[str, Any],
+    caller: str,
+    *,
+    base: Storage | None = None,
+) -> Storage:
+    """The Storage that ``storage=`` or the :class:`StorageSettings` keywords describe:
+    ``storage`` itself, or ``base`` (default: ``Storage()``) with the keywords changed.
+
+    Args:
+        storage: what the caller was given as ``storage=``, if anything.
+        settings: the storage keywords the caller was given (and only those).
+        caller: names the caller in errors (``"SegmentsDataset"``).
+        base: the storage the keywords change, e.g. a dataset's for ``with_options``.
+
+    Raises:
+        OptionError: ``storage`` and keywords both given (the message names them), a
+            keyword that is none of :data:`STORAGE_SETTINGS`, or a ``storage`` that is
+            no :class:`Storage`.
+
+    Example:
+        >>> make_storage(None, {"cache_dir": "/c"}, "SegmentsDataset").cache_dir
+        PosixPath('/c')
+    """
+    unknown = [name for name in settings if name not in STORAGE_SETTINGS]
+    if unknown:
+        raise OptionError(
+            f"{caller} got unexpected keyword arguments {', '.join(map(repr, unknown))} "
+            f"(its storage keywords are {', '.join(STORAGE_SETTINGS)})"
+        )
+    if storage is not None:
+        if not isinstance(storage, Storage):
+            raise OptionError(f"{caller}: storage= takes a Storage, not {type(storage).__name__}")
+        if settings:
+            given = ", ".join(f"{name}=" for name in settings)
+            wanted = ", ".join(f"{_STORAGE_NAMES.get(name, name)}=..." for name in settings)
+            raise OptionError(
+                f"{caller}: storage= and {given} given together; set them on the Storage: "
+                f"Storage({wanted})"
+            )
+        return storage
+    changes = {_STORAGE_NAMES.get(name, name): value for name, value in settings.items()}
+    if base is None:
+        return Storage(**changes)
+    return base.replace(**changes) if changes else base
 
 
 #: Around a fork: the parent's HTTP filesystems, which the child keeps and never closes.

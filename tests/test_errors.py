@@ -32,6 +32,7 @@ def test_every_error_class_derives_from_segments_torch_error():
         "DecodeError",
         "ExportError",
         "MissingExtraError",
+        "OptionError",
         "OutputError",
         "ReleaseFormatError",
         "ReleaseReadError",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import doctest
+
 import pytest
 import torch
 from torchvision.transforms import v2
 
+from segments_torch import sizes
 from segments_torch.sizes import output_size
 
 
@@ -38,3 +41,7 @@ def test_output_size_refuses_what_v2_resize_refuses():
         output_size(10, 10, None)
     with pytest.raises(ValueError, match="max_size = 5 must be greater than the shorter side, 5"):
         output_size(10, 10, 5, 5)
+
+
+def test_docstring_examples():
+    assert doctest.testmod(sizes).failed == 0

@@ -37,15 +37,24 @@ from torch.utils.data import DataLoader
 import segments_torch.errors as errors_module
 import segments_torch.storage as storage_module
 from segments_torch import SegmentsDataset, files
+from segments_torch._compat import cached_instances
 from segments_torch.codecs import check_complete
 from segments_torch.errors import (
     AssetError,
     DecodeError,
+    OptionError,
     SegmentsTorchError,
     SourceUnavailableError,
 )
 from segments_torch.files import remove_stale_partials
-from segments_torch.storage import RetryPolicy, Storage, StorageError, prefetch
+from segments_torch.storage import (
+    STORAGE_SETTINGS,
+    RetryPolicy,
+    Storage,
+    StorageError,
+    make_storage,
+    prefetch,
+)
 from tests.http_server import FileServer
 from tests.items import assert_same_item
 from tests.releases import annotation, current_release, label, sample
@@ -1147,16 +1156,18 @@ def test_forked_workers_after_the_parent_read_over_http(tmp_path, file_server):
     ds = SegmentsDataset(http_release(tmp_path, file_server), target="instance")
     assert len(ds) == 5
     first = ds[0]  # the parent now holds an HTTP filesystem and its aiohttp session
-    assert len(HTTPFileSystem._cache) >= 1
+    assert len(cached_instances(HTTPFileSystem)) >= 1
     assert set(vars(ds.storage)) == {
         "base_url",
         "storage_options",
         "url_map",
+        "_prefixes",  # strings: the url_map prefixes, longest first
         "_shown_prefixes",  # a string: the url_map prefixes as given, for errors
         "cache_dir",
         "cache_key",
         "timeout",
         "retry",
+        "label_cache",  # a path, or None
         "_pool",  # (pid, threads) of read_each: a forked worker makes its own
         "_outages",  # the hosts down in this process: a worker starts with none
     }
@@ -2032,7 +2043,7 @@ def test_a_storage_repr_shows_no_password():
     assert storage.base_url == f"https://user:{PASSWORD}@h.example/r"  # relative URLs need it
     assert repr(storage) == (
         "Storage(base_url='https://h.example/r', cache_dir=None, "
-        "url_map={'https://h.example/': '/mirror/'})"
+        "url_map={'https://h.example/': '/mirror/'}, label_cache=None)"
     )
 
 
@@ -2054,3 +2065,84 @@ def test_relative_assets_of_a_release_read_with_a_password_keep_it(tmp_path, fil
         "Basic " + base64.b64encode(f"user:{PASSWORD}".encode()).decode()
     ]
     assert PASSWORD not in repr(ds.storage)
+
+
+# -- one storage object: replace, the release folder, the keywords ------------------------
+
+
+def test_replace_changes_what_it_is_told_and_keeps_the_rest(tmp_path):
+    retry = RetryPolicy(attempts=2)
+    storage = Storage(
+        "/data/r",
+        {"s3": {"anon": True}},
+        url_map={"https://cdn.example/": "/m/", "https://cdn.example/b/": "/b/"},
+        cache_dir=tmp_path / "cache",
+        cache_key="url",
+        timeout=3.0,
+        retry=retry,
+        label_cache=tmp_path / "labels",
+    )
+    changed = storage.replace(cache_dir=tmp_path / "other", timeout=9.0)
+    assert changed is not storage
+    assert (changed.cache_dir, changed.timeout) == (tmp_path / "other", 9.0)
+    assert (storage.cache_dir, storage.timeout) == (tmp_path / "cache", 3.0)
+    assert (changed.base_url, changed.storage_options, changed.cache_key) == (
+        "/data/r",
+        {"s3": {"anon": True}},
+        "url",
+    )
+    assert (changed.retry, changed.label_cache) == (retry, tmp_path / "labels")
+    # The url_map as given: longest prefix wins, errors list them in the given order.
+    assert changed.url_map == {"https://cdn.example/": "/m/", "https://cdn.example/b/": "/b/"}
+    assert changed.resolve("https://cdn.example/b/x.png") == "/b/x.png"
+    assert changed.mirror_note("https://other.example/a.png") == (
+        "no url_map prefix matches this URL: https://cdn.example/, https://cdn.example/b/"
+    )
+    with pytest.raises(OptionError) as info:
+        storage.replace(cache_dri="/c")
+    assert str(info.value) == (
+        "Storage.replace() takes base_url, storage_options, url_map, cache_dir, cache_key, "
+        "timeout, retry, label_cache, not cache_dri"
+    )
+
+
+def test_with_default_base_url_fills_only_what_is_missing():
+    storage = Storage(cache_dir="/c")
+    filled = storage.with_default_base_url("/data/r")
+    assert (filled.base_url, filled.cache_dir) == ("/data/r", Path("/c"))
+    assert storage.base_url is None
+    assert filled.with_default_base_url("/elsewhere") is filled
+    assert storage.with_default_base_url(None) is storage
+
+
+def test_make_storage_of_keywords_of_a_storage_or_of_a_base(tmp_path):
+    made = make_storage(None, {"asset_root": "/a", "label_cache": tmp_path}, "SegmentsDataset")
+    assert (made.base_url, made.label_cache) == ("/a", tmp_path)
+    assert make_storage(made, {}, "SegmentsDataset") is made
+    assert make_storage(None, {}, "x", base=made) is made
+    changed = make_storage(None, {"cache_dir": tmp_path}, "x", base=made)
+    assert (changed.base_url, changed.cache_dir, changed.label_cache) == ("/a", tmp_path, tmp_path)
+    assert STORAGE_SETTINGS == (
+        "asset_root",
+        "storage_options",
+        "url_map",
+        "cache_dir",
+        "cache_key",
+        "timeout",
+        "retry",
+        "label_cache",
+    )
+    with pytest.raises(OptionError) as info:
+        make_storage(made, {"timeout": 1}, "load_release")
+    assert str(info.value) == (
+        "load_release: storage= and timeout= given together; set them on the Storage: "
+        "Storage(timeout=...)"
+    )
+
+
+def test_a_storage_with_a_label_cache_pickles_with_it(tmp_path):
+    storage = Storage(label_cache=tmp_path / "labels")
+    assert pickle.loads(pickle.dumps(storage)).label_cache == tmp_path / "labels"
+    assert repr(storage) == (
+        f"Storage(base_url=None, cache_dir=None, url_map=None, label_cache={tmp_path / 'labels'!r})"
+    )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import doctest
+
 import pytest
 
+from segments_torch import urls
 from segments_torch.urls import (
     display_url,
     is_local,
@@ -80,3 +83,7 @@ def test_origin_is_scheme_and_host_without_credentials():
         "https://h.example:8443"
     )
     assert origin("s3://bucket/a/b.png") == "s3://bucket"
+
+
+def test_docstring_examples():
+    assert doctest.testmod(urls).failed == 0
