@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, SupportsIndex, overload
+from typing import TYPE_CHECKING, Any, SupportsIndex, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -42,9 +42,12 @@ from .label_cache import LabelCache
 from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
 from .samples import LABEL_STATUSES, SampleRecord
 from .sizes import Size, output_size
-from .storage import RetryPolicy, Storage, StorageError, UrlMap
+from .storage import Storage, StorageError, StorageSettings, make_storage
 from .targets import TARGET_KINDS, SegmentMap, build_target, sample_nearest
 from .urls import display_url, release_base_url
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 __all__ = ["SegmentsDataset", "UnsupportedTaskError"]
 
@@ -59,8 +62,13 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
     Args:
         release: a :class:`~segments_torch.release.Release`, or anything
             :func:`~segments_torch.release.load_release` accepts (path, URL, dict, file),
-            read with this dataset's ``storage_options``, ``url_map``, ``timeout`` and
-            ``retry``.
+            read through this dataset's ``storage``.
+        storage: where the assets' bytes come from and where they are kept: a
+            :class:`~segments_torch.storage.Storage` (mirrors, asset cache, retries,
+            timeouts, fsspec options, label cache). Relative asset URLs resolve against
+            its ``base_url``, or where it has none, against the release file's folder
+            (``ds.storage`` is then a copy of it with that ``base_url``). Default
+            ``Storage()``.
         labelset: which labelset's labels to serve; default ``"ground-truth"``, or the
             only labelset (in the older layouts, the only task).
         task: alias of ``labelset`` for the older layouts, whose labels are keyed by task.
@@ -91,16 +99,6 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             ``"instance"`` and ``"panoptic"`` targets in the shared memory through which the
             worker sends them, instead of copying them there (not when ``transforms``
             replace them). ``False`` where items are used inside the worker.
-        asset_root: folder or URL that relative asset URLs are resolved against; default
-            the release file's folder.
-        storage_options: fsspec options per protocol, ``{"s3": {...}}``.
-        url_map: mirrors: URL prefix -> replacement (longest prefix wins), or a callable
-            (see :class:`~segments_torch.storage.Storage`).
-        cache_dir: keep each downloaded asset's bytes here (atomic writes; safe to share
-            between workers and processes of one machine).
-        cache_key: ``"path"`` (URL without query string) or ``"url"`` (the full URL).
-        timeout: seconds per HTTP request.
-        retry: the :class:`~segments_torch.storage.RetryPolicy` for transient failures.
         on_error: ``"raise"`` (the default) raises :class:`AssetError` for a sample whose
             image or bitmap cannot be read or used; ``"skip"`` serves the next sample that
             works instead (deterministically), logs the failure once and counts it in
@@ -112,10 +110,6 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             larger ones are refused before decoding (an :class:`AssetError`, skipped under
             ``on_error="skip"``), so a small hostile file cannot take gigabytes. The
             default, 2^28 (16384 x 16384), passes any camera photo; ``None``: no limit.
-        label_cache: keep each bitmap's decoded label in this folder (a few KB each,
-            see :mod:`~segments_torch.label_cache`): later reads take it from there and
-            never read or decode the PNG again. Targets are the same with or without it.
-            Safe to share between workers and processes of one machine.
         decode: ``"host"`` (the default): ``ds[i]`` is a decoded ``(image, target)``.
             ``"device"``: ``ds[i]`` is an :class:`~segments_torch.device.EncodedSample`
             (the JPEG still encoded, the bitmap as a one-byte segment map) for
@@ -129,6 +123,30 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             ``v2.functional.resize(ids, ..., NEAREST)`` (areas and boxes at that size;
             instances that vanish are dropped). Targets then hold ``orig_size``, the
             oriented image's full ``(height, width)``. ``None`` (the default): full size.
+        storage_settings: instead of ``storage``, its settings as keywords
+            (:class:`~segments_torch.storage.StorageSettings`; not together with
+            ``storage``):
+
+            - ``asset_root``: folder or URL that relative asset URLs resolve against
+              (the Storage's ``base_url``); default the release file's folder.
+            - ``storage_options``: fsspec options per protocol, ``{"s3": {...}}``.
+            - ``url_map``: mirrors: URL prefix -> replacement (longest prefix wins), or a
+              callable.
+            - ``cache_dir``: keep each downloaded asset's bytes here (atomic writes; safe
+              to share between workers and processes of one machine).
+            - ``cache_key``: ``"path"`` (URL without query string) or ``"url"``.
+            - ``timeout``: seconds per HTTP request (default 60).
+            - ``retry``: the :class:`~segments_torch.storage.RetryPolicy`.
+            - ``label_cache``: keep each bitmap's decoded label in this folder (a few KB
+              each, see :mod:`~segments_torch.label_cache`): later reads take it from
+              there and never read or decode the PNG again. Targets are the same with or
+              without it. Safe to share between workers and processes of one machine.
+
+    Attributes:
+        storage: the :class:`~segments_torch.storage.Storage` the assets are read with.
+        label_cache: the :class:`~segments_torch.label_cache.LabelCache` of the storage's
+            ``label_cache`` folder, or ``None``.
+        rows: the release rows served, in table order: ``ds[i]`` is row ``ds.rows[i]``.
 
     Example:
         >>> ds = SegmentsDataset("flowers-v1.0.json", task="segmentation",
@@ -142,6 +160,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         self,
         release: Release | ReleaseSource,
         *,
+        storage: Storage | None = None,
         labelset: str | None = None,
         task: str | None = None,
         filter_by: str | Sequence[str] | None = ("LABELED", "REVIEWED"),
@@ -153,38 +172,26 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         label_offset: int = 1,
         transforms: Callable[[Any, Any], Any] | None = None,
         shared_memory: bool = True,
-        asset_root: str | None = None,
-        storage_options: Mapping[str, Mapping[str, Any]] | None = None,
-        url_map: UrlMap | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        cache_key: str = "path",
-        timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
         on_error: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        label_cache: str | os.PathLike[str] | None = None,
         decode: str = "host",
         size: Size = None,
         max_size: int | None = None,
         background: str | None = None,
+        **storage_settings: Unpack[StorageSettings],
     ) -> None:
+        storage = make_storage(storage, storage_settings, "SegmentsDataset")
         if target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
         if labelset is not None and task is not None and labelset != task:
             raise ValueError(f"labelset={labelset!r} and task={task!r} name different labelsets")
         # Relative asset URLs resolve against the release's folder as given: Release.source
         # is for showing, without user:password@ (or a query), which the assets may need.
-        base_url = asset_root
-        if base_url is None and isinstance(release, str | os.PathLike):
-            base_url = release_base_url(os.fspath(release))
+        folder = None
+        if isinstance(release, str | os.PathLike):
+            folder = release_base_url(os.fspath(release))
         if not isinstance(release, Release):  # read as the assets are: same settings
-            release = load_release(
-                release,
-                storage_options=storage_options,
-                url_map=url_map,
-                timeout=timeout,
-                retry=retry,
-            )
+            release = load_release(release, storage=storage)
         self.release = release
         table = self.release.samples
         self.labelset = table.resolve_labelset(labelset if labelset is not None else task)
@@ -194,7 +201,6 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
                 f"{self.release.source}: labelset {self.labelset!r} has task type "
                 f"{task_type!r}; SegmentsDataset serves {', '.join(sorted(BITMAP_TASK_TYPES))}"
             )
-        #: The release rows served, in table order: ``ds[i]`` is row ``ds.rows[i]``.
         self.rows = table.select(
             labelset=self.labelset, statuses=filter_by, metadata=filter_by_metadata
         )
@@ -247,20 +253,14 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             output_size(100, 100, size, max_size)  # checks the combination
         self.size = size
         self.max_size = max_size
-        #: Decoded labels kept on disk (see :mod:`~segments_torch.label_cache`), or None.
-        self.label_cache = LabelCache(label_cache) if label_cache is not None else None
+        self.storage = storage.with_default_base_url(
+            folder if folder is not None else release_base_url(self.release.source)
+        )
+        folder_of_labels = self.storage.label_cache
+        self.label_cache = LabelCache(folder_of_labels) if folder_of_labels is not None else None
         # One flag per sample in shared memory: workers' failures count in the parent.
         failed = torch.zeros(len(self.rows), dtype=torch.uint8)
         self._failed = failed.share_memory_()  # type: ignore[no-untyped-call]
-        self.storage = Storage(
-            base_url if base_url is not None else release_base_url(self.release.source),
-            storage_options,
-            url_map=url_map,
-            cache_dir=cache_dir,
-            cache_key=cache_key,
-            timeout=timeout,
-            retry=retry,
-        )
         self._labels = table.labels[self.labelset]
 
     def __len__(self) -> int:

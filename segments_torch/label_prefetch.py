@@ -97,7 +97,10 @@ def fill_label_cache(
     """
     cache = dataset.label_cache
     if cache is None:
-        raise ValueError("fill_label_cache needs a dataset made with label_cache=")
+        raise ValueError(
+            "fill_label_cache needs a dataset with a label cache: label_cache=DIR, or "
+            "storage=Storage(label_cache=DIR)"
+        )
     if workers < 0:
         raise ValueError(f"workers must be >= 0, not {workers}")
     check_folder(cache.folder, "label cache folder")  # one clear error, not one per sample

@@ -24,8 +24,8 @@ from segments_torch import targets as targets_module
 from segments_torch.codecs import decode_bitmap, encode_bitmap
 from segments_torch.dataset import UnsupportedTaskError
 from segments_torch.demo import RELEASE_PATH
-from segments_torch.errors import AssetError
-from segments_torch.storage import RetryPolicy
+from segments_torch.errors import AssetError, OptionError
+from segments_torch.storage import RetryPolicy, Storage
 from segments_torch.targets import instance_fields
 from tests.items import assert_same, assert_same_items
 from tests.oriented import oriented_release
@@ -340,6 +340,86 @@ def test_the_release_is_read_with_the_asset_storage_settings(demo_copy, file_ser
     )
     assert mirrored.release.source == "https://bucket.example/demo/release.json"
     assert torch.equal(mirrored[0][0], ds[0][0])  # its relative assets: mapped too
+
+
+def test_the_release_is_read_through_the_given_storage(demo_copy):
+    storage = Storage(url_map={"https://bucket.example/demo/": f"{demo_copy.parent}/"})
+    ds = SegmentsDataset("https://bucket.example/demo/release.json", storage=storage)
+    assert ds.release.source == "https://bucket.example/demo/release.json"
+    assert torch.equal(ds[0][0], SegmentsDataset(demo_copy)[0][0])
+
+
+# -- storage= and its keywords --------------------------------------------------------
+
+
+def test_a_storage_without_base_url_gets_the_release_folder_in_a_copy(tmp_path):
+    storage = Storage(cache_dir=tmp_path / "cache", label_cache=tmp_path / "labels")
+    ds = SegmentsDataset(RELEASE_PATH, storage=storage)
+    assert ds.storage is not storage
+    assert storage.base_url is None  # the given one is left as it was
+    assert ds.storage.base_url == str(DEMO)
+    assert (ds.storage.cache_dir, ds.storage.label_cache) == (
+        tmp_path / "cache",
+        tmp_path / "labels",
+    )
+    assert ds.label_cache is not None
+    assert ds.label_cache.folder == tmp_path / "labels"
+
+
+def test_a_storage_with_a_base_url_is_the_datasets_own(tmp_path):
+    storage = Storage(str(DEMO))
+    ds = SegmentsDataset(RELEASE_PATH, storage=storage)
+    assert ds.storage is storage
+    assert ds.label_cache is None
+
+
+def test_the_storage_keywords_make_the_same_storage(tmp_path):
+    retry = RetryPolicy(attempts=2)
+    ds = SegmentsDataset(
+        RELEASE_PATH,
+        asset_root=str(DEMO),
+        storage_options={"file": {"auto_mkdir": True}},
+        url_map={"https://cdn.example/": f"{DEMO}/"},
+        cache_dir=tmp_path / "cache",
+        cache_key="url",
+        timeout=7.0,
+        retry=retry,
+        label_cache=tmp_path / "labels",
+    )
+    storage = ds.storage
+    assert storage.base_url == str(DEMO)
+    assert storage.storage_options == {"file": {"auto_mkdir": True}}
+    assert storage.url_map == {"https://cdn.example/": f"{DEMO}/"}
+    assert (storage.cache_dir, storage.cache_key) == (tmp_path / "cache", "url")
+    assert (storage.timeout, storage.retry, storage.label_cache) == (
+        7.0,
+        retry,
+        tmp_path / "labels",
+    )
+    assert ds.label_cache is not None
+    assert ds.label_cache.folder == tmp_path / "labels"
+
+
+def test_storage_and_storage_keywords_together_are_refused():
+    with pytest.raises(OptionError) as info:
+        SegmentsDataset(RELEASE_PATH, storage=Storage(), cache_dir="/c", asset_root="/a")
+    assert str(info.value) == (
+        "SegmentsDataset: storage= and cache_dir=, asset_root= given together; set them on "
+        "the Storage: Storage(cache_dir=..., base_url=...)"
+    )
+
+
+def test_unknown_keywords_and_a_storage_of_another_type_are_refused():
+    with pytest.raises(OptionError) as info:
+        SegmentsDataset(RELEASE_PATH, cache_dri="/c")  # type: ignore[call-arg]
+    assert str(info.value) == (
+        "SegmentsDataset got unexpected keyword arguments 'cache_dri' (its storage keywords "
+        "are asset_root, storage_options, url_map, cache_dir, cache_key, timeout, retry, "
+        "label_cache)"
+    )
+    with pytest.raises(OptionError) as info:
+        SegmentsDataset(RELEASE_PATH, storage={"cache_dir": "/c"})  # type: ignore[arg-type]
+    assert str(info.value) == "SegmentsDataset: storage= takes a Storage, not dict"
 
 
 def test_missing_image_is_named(demo_copy):
