@@ -36,13 +36,19 @@ from .codecs import (
 )
 from .collate import collate_detection, collate_semantic
 from .device import DeviceDecoder, EncodedSample, collate_device
-from .errors import AssetError, DecodeError, SourceUnavailableError, UnsupportedTaskError
+from .errors import (
+    AssetError,
+    DecodeError,
+    OptionError,
+    SourceUnavailableError,
+    UnsupportedTaskError,
+)
 from .files import warn_once
 from .label_cache import LabelCache
 from .release import BITMAP_TASK_TYPES, Release, ReleaseSource, load_release
 from .samples import LABEL_STATUSES, SampleRecord
 from .sizes import Size, output_size
-from .storage import Storage, StorageError, StorageSettings, make_storage
+from .storage import STORAGE_SETTINGS, Storage, StorageError, StorageSettings, make_storage
 from .targets import TARGET_KINDS, SegmentMap, build_target, sample_nearest
 from .urls import display_url, release_base_url
 
@@ -181,6 +187,27 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         **storage_settings: Unpack[StorageSettings],
     ) -> None:
         storage = make_storage(storage, storage_settings, "SegmentsDataset")
+        # Every argument but the release, for with_options() to vary.
+        self._arguments: dict[str, Any] = {
+            "storage": storage,
+            "labelset": labelset,
+            "task": task,
+            "filter_by": filter_by,
+            "filter_by_metadata": filter_by_metadata,
+            "rows": rows,
+            "target": target,
+            "categories": categories,
+            "ignore_index": ignore_index,
+            "label_offset": label_offset,
+            "transforms": transforms,
+            "shared_memory": shared_memory,
+            "on_error": on_error,
+            "max_pixels": max_pixels,
+            "decode": decode,
+            "size": size,
+            "max_size": max_size,
+            "background": background,
+        }
         if target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
         if labelset is not None and task is not None and labelset != task:
@@ -302,6 +329,71 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         if self.decode != "device":
             raise ValueError("device_decoder() finishes the batches of decode='device' datasets")
         return DeviceDecoder(self)
+
+    def with_options(self, **changes: Any) -> SegmentsDataset:
+        """A variant of this dataset: the same release object (not read again) with some
+        constructor arguments changed; the constructor's checks run on the result.
+
+        ``changes`` are keyword arguments of the constructor. Storage keywords
+        (``cache_dir=``, ``label_cache=``, ...) change a copy of :attr:`storage`;
+        ``storage=`` replaces it. A variant that serves the same rows shares this
+        dataset's failure counts (:attr:`failures`, :meth:`failed_samples`): a sample
+        skipped by either counts for both.
+
+        Raises:
+            OptionError: a keyword the constructor does not take, or ``storage=`` with
+                storage keywords.
+
+        Example:
+            >>> evaluation = ds.with_options(transforms=None, on_error="raise")
+            >>> semantic = ds.with_options(target="semantic", cache_dir="/scratch/cache")
+        """
+        arguments = dict(self._arguments)
+        settings = {name: changes[name] for name in changes if name in STORAGE_SETTINGS}
+        others = {name: value for name, value in changes.items() if name not in settings}
+        unknown = sorted(set(others) - set(arguments))
+        if unknown:
+            raise OptionError(
+                f"with_options() takes the keywords of SegmentsDataset, not "
+                f"{', '.join(map(repr, unknown))}"
+            )
+        arguments.update(others)
+        arguments["storage"] = make_storage(
+            others.get("storage"), settings, "with_options()", base=self.storage
+        )
+        variant = SegmentsDataset(self.release, **arguments)
+        if np.array_equal(variant.rows, self.rows):
+            variant._failed = self._failed
+        return variant
+
+    def bitmap_url(self, index: int) -> str | None:
+        """The bitmap URL of ``ds[index]``'s sample as the release gives it (``None``:
+        the sample has no bitmap); :meth:`storage.resolve
+        <segments_torch.storage.Storage.resolve>` gives the location read.
+
+        Example:
+            >>> ds.bitmap_url(0)  # doctest: +SKIP
+            'https://segmentsai-prod.s3.eu-west-2.amazonaws.com/assets/.../label.png'
+        """
+        return self._labels.bitmap_urls[int(self.rows[self._position(index)])] or None
+
+    def max_instance_id(self) -> int:
+        """The largest instance id (a bitmap's id, an annotation's ``id``) of any selected
+        category's annotation among this dataset's samples, from the release alone (no
+        bitmap is read); 0 where there is none. An instance-id map of any item fits in
+        an integer this large.
+
+        Example:
+            >>> ds.max_instance_id()  # doctest: +SKIP
+            25
+        """
+        columns = self._labels
+        counts = np.diff(columns.annotation_offsets)
+        selected = np.zeros(len(counts), dtype=bool)
+        selected[self.rows] = True
+        keep = np.repeat(selected, counts)
+        keep &= self.categories.labels_for(columns.category_ids) >= 0
+        return int(columns.annotation_ids[keep].max()) if keep.any() else 0
 
     def sample_info(self, index: int) -> SampleRecord:
         """The sample behind ``ds[index]`` (uuid, name, URLs, status, metadata), without

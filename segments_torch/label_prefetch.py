@@ -150,14 +150,13 @@ class _Entries(torch.utils.data.Dataset[_Outcome]):
     def __init__(self, dataset: SegmentsDataset, cache: LabelCache) -> None:
         self.dataset = dataset
         self.cache = cache
-        self.bitmap_urls = dataset.release.samples.labels[dataset.labelset].bitmap_urls
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> _Outcome:
-        url = self.bitmap_urls[int(self.dataset.rows[index])]
-        if not url:
+        url = self.dataset.bitmap_url(index)
+        if url is None:
             return _Outcome("none")
         try:
             return self._entry(url)

@@ -328,13 +328,12 @@ class SegmentsDataModule(pl.LightningDataModule):
             self._fill_label_cache(datasets)
 
     def _prefetch_assets(self, release: Release, datasets: list[SegmentsDataset]) -> None:
-        table = release.samples
-        bitmaps = table.labels[datasets[0].labelset].bitmap_urls
+        images = release.samples.image_urls
         urls = [
             url
             for ds in datasets
-            for row in ds.rows.tolist()
-            for url in (table.image_urls[row], bitmaps[row])
+            for index, row in enumerate(ds.rows.tolist())
+            for url in (images[row], ds.bitmap_url(index))
             if url
         ]
         report = prefetch(self.storage, urls, workers=self.prefetch_workers)

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -335,17 +334,19 @@ def render_preview(
 
 
 def _reader(dataset: SegmentsDataset, tile: int) -> SegmentsDataset:
-    """A shallow copy of ``dataset`` serving untransformed panoptic ``(image, target)``
-    items in private memory, at the tile's size unless the dataset has a size of its own;
-    it shares the dataset's failure counts."""
-    reader = copy.copy(dataset)
-    reader.target = "panoptic"
-    reader.transforms = None
-    reader.shared_memory = False
-    reader.decode = "host"
-    if not dataset.resizing:
-        reader.size, reader.max_size = None, tile
-    return reader
+    """A variant of ``dataset`` serving untransformed panoptic ``(image, target)`` items
+    in private memory, at the tile's size unless the dataset has a size of its own; it
+    shares the dataset's failure counts. Its label offset is 1, which panoptic targets
+    with a background class need (:func:`_read` takes labels back to training labels)."""
+    size = {} if dataset.resizing else {"size": None, "max_size": tile}
+    return dataset.with_options(
+        target="panoptic",
+        transforms=None,
+        shared_memory=False,
+        decode="host",
+        label_offset=1,
+        **size,
+    )
 
 
 def _read(reader: SegmentsDataset, index: int, tile: int) -> _Sample:

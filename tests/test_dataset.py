@@ -422,6 +422,89 @@ def test_unknown_keywords_and_a_storage_of_another_type_are_refused():
     assert str(info.value) == "SegmentsDataset: storage= takes a Storage, not dict"
 
 
+# -- with_options --------------------------------------------------------------------------
+
+
+def test_with_options_makes_a_variant_of_the_same_release():
+    ds = SegmentsDataset(RELEASE_PATH, target="instance", categories=["circle"])
+    semantic = ds.with_options(target="semantic", ignore_index=100)
+    assert semantic.release is ds.release  # not read again
+    assert semantic.storage is ds.storage
+    assert (semantic.target, semantic.ignore_index, ds.target) == ("semantic", 100, "instance")
+    assert semantic.categories.label_names == ["circle"]  # the rest as it was
+    expected = SegmentsDataset(
+        RELEASE_PATH, target="semantic", categories=["circle"], ignore_index=100
+    )
+    assert_same(semantic[2], expected[2])
+
+
+def test_with_options_runs_the_constructors_checks():
+    ds = SegmentsDataset(RELEASE_PATH)
+    with pytest.raises(ValueError, match=r"^target must be one of instance, semantic, panoptic"):
+        ds.with_options(target="boxes")
+    with pytest.raises(ValueError, match=r"^background= with target='panoptic' needs"):
+        ds.with_options(target="panoptic", background="background", label_offset=0)
+    with pytest.raises(OptionError) as info:
+        ds.with_options(targt="semantic", release=RELEASE_PATH)
+    assert str(info.value) == (
+        "with_options() takes the keywords of SegmentsDataset, not 'release', 'targt'"
+    )
+    with pytest.raises(OptionError, match=r"^with_options\(\): storage= and cache_dir= given"):
+        ds.with_options(storage=Storage(), cache_dir="/c")
+
+
+def test_with_options_storage_keywords_change_a_copy_of_the_storage(tmp_path):
+    ds = SegmentsDataset(RELEASE_PATH, url_map={"https://cdn.example/": f"{DEMO}/"})
+    cached = ds.with_options(cache_dir=tmp_path / "cache", label_cache=tmp_path / "labels")
+    assert cached.storage is not ds.storage
+    assert (ds.storage.cache_dir, ds.label_cache) == (None, None)
+    assert cached.storage.cache_dir == tmp_path / "cache"
+    assert cached.label_cache is not None
+    assert cached.label_cache.folder == tmp_path / "labels"
+    assert (cached.storage.base_url, cached.storage.url_map) == (
+        ds.storage.base_url,
+        ds.storage.url_map,
+    )
+    other = Storage(str(DEMO))
+    assert ds.with_options(storage=other).storage is other
+
+
+def test_with_options_shares_failure_counts_when_the_rows_are_the_same(demo_copy):
+    (demo_copy.parent / "images" / "shapes-000.jpg").unlink()
+    ds = SegmentsDataset(demo_copy, on_error="skip")
+    semantic = ds.with_options(target="semantic")
+    semantic[0]  # skipped: counted for both
+    assert (ds.failures, semantic.failures) == (1, 1)
+    everything = ds.with_options(filter_by=None)  # other rows: counts of its own
+    everything[0]
+    assert (ds.failures, everything.failures) == (1, 1)
+    everything[1]
+    assert [s.name for s in ds.failed_samples()] == ["shapes-000.jpg"]
+
+
+def test_bitmap_url_and_max_instance_id():
+    ds = SegmentsDataset(RELEASE_PATH, filter_by=None)
+    table = ds.release.samples
+    assert ds.bitmap_url(0) == table.record(0).bitmap_url == "bitmaps/shapes-000.png"
+    assert ds.bitmap_url(6) is None  # UNLABELED: no bitmap
+    assert ds.bitmap_url(-2) is None
+    with pytest.raises(IndexError, match=r"^index 8 is out of range for 8 samples$"):
+        ds.bitmap_url(8)
+    every_id = [int(i) for row in range(len(table)) for i in table.record(row).annotation_ids]
+    assert ds.max_instance_id() == max(every_id)
+    circles = ds.with_options(categories=["circle"])
+    circle_ids = [
+        int(i)
+        for row in range(len(table))
+        for i, c in zip(
+            table.record(row).annotation_ids, table.record(row).category_ids, strict=True
+        )
+        if ds.release.labelsets["ground-truth"].categories[0].id == c
+    ]
+    assert circles.max_instance_id() == max(circle_ids)
+    assert ds.with_options(rows=[6]).max_instance_id() == 0
+
+
 def test_missing_image_is_named(demo_copy):
     (demo_copy.parent / "images" / "shapes-000.jpg").unlink()
     with pytest.raises(AssetError) as info:
