@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # without npm those tests skip.
 AZURITE := .tools/azurite/node_modules/.bin/azurite-blob
 
-.PHONY: demo test lint typecheck unit bench clean-venv azurite
+.PHONY: demo test lint typecheck unit docs bench clean-venv azurite
 
 $(STAMP): pyproject.toml setup.cfg requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ azurite:
 demo: $(STAMP)
 	$(BIN)/segments-torch demo
 
-test: lint typecheck unit
+test: lint typecheck unit docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,6 +37,11 @@ typecheck: $(STAMP)
 
 unit: $(STAMP) azurite
 	$(BIN)/python -m pytest
+
+# The docs site (mkdocs.yml) into site/; --strict fails on broken links, missing references
+# and docstring warnings. The variable silences Material's banner about MkDocs 2.0.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_release.py

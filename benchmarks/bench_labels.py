@@ -4,6 +4,7 @@ Run it from the repository root::
 
     .venv/bin/python benchmarks/bench_labels.py            # about 5 minutes on two cores
     .venv/bin/python benchmarks/bench_labels.py --quick    # a sanity check
+    .venv/bin/python benchmarks/bench_labels.py --plot docs/img/bench_labels.png
 
 What is measured, in one run, on generated samples (``--data-dir``, default
 ``benchmarks/data/``, git-ignored; made once and reused): photo-like JPEGs (quality 90) and
@@ -43,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ from bench_dataset import (
     write_json,
 )
 from bench_decoders import make_ids, make_photo
+from plotting import Panel, save_bars
 from torch.utils.data import DataLoader
 
 import segments_torch
@@ -276,6 +278,7 @@ ITEM_HEADER = [
     "| first read, no cache ms | first read, cold ms |",
     "|---|---|---:|---:|---:|---:|---:|",
 ]
+STAGE_SERIES = {"today": "PNG decoded", "warm": "warm cache", "cold": "cold (decode, store)"}
 LOADER_HEADER = [
     "| sample | no cache items/s | cold items/s | warm items/s | warm / no cache |",
     "|---|---:|---:|---:|---:|",
@@ -288,6 +291,9 @@ class Report:
     items: list[str]
     loader: list[str]
     notes: list[str]
+    # the plot's figures: series name -> one median per setting
+    stage_ms: dict[str, list[float]] = field(default_factory=dict)
+    item_ms: dict[str, list[float]] = field(default_factory=dict)
 
 
 def timed(label: str, fn: Callable[[], Any]) -> Any:
@@ -309,9 +315,13 @@ def measure_setting(setting: Setting, args: argparse.Namespace, tmp: Path, repor
         f"| {setting.name} | {stage.median('today'):.2f} | {stage.median('warm'):.2f} "
         f"| {stage.median('cold'):.2f} | {entry:,.0f} | {png:,.0f} |"
     )
+    for key, series in STAGE_SERIES.items():
+        report.stage_ms.setdefault(series, []).append(stage.median(key))
     items = timed("ds[i]", lambda: measure_items(release, setting, args.rounds, here / "items"))
     for kind in ("instance", "semantic"):
         ratio = paired(items, f"{kind} warm", f"{kind} plain")
+        for key, series in (("plain", "no cache"), ("warm", "warm cache")):
+            report.item_ms.setdefault(f"{kind}, {series}", []).append(items.median(f"{kind} {key}"))
         report.items.append(
             f"| {setting.name} | {kind} | {items.median(f'{kind} plain'):.2f} "
             f"| {items.median(f'{kind} warm'):.2f} | {ratio:.2f} "
@@ -350,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, default=3, help="DataLoader passes (median kept)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--quick", action="store_true", help="few repetitions: a sanity check")
+    parser.add_argument("--plot", type=Path, help="also draw this run's figures into a PNG")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.items, args.passes = 2, 16, 1
@@ -373,6 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(report.loader))
     print()
     print("\n".join(report.notes))
+    if args.plot:
+        groups = [setting.name.replace(", ", "\n") for setting in SETTINGS]
+        panels = [
+            Panel("The bitmap stage", "ms per call (log scale)", groups, report.stage_ms, log=True),
+            Panel("ds[i]", "ms per item (log scale)", groups, report.item_ms, log=True),
+        ]
+        print(f"plot: {save_bars(args.plot, 'The label cache', panels)}")
     return 0
 
 

@@ -5,6 +5,7 @@ Run it from the repository root::
 
     .venv/bin/python benchmarks/bench_resize.py            # about 4 minutes on two cores
     .venv/bin/python benchmarks/bench_resize.py --quick    # a sanity check
+    .venv/bin/python benchmarks/bench_resize.py --plot docs/img/bench_resize.png
 
 On generated 3648x2736 JPEG photos with RGBA PNG bitmaps of 5 and 25 instances
 (``bench_labels.py``'s samples, under ``--data-dir``), instance targets, one thread:
@@ -42,6 +43,7 @@ from typing import Any
 import torch
 from bench_dataset import Timings
 from bench_labels import DEFAULT_DATA_DIR, Setting, ensure_data
+from plotting import Panel, save_bars
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=48, help="samples in each release")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--quick", action="store_true", help="few repetitions: a sanity check")
+    parser.add_argument("--plot", type=Path, help="also draw this run's figures into a PNG")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.items = 1, 16
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     step_lines = ["| sample | step | ms |", "|---|---|---:|"]
     loader_lines = ["| sample | path | items/s |", "|---|---|---:|"]
     notes = []
+    ms_series: dict[str, list[float]] = {}
+    peak_series: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for setting in SETTINGS:
             print(setting.name, file=sys.stderr, flush=True)
@@ -179,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             base_ms, base_peak = timings.median("full + v2.Resize"), peaks["full + v2.Resize"]
             for name in ds:
                 ms, peak = timings.median(name), peaks[name]
+                ms_series.setdefault(name, []).append(ms)
+                peak_series.setdefault(name, []).append(peak / 1e6)
                 item_lines.append(
                     f"| {setting.name} | {name} | {ms:.1f} | {base_ms / ms:.2f}x "
                     f"| {peak / 1e6:.1f} | {peak / base_peak:.2f} |"
@@ -201,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(loader_lines))
     print()
     print("\n".join(notes))
+    if args.plot:
+        groups = [setting.name.replace(", ", "\n") for setting in SETTINGS]
+        panels = [
+            Panel("Time per item", "ms per item", groups, ms_series),
+            Panel("Peak memory per item", "MB per item", groups, peak_series),
+        ]
+        title = f"3648x2736 photos at size={SIZE}, max_size={MAX_SIZE} (instance targets)"
+        print(f"plot: {save_bars(args.plot, title, panels)}")
     return 0
 
 

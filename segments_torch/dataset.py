@@ -120,7 +120,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             ``"device"``: ``ds[i]`` is an :class:`~segments_torch.device.EncodedSample`
             (the JPEG still encoded, the bitmap as a one-byte segment map) for
             :meth:`device_decoder` to finish on the GPU (see :mod:`segments_torch.device`).
-        size, max_size: serve every item at the size
+        size: serve every item at the size
             ``torchvision.transforms.v2.Resize(size, max_size=max_size)`` gives its oriented
             image (an int: the shorter side; ``(h, w)``: exact; ``None`` with ``max_size``:
             the longer side capped), made at that size from the start: a JPEG decoded at a
@@ -129,6 +129,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             ``v2.functional.resize(ids, ..., NEAREST)`` (areas and boxes at that size;
             instances that vanish are dropped). Targets then hold ``orig_size``, the
             oriented image's full ``(height, width)``. ``None`` (the default): full size.
+        max_size: the longest side, as ``v2.Resize``'s ``max_size`` (see ``size``).
         storage_settings: instead of ``storage``, its settings as keywords
             (:class:`~segments_torch.storage.StorageSettings`; not together with
             ``storage``):

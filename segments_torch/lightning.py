@@ -140,17 +140,24 @@ class SegmentsDataModule(pl.LightningDataModule):
             the release grows), :class:`~segments_torch.splits.MetadataSplit` (by a
             metadata key) or :class:`~segments_torch.splits.ListSplit` (explicit uuids or
             names).
-        train_split, val_split, test_split, predict_split: the split each stage reads;
-            ``None`` turns the stage off (its dataloader is empty).
+        train_split: the split the train stage reads; ``None`` turns the stage off (its
+            dataloader is empty).
+        val_split: the split the val stage reads (``None``: off).
+        test_split: the split the test stage reads (``None``: off).
+        predict_split: the split the predict stage reads (``None``: off).
         filter_by: label statuses to keep, for every stage (``["LABELED", "REVIEWED"]``),
             or per stage: ``{"train": ["LABELED", "REVIEWED"], "val": ["REVIEWED"]}``
             (stages left out keep LABELED and REVIEWED); ``None`` keeps every status.
         train_transforms: ``transforms(image, target)`` of the train stage.
         eval_transforms: those of the val, test and predict stages.
-        batch_size: train batch size; ``eval_batch_size`` (default the same) the others'.
-        num_workers, pin_memory, persistent_workers: passed to every ``DataLoader``.
-        shuffle, drop_last: of the train ``DataLoader`` (Lightning turns ``shuffle`` into a
-            shuffling ``DistributedSampler`` under DDP).
+        batch_size: train batch size.
+        eval_batch_size: the val, test and predict batch size (default ``batch_size``).
+        num_workers: passed to every ``DataLoader``.
+        pin_memory: passed to every ``DataLoader``.
+        persistent_workers: passed to every ``DataLoader``.
+        shuffle: of the train ``DataLoader`` (Lightning turns it into a shuffling
+            ``DistributedSampler`` under DDP).
+        drop_last: of the train ``DataLoader``.
         dataloader_options: more ``DataLoader`` arguments (``prefetch_factor``,
             ``multiprocessing_context``, ...).
         prefetch: in ``prepare_data()``, before training starts, download the assets of
@@ -158,6 +165,7 @@ class SegmentsDataModule(pl.LightningDataModule):
             store their decoded labels in ``label_cache`` (``num_workers`` worker
             processes decode the bitmaps; see
             :func:`~segments_torch.label_prefetch.fill_label_cache`), where each is given.
+        prefetch_workers: downloads at a time in ``prepare_data()``.
         prepare_data_per_node: Lightning's flag: ``True`` (a node-local ``cache_dir`` and
             ``label_cache``) runs ``prepare_data()`` on local rank 0 of every node, ``False``
             (folders on a file system all nodes share) on global rank 0 only.

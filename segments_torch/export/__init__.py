@@ -1,14 +1,12 @@
 """Exports of a :class:`~segments_torch.dataset.SegmentsDataset`: COCO instance (RLE),
 COCO panoptic, semantic and instance PNG label maps.
 
-=================  ==========================================================
-format             files in ``out_dir``
-=================  ==========================================================
-``coco-instance``  ``coco_instance.json`` (alias ``coco``)
-``coco-panoptic``  ``coco_panoptic.json``, ``coco_panoptic/<stem>.png`` (RGB)
-``semantic``       ``semantic.json``, ``semantic/<stem>.png`` (8- or 16-bit)
-``instance``       ``instance.json``, ``instance/<stem>.png`` (16-bit or RGBA)
-=================  ==========================================================
+The formats and the files each writes in ``out_dir``:
+
+- ``coco-instance`` (alias ``coco``): ``coco_instance.json``
+- ``coco-panoptic``: ``coco_panoptic.json``, ``coco_panoptic/<stem>.png`` (RGB)
+- ``semantic``: ``semantic.json``, ``semantic/<stem>.png`` (8- or 16-bit)
+- ``instance``: ``instance.json``, ``instance/<stem>.png`` (16-bit or RGBA)
 
 ``<stem>`` is the sample name made safe and unique (:mod:`.names`). Names are imported on
 first use: ``import segments_torch.export`` loads neither torch nor pycocotools.
