@@ -37,6 +37,7 @@ from .errors import (
 from .release import Category, Labelset, Layout, Release, load_release, parse_release
 from .samples import LABEL_STATUSES, SampleRecord, SampleTable
 from .splits import ListSplit, MetadataSplit, RatioSplit
+from .storage import RetryPolicy, Storage
 
 if TYPE_CHECKING:
     from .categories import CategoryMap
@@ -66,6 +67,7 @@ __all__ = [
     "Release",
     "ReleaseFormatError",
     "ReleaseReadError",
+    "RetryPolicy",
     "SampleRecord",
     "SampleTable",
     "SegmentsDataModule",
@@ -74,6 +76,7 @@ __all__ = [
     "SelectionError",
     "SourceUnavailableError",
     "SplitError",
+    "Storage",
     "StorageError",
     "UnknownLabelsetError",
     "UnsupportedTaskError",
