@@ -18,8 +18,8 @@ Which library decodes what is chosen here alone, by measurement
 - Bitmaps: pyspng when installed (the fastest by far), torchcodec, then Pillow. pyspng
   checks neither the chunk CRCs nor zlib's Adler-32 checksum, so both are checked here
   first (a damaged byte would otherwise decode silently to wrong ids): the pixel data is
-  inflated once more, with zlib-ng when installed (several times faster than zlib on
-  bitmaps), its output discarded. Any eXIf chunk is dropped: a bitmap's grid is used as
+  inflated once more, with zlib-ng when installed (faster than zlib), its output
+  discarded. Any eXIf chunk is dropped: a bitmap's grid is used as
   stored.
 - Everything else (BMP, WebP, TIFF, GIF): Pillow.
 
