@@ -49,7 +49,8 @@ from torchvision.transforms import v2
 
 import segments_torch
 from segments_torch import SegmentsDataset, codecs
-from segments_torch.targets import output_size, sample_nearest
+from segments_torch.sizes import output_size
+from segments_torch.targets import sample_nearest
 
 COMMAND = ".venv/bin/python benchmarks/bench_resize.py"
 SETTINGS = (Setting(3648, 2736, 5, 4), Setting(3648, 2736, 25, 4))

@@ -20,7 +20,7 @@ Example:
     >>> add_data_options(parser)
     >>> args = parser.parse_args(["--filter-by", "REVIEWED", "--url-map", "s3://b/=/data/"])
     >>> options = dataset_options(args)
-    >>> options["filter_by"], options["url_map"]
+    >>> options["filter_by"], options["storage"].url_map
     (['REVIEWED'], {'s3://b/': '/data/'})
 """
 
@@ -45,8 +45,8 @@ from segments_torch import SegmentsDataset, SegmentsTorchError
 from segments_torch.cli import (
     add_selection_options,
     add_storage_options,
-    parse_url_map,
     selected_statuses,
+    storage_from_args,
 )
 from segments_torch.demo import RELEASE_PATH
 from segments_torch.device import DeviceDecoder
@@ -111,14 +111,12 @@ def add_training_options(
 
 
 def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``SegmentsDataset`` keyword arguments from :func:`add_data_options`' options."""
+    """``SegmentsDataset`` keyword arguments from :func:`add_data_options`' options: the
+    selection, the one ``storage`` the asset options describe, and ``decode``."""
     return {
         "labelset": args.labelset,
         "filter_by": selected_statuses(args),
-        "asset_root": args.asset_root,
-        "url_map": parse_url_map(args.url_map),
-        "cache_dir": args.cache_dir,
-        "cache_key": args.cache_key,
+        "storage": storage_from_args(args),
         "decode": args.decode,
     }
 

@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     options = dataset_options(args)
     instances = SegmentsDataset(args.release, target="instance", **options)
-    semantics = SegmentsDataset(instances.release, target="semantic", **options)
+    semantics = instances.with_options(target="semantic")  # the release is read once
     print(instances)
     with contextlib.ExitStack() as stack:
         out = args.out or Path(stack.enter_context(tempfile.TemporaryDirectory()))

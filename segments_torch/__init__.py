@@ -18,22 +18,31 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AssetError,
+    CategorySelectionError,
     DecodeError,
+    ExportError,
+    MissingExtraError,
+    OptionError,
+    OutputError,
     ReleaseFormatError,
     ReleaseReadError,
     SegmentsTorchError,
+    SelectionError,
     SourceUnavailableError,
+    SplitError,
     StorageError,
     UnknownLabelsetError,
+    UnsupportedTaskError,
 )
 from .release import Category, Labelset, Layout, Release, load_release, parse_release
-from .samples import LABEL_STATUSES, SampleRecord, SampleTable, SelectionError
-from .splits import ListSplit, MetadataSplit, RatioSplit, SplitError
+from .samples import LABEL_STATUSES, SampleRecord, SampleTable
+from .splits import ListSplit, MetadataSplit, RatioSplit
+from .storage import RetryPolicy, Storage
 
 if TYPE_CHECKING:
-    from .categories import CategoryMap, CategorySelectionError
+    from .categories import CategoryMap
     from .collate import collate_detection, collate_semantic
-    from .dataset import SegmentsDataset, UnsupportedTaskError
+    from .dataset import SegmentsDataset
     from .export import export_dataset
     from .label_prefetch import LabelReport, fill_label_cache
     from .lightning import SegmentsDataModule
@@ -45,15 +54,20 @@ __all__ = [
     "CategoryMap",
     "CategorySelectionError",
     "DecodeError",
+    "ExportError",
     "LabelReport",
     "Labelset",
     "Layout",
     "ListSplit",
     "MetadataSplit",
+    "MissingExtraError",
+    "OptionError",
+    "OutputError",
     "RatioSplit",
     "Release",
     "ReleaseFormatError",
     "ReleaseReadError",
+    "RetryPolicy",
     "SampleRecord",
     "SampleTable",
     "SegmentsDataModule",
@@ -62,6 +76,7 @@ __all__ = [
     "SelectionError",
     "SourceUnavailableError",
     "SplitError",
+    "Storage",
     "StorageError",
     "UnknownLabelsetError",
     "UnsupportedTaskError",
@@ -77,11 +92,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "CategoryMap": "categories",
-    "CategorySelectionError": "categories",
     "collate_detection": "collate",
     "collate_semantic": "collate",
     "SegmentsDataset": "dataset",
-    "UnsupportedTaskError": "dataset",
     "export_dataset": "export",
     "LabelReport": "label_prefetch",
     "fill_label_cache": "label_prefetch",

@@ -32,7 +32,7 @@ from typing import Any, SupportsIndex
 import numpy as np
 import numpy.typing as npt
 
-from .errors import SegmentsTorchError
+from .errors import CategorySelectionError
 from .release import Category
 
 __all__ = ["CategoryEntry", "CategoryMap", "CategorySelectionError"]
@@ -41,10 +41,6 @@ __all__ = ["CategoryEntry", "CategoryMap", "CategorySelectionError"]
 DEFAULT_COLOR = (128, 128, 128)
 #: Color of the background class (black, as semantic segmentation palettes draw it).
 BACKGROUND_COLOR = (0, 0, 0)
-
-
-class CategorySelectionError(SegmentsTorchError, ValueError):
-    """``categories=`` names a category the release lacks, or labels clash."""
 
 
 @dataclass(frozen=True)

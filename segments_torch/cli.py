@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import OutputError, SegmentsTorchError
 from .export.formats import FORMAT_ALIASES, FORMATS, IMAGE_IDS
+from .files import check_folder
 from .progress import Progress
 from .release import Release, load_release
 from .samples import LABEL_STATUSES, SelectionError, status_codes
-from .storage import Storage, check_folder, prefetch, release_base_url
+from .storage import Storage, prefetch
+from .urls import release_base_url
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,6 +43,7 @@ __all__ = [
     "parse_url_map",
     "release_summary",
     "selected_statuses",
+    "storage_from_args",
 ]
 
 
@@ -275,22 +278,12 @@ def _prefetch(args: argparse.Namespace) -> int:
         args.usage.error("--labels and --label-cache DIR go together")
     if args.cache_dir is None and not args.labels:
         args.usage.error("the following arguments are required: --cache-dir (or --labels)")
-    url_map = parse_url_map(args.url_map)
-    release = load_release(args.release, url_map=url_map)
+    storage = storage_from_args(args)
+    release = load_release(args.release, storage=storage)
     table = release.samples
     labelset, rows = _selection(args, release)
     # The labels are read as a dataset reads them (it imports torch: only with --labels).
     dataset = _dataset(args, "instance", release=release) if args.labels else None
-    storage = (
-        dataset.storage
-        if dataset is not None
-        else Storage(
-            args.asset_root or release_base_url(args.release),
-            url_map=url_map,
-            cache_dir=args.cache_dir,
-            cache_key=args.cache_key,
-        )
-    )
     # Both folders before any progress bar: an error is the only line.
     storage.check_cache_dir()
     if args.label_cache is not None:
@@ -325,7 +318,7 @@ def _selection(args: argparse.Namespace, release: Release) -> tuple[str, npt.NDA
 def _selected_release(args: argparse.Namespace) -> Release:
     """The release, read as the assets are (``--url-map``), once it is known that the
     options select some of its samples (:func:`_selection`)."""
-    release = load_release(args.release, url_map=parse_url_map(args.url_map))
+    release = load_release(args.release, storage=storage_from_args(args))
     _selection(args, release)
     return release
 
@@ -383,23 +376,15 @@ def _dataset(
     from .codecs import DEFAULT_MAX_PIXELS
     from .dataset import SegmentsDataset
 
-    asset_root = args.asset_root
-    if asset_root is None and release is not None:
-        # The folder as given, user:password@ included (Release.source drops it).
-        asset_root = release_base_url(args.release)
     limit = args.max_pixels
     return SegmentsDataset(
         args.release if release is None else release,
+        storage=storage_from_args(args),
         labelset=args.labelset,
         filter_by=selected_statuses(args),
         target=target,
-        asset_root=asset_root,
-        url_map=parse_url_map(args.url_map),
-        cache_dir=args.cache_dir,
-        cache_key=args.cache_key,
         on_error=on_error,
         max_pixels=DEFAULT_MAX_PIXELS if limit is None else limit or None,  # 0: no limit
-        label_cache=args.label_cache,
         size=getattr(args, "size", None),
         max_size=getattr(args, "max_size", None),
     )
@@ -512,7 +497,19 @@ def add_selection_options(
 
 
 def add_storage_options(parser: argparse.ArgumentParser, *, cache_required: bool) -> None:
-    """Where asset bytes come from: shared by prefetch, export, preview and the examples."""
+    """Where asset bytes come from: shared by prefetch, export, preview and the examples;
+    :func:`storage_from_args` makes the one :class:`~segments_torch.storage.Storage` they
+    describe.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> parser.add_argument("release")  # doctest: +ELLIPSIS
+        _StoreAction(...)
+        >>> add_storage_options(parser, cache_required=False)
+        >>> args = parser.parse_args(["r.json", "--cache-dir", "/c", "--url-map", "s3://b/=/m/"])
+        >>> storage_from_args(args).cache_dir, storage_from_args(args).url_map
+        (PosixPath('/c'), {'s3://b/': '/m/'})
+    """
     parser.add_argument(
         "--cache-dir",
         required=cache_required,
@@ -533,6 +530,25 @@ def add_storage_options(parser: argparse.ArgumentParser, *, cache_required: bool
         help="key files by URL without query string (default) or full URL",
     )
     parser.add_argument("--asset-root", help="folder or URL relative asset URLs resolve against")
+
+
+def storage_from_args(args: argparse.Namespace) -> Storage:
+    """The :class:`~segments_torch.storage.Storage` of :func:`add_storage_options`'
+    options (and ``--label-cache``, where the command has it): relative asset URLs
+    resolve against ``--asset-root``, else the folder of the release as given (a
+    ``user:password@`` in it kept, which assets may need).
+
+    Raises:
+        SelectionError: a ``--url-map`` that is not ``PREFIX=REPLACEMENT``.
+    """
+    storage = Storage(
+        args.asset_root,
+        url_map=parse_url_map(args.url_map),
+        cache_dir=args.cache_dir,
+        cache_key=args.cache_key,
+        label_cache=getattr(args, "label_cache", None),
+    )
+    return storage.with_default_base_url(release_base_url(args.release))
 
 
 def _parser() -> argparse.ArgumentParser:

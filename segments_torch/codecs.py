@@ -18,8 +18,8 @@ Which library decodes what is chosen here alone, by measurement
 - Bitmaps: pyspng when installed (the fastest by far), torchcodec, then Pillow. pyspng
   checks neither the chunk CRCs nor zlib's Adler-32 checksum, so both are checked here
   first (a damaged byte would otherwise decode silently to wrong ids): the pixel data is
-  inflated once more, with zlib-ng when installed (several times faster than zlib on
-  bitmaps), its output discarded. Any eXIf chunk is dropped: a bitmap's grid is used as
+  inflated once more, with zlib-ng when installed (faster than zlib), its output
+  discarded. Any eXIf chunk is dropped: a bitmap's grid is used as
   stored.
 - Everything else (BMP, WebP, TIFF, GIF): Pillow.
 
@@ -54,7 +54,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2.functional import resize
 
 from .errors import DecodeError
-from .targets import Size, output_size
+from .sizes import Size, output_size
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -414,7 +414,7 @@ def decode_image(
 
     With ``size`` or ``max_size``, the image comes at the size
     ``v2.Resize(size, max_size=max_size)`` gives the oriented image
-    (:func:`~segments_torch.targets.output_size`), resized with antialiasing. A JPEG at
+    (:func:`~segments_torch.sizes.output_size`), resized with antialiasing. A JPEG at
     least twice that size is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that is
     still at least that size (libjpeg-turbo through Pillow's ``draft``), then resized: a
     fraction of the memory and of the IDCT's time; the pixels differ from those of

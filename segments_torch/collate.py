@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import get_worker_info
 from torchvision import tv_tensors
 
-from .targets import allocate
+from ._compat import allocate
 
 __all__ = ["collate_detection", "collate_semantic"]
 

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, SupportsIndex, overload
+from typing import TYPE_CHECKING, Any, SupportsIndex, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -37,21 +37,25 @@ from .codecs import (
 )
 from .collate import collate_detection, collate_semantic
 from .device import DeviceDecoder, EncodedSample, collate_device
-from .errors import AssetError, DecodeError, SegmentsTorchError, SourceUnavailableError
+from .errors import (
+    AssetError,
+    DecodeError,
+    OptionError,
+    SourceUnavailableError,
+    UnsupportedTaskError,
+)
+from .files import warn_once
 from .label_cache import LabelCache
 from .release import BITMAP_TASK_TYPES, VECTOR_TASK_TYPES, Release, ReleaseSource, load_release
 from .samples import LABEL_STATUSES, SampleRecord
 from .shapes import area_outlines, shape_target
-from .storage import (
-    RetryPolicy,
-    Storage,
-    StorageError,
-    UrlMap,
-    display_url,
-    release_base_url,
-    warn_once,
-)
-from .targets import TARGET_KINDS, SegmentMap, Size, build_target, output_size, sample_nearest
+from .sizes import Size, output_size
+from .storage import STORAGE_SETTINGS, Storage, StorageError, StorageSettings, make_storage
+from .targets import TARGET_KINDS, SegmentMap, build_target, sample_nearest
+from .urls import display_url, release_base_url
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 __all__ = ["SegmentsDataset", "UnsupportedTaskError"]
 
@@ -60,18 +64,19 @@ logger = logging.getLogger(__name__)
 Item = tuple[tv_tensors.Image, dict[str, Any]]
 
 
-class UnsupportedTaskError(SegmentsTorchError, ValueError):
-    """The release's task type is one this dataset does not serve (yet)."""
-
-
 class SegmentsDataset(torch.utils.data.Dataset[Any]):
     """A Segments.ai release as a map-style dataset of ``(image, target)`` pairs.
 
     Args:
         release: a :class:`~segments_torch.release.Release`, or anything
             :func:`~segments_torch.release.load_release` accepts (path, URL, dict, file),
-            read with this dataset's ``storage_options``, ``url_map``, ``timeout`` and
-            ``retry``.
+            read through this dataset's ``storage``.
+        storage: where the assets' bytes come from and where they are kept: a
+            :class:`~segments_torch.storage.Storage` (mirrors, asset cache, retries,
+            timeouts, fsspec options, label cache). Relative asset URLs resolve against
+            its ``base_url``, or where it has none, against the release file's folder
+            (``ds.storage`` is then a copy of it with that ``base_url``). Default
+            ``Storage()``.
         labelset: which labelset's labels to serve; default ``"ground-truth"``, or the
             only labelset (in the older layouts, the only task).
         task: alias of ``labelset`` for the older layouts, whose labels are keyed by task.
@@ -102,16 +107,6 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             ``"instance"`` and ``"panoptic"`` targets in the shared memory through which the
             worker sends them, instead of copying them there (not when ``transforms``
             replace them). ``False`` where items are used inside the worker.
-        asset_root: folder or URL that relative asset URLs are resolved against; default
-            the release file's folder.
-        storage_options: fsspec options per protocol, ``{"s3": {...}}``.
-        url_map: mirrors: URL prefix -> replacement (longest prefix wins), or a callable
-            (see :class:`~segments_torch.storage.Storage`).
-        cache_dir: keep each downloaded asset's bytes here (atomic writes; safe to share
-            between workers and processes of one machine).
-        cache_key: ``"path"`` (URL without query string) or ``"url"`` (the full URL).
-        timeout: seconds per HTTP request.
-        retry: the :class:`~segments_torch.storage.RetryPolicy` for transient failures.
         on_error: ``"raise"`` (the default) raises :class:`AssetError` for a sample whose
             image or bitmap cannot be read or used; ``"skip"`` serves the next sample that
             works instead (deterministically), logs the failure once and counts it in
@@ -123,10 +118,6 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             larger ones are refused before decoding (an :class:`AssetError`, skipped under
             ``on_error="skip"``), so a small hostile file cannot take gigabytes. The
             default, 2^28 (16384 x 16384), passes any camera photo; ``None``: no limit.
-        label_cache: keep each bitmap's decoded label in this folder (a few KB each,
-            see :mod:`~segments_torch.label_cache`): later reads take it from there and
-            never read or decode the PNG again. Targets are the same with or without it.
-            Safe to share between workers and processes of one machine.
         decode: ``"host"`` (the default): ``ds[i]`` is a decoded ``(image, target)``.
             ``"device"``: ``ds[i]`` is an :class:`~segments_torch.device.EncodedSample`
             (the JPEG still encoded, the bitmap as a one-byte segment map) for
@@ -141,6 +132,30 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             instances that vanish are dropped). Targets then hold ``orig_size``, the
             oriented image's full ``(height, width)``. ``None`` (the default): full size.
         max_size: the longest side, as ``v2.Resize``'s ``max_size`` (see ``size``).
+        storage_settings: instead of ``storage``, its settings as keywords
+            (:class:`~segments_torch.storage.StorageSettings`; not together with
+            ``storage``):
+
+            - ``asset_root``: folder or URL that relative asset URLs resolve against
+              (the Storage's ``base_url``); default the release file's folder.
+            - ``storage_options``: fsspec options per protocol, ``{"s3": {...}}``.
+            - ``url_map``: mirrors: URL prefix -> replacement (longest prefix wins), or a
+              callable.
+            - ``cache_dir``: keep each downloaded asset's bytes here (atomic writes; safe
+              to share between workers and processes of one machine).
+            - ``cache_key``: ``"path"`` (URL without query string) or ``"url"``.
+            - ``timeout``: seconds per HTTP request (default 60).
+            - ``retry``: the :class:`~segments_torch.storage.RetryPolicy`.
+            - ``label_cache``: keep each bitmap's decoded label in this folder (a few KB
+              each, see :mod:`~segments_torch.label_cache`): later reads take it from
+              there and never read or decode the PNG again. Targets are the same with or
+              without it. Safe to share between workers and processes of one machine.
+
+    Attributes:
+        storage: the :class:`~segments_torch.storage.Storage` the assets are read with.
+        label_cache: the :class:`~segments_torch.label_cache.LabelCache` of the storage's
+            ``label_cache`` folder, or ``None``.
+        rows: the release rows served, in table order: ``ds[i]`` is row ``ds.rows[i]``.
 
     Example:
         >>> ds = SegmentsDataset("flowers-v1.0.json", task="segmentation",
@@ -154,6 +169,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         self,
         release: Release | ReleaseSource,
         *,
+        storage: Storage | None = None,
         labelset: str | None = None,
         task: str | None = None,
         filter_by: str | Sequence[str] | None = ("LABELED", "REVIEWED"),
@@ -165,38 +181,47 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         label_offset: int = 1,
         transforms: Callable[[Any, Any], Any] | None = None,
         shared_memory: bool = True,
-        asset_root: str | None = None,
-        storage_options: Mapping[str, Mapping[str, Any]] | None = None,
-        url_map: UrlMap | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        cache_key: str = "path",
-        timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
         on_error: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        label_cache: str | os.PathLike[str] | None = None,
         decode: str = "host",
         size: Size = None,
         max_size: int | None = None,
         background: str | None = None,
+        **storage_settings: Unpack[StorageSettings],
     ) -> None:
+        storage = make_storage(storage, storage_settings, "SegmentsDataset")
+        # Every argument but the release, for with_options() to vary.
+        self._arguments: dict[str, Any] = {
+            "storage": storage,
+            "labelset": labelset,
+            "task": task,
+            "filter_by": filter_by,
+            "filter_by_metadata": filter_by_metadata,
+            "rows": rows,
+            "target": target,
+            "categories": categories,
+            "ignore_index": ignore_index,
+            "label_offset": label_offset,
+            "transforms": transforms,
+            "shared_memory": shared_memory,
+            "on_error": on_error,
+            "max_pixels": max_pixels,
+            "decode": decode,
+            "size": size,
+            "max_size": max_size,
+            "background": background,
+        }
         if target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
         if labelset is not None and task is not None and labelset != task:
             raise ValueError(f"labelset={labelset!r} and task={task!r} name different labelsets")
         # Relative asset URLs resolve against the release's folder as given: Release.source
         # is for showing, without user:password@ (or a query), which the assets may need.
-        base_url = asset_root
-        if base_url is None and isinstance(release, str | os.PathLike):
-            base_url = release_base_url(os.fspath(release))
+        folder = None
+        if isinstance(release, str | os.PathLike):
+            folder = release_base_url(os.fspath(release))
         if not isinstance(release, Release):  # read as the assets are: same settings
-            release = load_release(
-                release,
-                storage_options=storage_options,
-                url_map=url_map,
-                timeout=timeout,
-                retry=retry,
-            )
+            release = load_release(release, storage=storage)
         self.release = release
         table = self.release.samples
         self.labelset = table.resolve_labelset(labelset if labelset is not None else task)
@@ -214,7 +239,6 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
                 f"labelset {self.labelset!r} holds shapes ({task_type}): it serves "
                 "target='instance', 'semantic' or 'boxes', with decode='host'"
             )
-        #: The release rows served, in table order: ``ds[i]`` is row ``ds.rows[i]``.
         self.rows = table.select(
             labelset=self.labelset, statuses=filter_by, metadata=filter_by_metadata
         )
@@ -267,20 +291,14 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             output_size(100, 100, size, max_size)  # checks the combination
         self.size = size
         self.max_size = max_size
-        #: Decoded labels kept on disk (see :mod:`~segments_torch.label_cache`), or None.
-        self.label_cache = LabelCache(label_cache) if label_cache is not None else None
+        self.storage = storage.with_default_base_url(
+            folder if folder is not None else release_base_url(self.release.source)
+        )
+        folder_of_labels = self.storage.label_cache
+        self.label_cache = LabelCache(folder_of_labels) if folder_of_labels is not None else None
         # One flag per sample in shared memory: workers' failures count in the parent.
         failed = torch.zeros(len(self.rows), dtype=torch.uint8)
         self._failed = failed.share_memory_()  # type: ignore[no-untyped-call]
-        self.storage = Storage(
-            base_url if base_url is not None else release_base_url(self.release.source),
-            storage_options,
-            url_map=url_map,
-            cache_dir=cache_dir,
-            cache_key=cache_key,
-            timeout=timeout,
-            retry=retry,
-        )
         self._labels = table.labels[self.labelset]
 
     def __len__(self) -> int:
@@ -322,6 +340,71 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         if self.decode != "device":
             raise ValueError("device_decoder() finishes the batches of decode='device' datasets")
         return DeviceDecoder(self)
+
+    def with_options(self, **changes: Any) -> SegmentsDataset:
+        """A variant of this dataset: the same release object (not read again) with some
+        constructor arguments changed; the constructor's checks run on the result.
+
+        ``changes`` are keyword arguments of the constructor. Storage keywords
+        (``cache_dir=``, ``label_cache=``, ...) change a copy of :attr:`storage`;
+        ``storage=`` replaces it. A variant that serves the same rows shares this
+        dataset's failure counts (:attr:`failures`, :meth:`failed_samples`): a sample
+        skipped by either counts for both.
+
+        Raises:
+            OptionError: a keyword the constructor does not take, or ``storage=`` with
+                storage keywords.
+
+        Example:
+            >>> evaluation = ds.with_options(transforms=None, on_error="raise")
+            >>> semantic = ds.with_options(target="semantic", cache_dir="/scratch/cache")
+        """
+        arguments = dict(self._arguments)
+        settings = {name: changes[name] for name in changes if name in STORAGE_SETTINGS}
+        others = {name: value for name, value in changes.items() if name not in settings}
+        unknown = sorted(set(others) - set(arguments))
+        if unknown:
+            raise OptionError(
+                f"with_options() takes the keywords of SegmentsDataset, not "
+                f"{', '.join(map(repr, unknown))}"
+            )
+        arguments.update(others)
+        arguments["storage"] = make_storage(
+            others.get("storage"), settings, "with_options()", base=self.storage
+        )
+        variant = SegmentsDataset(self.release, **arguments)
+        if np.array_equal(variant.rows, self.rows):
+            variant._failed = self._failed
+        return variant
+
+    def bitmap_url(self, index: int) -> str | None:
+        """The bitmap URL of ``ds[index]``'s sample as the release gives it (``None``:
+        the sample has no bitmap); :meth:`storage.resolve
+        <segments_torch.storage.Storage.resolve>` gives the location read.
+
+        Example:
+            >>> ds.bitmap_url(0)  # doctest: +SKIP
+            'https://segmentsai-prod.s3.eu-west-2.amazonaws.com/assets/.../label.png'
+        """
+        return self._labels.bitmap_urls[int(self.rows[self._position(index)])] or None
+
+    def max_instance_id(self) -> int:
+        """The largest instance id (a bitmap's id, an annotation's ``id``) of any selected
+        category's annotation among this dataset's samples, from the release alone (no
+        bitmap is read); 0 where there is none. An instance-id map of any item fits in
+        an integer this large.
+
+        Example:
+            >>> ds.max_instance_id()  # doctest: +SKIP
+            25
+        """
+        columns = self._labels
+        counts = np.diff(columns.annotation_offsets)
+        selected = np.zeros(len(counts), dtype=bool)
+        selected[self.rows] = True
+        keep = np.repeat(selected, counts)
+        keep &= self.categories.labels_for(columns.category_ids) >= 0
+        return int(columns.annotation_ids[keep].max()) if keep.any() else 0
 
     def sample_info(self, index: int) -> SampleRecord:
         """The sample behind ``ds[index]`` (uuid, name, URLs, status, metadata), without

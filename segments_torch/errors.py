@@ -9,16 +9,21 @@ from typing import Any
 
 __all__ = [
     "AssetError",
+    "CategorySelectionError",
     "DecodeError",
     "ExportError",
     "MissingExtraError",
+    "OptionError",
     "OutputError",
     "ReleaseFormatError",
     "ReleaseReadError",
     "SegmentsTorchError",
+    "SelectionError",
     "SourceUnavailableError",
+    "SplitError",
     "StorageError",
     "UnknownLabelsetError",
+    "UnsupportedTaskError",
 ]
 
 
@@ -58,6 +63,29 @@ class ReleaseFormatError(SegmentsTorchError, ValueError):
 
 class UnknownLabelsetError(ReleaseFormatError):
     """A labelset (or, in older layouts, a task) was asked for that the release lacks."""
+
+
+class OptionError(SegmentsTorchError, ValueError):
+    """An argument the library cannot take: an unknown keyword, a value outside what it
+    accepts, or two arguments at odds (``storage=`` with ``cache_dir=``). The message
+    names the argument and what it may be."""
+
+
+class UnsupportedTaskError(SegmentsTorchError, ValueError):
+    """The release's task type is one this dataset does not serve (yet)."""
+
+
+class SelectionError(SegmentsTorchError, ValueError):
+    """A filter names something that does not exist (a status, a metadata value type), or
+    selects no sample where one is needed."""
+
+
+class CategorySelectionError(SegmentsTorchError, ValueError):
+    """``categories=`` names a category the release lacks, or labels clash."""
+
+
+class SplitError(SegmentsTorchError, ValueError):
+    """A split rule is malformed, or names samples or splits that do not exist."""
 
 
 class DecodeError(SegmentsTorchError, ValueError):

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .storage import warn_once, write_atomically
+from .files import warn_once, write_atomically
 from .targets import SegmentMap
 
 __all__ = ["FORMAT_VERSION", "LabelCache"]
@@ -112,11 +112,8 @@ class LabelCache:
             return None
         try:
             return _decode(data, source)
-        except _StaleEntryError:
-            reason = "it was made from another version of the bitmap"
         except ValueError as exc:
-            reason = str(exc)
-        logger.debug("dropping the label cache entry %s of %s: %s", path, key, reason)
+            logger.debug("dropping the label cache entry %s of %s: %s", path, key, exc)
         with contextlib.suppress(OSError):
             path.unlink()
         return None
@@ -130,10 +127,6 @@ class LabelCache:
 
     def __repr__(self) -> str:
         return f"LabelCache({str(self.folder)!r})"
-
-
-class _StaleEntryError(Exception):
-    """An entry made from another version of its bitmap."""
 
 
 def _encode(label: SegmentMap, source: str) -> bytes:
@@ -166,7 +159,7 @@ def _encode(label: SegmentMap, source: str) -> bytes:
 
 def _decode(data: bytes, source: str) -> SegmentMap:
     """The label in an entry's bytes; ValueError where they are not a whole entry of
-    this version, :class:`_StaleEntryError` where they were made from another ``source``."""
+    this version, or were made from another ``source`` (a stale entry)."""
     if len(data) < _HEADER.size + _CRC.size:
         raise ValueError(f"{len(data)} bytes: shorter than a header")
     magic, version, codec, width, _, height, columns, count, size, length = _HEADER.unpack_from(
@@ -181,7 +174,7 @@ def _decode(data: bytes, source: str) -> SegmentMap:
         raise ValueError("it fails its CRC-32 check")
     record = data[_HEADER.size : _HEADER.size + length].decode("utf-8", "surrogatepass")
     if record != source:
-        raise _StaleEntryError
+        raise ValueError("it was made from another version of the bitmap")
     if width not in _WIDTHS:
         raise ValueError(f"segments of {width} bytes")
     payload = memoryview(data)[_HEADER.size + length : body]
@@ -204,8 +197,8 @@ def _decode(data: bytes, source: str) -> SegmentMap:
 
 def _unzstd(payload: memoryview, out: torch.Tensor) -> int:
     """Decompress a zstd frame into ``out`` (uint8); returns the bytes it held, counting
-    up to one past ``out``'s size. Into the tensor, not into new bytes: a copy of a 10 MP
-    label cost 6 ms more."""
+    up to one past ``out``'s size. Into the tensor, not into new bytes: a 10 MP label is
+    not copied once more."""
     view = out.numpy().data
     made = 0
     with _ZSTANDARD.ZstdDecompressor().stream_reader(payload) as reader:

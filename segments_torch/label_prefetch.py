@@ -31,10 +31,11 @@ from torch.utils.data import DataLoader
 from .codecs import check_pixels, decode_bitmap
 from .dataset import SegmentsDataset
 from .errors import DecodeError, SourceUnavailableError, StorageError
+from .files import check_folder
 from .label_cache import LabelCache
 from .progress import Progress
-from .storage import check_folder, display_url
 from .targets import SegmentMap
+from .urls import display_url
 
 __all__ = ["LabelReport", "fill_label_cache"]
 
@@ -96,7 +97,10 @@ def fill_label_cache(
     """
     cache = dataset.label_cache
     if cache is None:
-        raise ValueError("fill_label_cache needs a dataset made with label_cache=")
+        raise ValueError(
+            "fill_label_cache needs a dataset with a label cache: label_cache=DIR, or "
+            "storage=Storage(label_cache=DIR)"
+        )
     if workers < 0:
         raise ValueError(f"workers must be >= 0, not {workers}")
     check_folder(cache.folder, "label cache folder")  # one clear error, not one per sample
@@ -146,14 +150,13 @@ class _Entries(torch.utils.data.Dataset[_Outcome]):
     def __init__(self, dataset: SegmentsDataset, cache: LabelCache) -> None:
         self.dataset = dataset
         self.cache = cache
-        self.bitmap_urls = dataset.release.samples.labels[dataset.labelset].bitmap_urls
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> _Outcome:
-        url = self.bitmap_urls[int(self.dataset.rows[index])]
-        if not url:
+        url = self.dataset.bitmap_url(index)
+        if url is None:
             return _Outcome("none")
         try:
             return self._entry(url)

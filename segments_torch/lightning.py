@@ -39,12 +39,13 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, SupportsIndex
+from typing import Any
 
-from .errors import MissingExtraError, SegmentsTorchError
+from .errors import MissingExtraError, OptionError, SegmentsTorchError
 
 try:
     import lightning.pytorch as pl
@@ -58,13 +59,12 @@ import numpy as np
 from lightning.pytorch.trainer.states import RunningStage
 from torch.utils.data import DataLoader, Sampler
 
-from .codecs import DEFAULT_MAX_PIXELS
 from .dataset import SegmentsDataset
 from .device import DeviceBatch
 from .release import Release, ReleaseSource, load_release
 from .splits import Split, SplitAssignment, SplitError, sample_keys, split_from_dict
-from .storage import RetryPolicy, UrlMap, prefetch, release_base_url
-from .targets import Size
+from .storage import STORAGE_SETTINGS, Storage, make_storage, prefetch
+from .urls import release_base_url
 
 __all__ = ["STAGES", "SegmentsDataModule"]
 
@@ -97,6 +97,31 @@ _RUNNING_STAGES: dict[RunningStage | None, str] = {
 _STATE_VERSION = 1
 
 
+#: What the datamodule gives each stage's dataset itself, and the argument to use instead.
+_PER_STAGE = {
+    "rows": "split= and the stage's *_split",
+    "transforms": "train_transforms= and eval_transforms=",
+}
+
+
+def _check_dataset_options(options: Mapping[str, Any]) -> None:
+    """Refuse, now rather than at the first stage's setup, a keyword that no
+    SegmentsDataset takes, or one the datamodule sets per stage."""
+    for name in options:
+        if name in _PER_STAGE:
+            raise OptionError(
+                f"SegmentsDataModule sets {name}= per stage; use {_PER_STAGE[name]} instead"
+            )
+    parameters = inspect.signature(SegmentsDataset).parameters.values()
+    taken = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    unknown = [name for name in options if name not in taken]
+    if unknown:
+        raise OptionError(
+            f"SegmentsDataModule got unexpected keyword arguments "
+            f"{', '.join(map(repr, unknown))}: neither its own nor SegmentsDataset's"
+        )
+
+
 def _statuses(value: Statuses) -> list[str] | None:
     """A status filter in JSON-ready form (checkpoints hold it)."""
     if value is None:
@@ -106,13 +131,6 @@ def _statuses(value: Statuses) -> list[str] | None:
 
 class SegmentsDataModule(pl.LightningDataModule):
     """A Segments.ai release as a ``LightningDataModule`` with train/val/test/predict splits.
-
-    The dataset options (``labelset``, ``task``, ``filter_by_metadata``, ``target``,
-    ``categories``, ``ignore_index``, ``label_offset``, ``shared_memory``, ``asset_root``,
-    ``storage_options``, ``url_map``, ``cache_dir``, ``cache_key``, ``timeout``, ``retry``,
-    ``on_error``, ``max_pixels``, ``label_cache``, ``size``, ``max_size``, ``background``)
-    are those of :class:`~segments_torch.dataset.SegmentsDataset`; ``storage_options``,
-    ``url_map``, ``timeout`` and ``retry`` also serve to read the release file.
 
     Args:
         release: a :class:`~segments_torch.release.Release`, or anything
@@ -161,6 +179,21 @@ class SegmentsDataModule(pl.LightningDataModule):
             then passes it to the LightningModule's own ``on_after_batch_transfer``.
             Lightning then warns, for a LightningModule that overrides that hook, that it
             uses the DataModule's: both run, the module's on decoded batches.
+        filter_by_metadata: metadata key/value pairs a sample must all have, for every
+            stage (as :class:`~segments_torch.dataset.SegmentsDataset`'s).
+        storage: where assets come from and are kept, for every stage and for the
+            release file itself (a :class:`~segments_torch.storage.Storage`: fsspec options,
+            mirrors, ``cache_dir`` for ``prefetch``, ``label_cache``, retries); or its
+            settings as keywords (``cache_dir=...``, see
+            :class:`~segments_torch.storage.StorageSettings`), not both. Every stage's
+            dataset shares it.
+        dataset_options: every other keyword goes to each stage's
+            :class:`~segments_torch.dataset.SegmentsDataset` as it is: ``labelset``,
+            ``task``, ``target``, ``categories``, ``ignore_index``, ``label_offset``,
+            ``shared_memory``, ``on_error``, ``max_pixels``, ``decode``, ``size``,
+            ``max_size``, ``background``. Checked here: a keyword the dataset does not
+            take, or one the datamodule sets per stage (``rows``, ``transforms``), is
+            refused with :class:`~segments_torch.errors.OptionError`.
 
     Example:
         >>> dm = SegmentsDataModule("flowers.json", split=MetadataSplit("split"),
@@ -179,31 +212,11 @@ class SegmentsDataModule(pl.LightningDataModule):
         val_split: str | None = "val",
         test_split: str | None = "test",
         predict_split: str | None = "test",
-        labelset: str | None = None,
-        task: str | None = None,
         filter_by: Statuses | Mapping[str, Statuses] = ("LABELED", "REVIEWED"),
         filter_by_metadata: Mapping[str, Any] | None = None,
-        target: str = "instance",
-        categories: Sequence[str] | Mapping[str, SupportsIndex] | None = None,
-        ignore_index: int = 255,
-        label_offset: int = 1,
         train_transforms: Callable[[Any, Any], Any] | None = None,
         eval_transforms: Callable[[Any, Any], Any] | None = None,
-        shared_memory: bool = True,
-        asset_root: str | None = None,
-        storage_options: Mapping[str, Mapping[str, Any]] | None = None,
-        url_map: UrlMap | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        cache_key: str = "path",
-        timeout: float = 60.0,
-        retry: RetryPolicy | None = None,
-        on_error: str = "raise",
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        label_cache: str | os.PathLike[str] | None = None,
-        decode: str = "host",
-        size: Size = None,
-        max_size: int | None = None,
-        background: str | None = None,
+        storage: Storage | None = None,
         batch_size: int = 2,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -216,6 +229,7 @@ class SegmentsDataModule(pl.LightningDataModule):
         prefetch_workers: int = 8,
         prepare_data_per_node: bool = True,
         exact_distributed_eval: bool = True,
+        **dataset_options: Any,
     ) -> None:
         super().__init__()
         if not isinstance(split, Split):
@@ -228,8 +242,18 @@ class SegmentsDataModule(pl.LightningDataModule):
             )
         if persistent_workers and num_workers < 1:
             raise ValueError("persistent_workers=True needs num_workers > 0")
-        if prefetch and cache_dir is None and label_cache is None:
+        settings = {k: dataset_options.pop(k) for k in STORAGE_SETTINGS if k in dataset_options}
+        #: The storage of every stage's dataset and of the release file.
+        self.storage = make_storage(storage, settings, "SegmentsDataModule")
+        if isinstance(release, str | os.PathLike):
+            # The folder as given, user:password@ included (Release.source drops it).
+            self.storage = self.storage.with_default_base_url(release_base_url(os.fspath(release)))
+        if prefetch and self.storage.cache_dir is None and self.storage.label_cache is None:
             raise ValueError("prefetch=True needs a cache_dir to download into or a label_cache")
+        _check_dataset_options(dataset_options)
+        #: What every stage's SegmentsDataset gets besides the storage; filters, rows and
+        #: transforms vary by stage.
+        self.dataset_options: dict[str, Any] = dataset_options
         self.release_source = release
         self.split = split
         self.split_names: dict[str, str | None] = {
@@ -246,32 +270,7 @@ class SegmentsDataModule(pl.LightningDataModule):
             "test": eval_transforms,
             "predict": eval_transforms,
         }
-        self.storage_options = {k: dict(v) for k, v in (storage_options or {}).items()}
-        # What every stage's SegmentsDataset gets; filters and transforms vary by stage.
-        self.dataset_options: dict[str, Any] = {
-            "labelset": labelset,
-            "task": task,
-            "target": target,
-            "categories": categories,
-            "ignore_index": ignore_index,
-            "label_offset": label_offset,
-            "shared_memory": shared_memory,
-            "asset_root": asset_root,
-            "storage_options": self.storage_options,
-            "url_map": url_map,
-            "cache_dir": cache_dir,
-            "cache_key": cache_key,
-            "timeout": timeout,
-            "retry": retry,
-            "on_error": on_error,
-            "max_pixels": max_pixels,
-            "label_cache": label_cache,
-            "decode": decode,
-            "size": size,
-            "max_size": max_size,
-            "background": background,
-        }
-        if decode == "device":
+        if dataset_options.get("decode") == "device":
             # Lightning calls a DataModule's hook only where it overrides the base class's:
             # set on the instance, so that with decode="host" a LightningModule's own
             # on_after_batch_transfer runs as it did, without Lightning's warning.
@@ -331,32 +330,31 @@ class SegmentsDataModule(pl.LightningDataModule):
         datasets = [self.dataset(stage) for stage in self._available(STAGES)]
         if not datasets:
             return
-        if self.dataset_options["cache_dir"] is not None:
+        if self.storage.cache_dir is not None:
             self._prefetch_assets(release, datasets)
-        if self.dataset_options["label_cache"] is not None:
+        if self.storage.label_cache is not None:
             self._fill_label_cache(datasets)
 
     def _prefetch_assets(self, release: Release, datasets: list[SegmentsDataset]) -> None:
-        table = release.samples
-        bitmaps = table.labels[datasets[0].labelset].bitmap_urls
+        images = release.samples.image_urls
         urls = [
             url
             for ds in datasets
-            for row in ds.rows.tolist()
-            for url in (table.image_urls[row], bitmaps[row])
+            for index, row in enumerate(ds.rows.tolist())
+            for url in (images[row], ds.bitmap_url(index))
             if url
         ]
-        report = prefetch(datasets[0].storage, urls, workers=self.prefetch_workers)
+        report = prefetch(self.storage, urls, workers=self.prefetch_workers)
         logger.info(
             "prefetch into %s: %d downloaded (%d bytes), %d already cached, %d failed",
-            datasets[0].storage.cache_dir,
+            self.storage.cache_dir,
             report.downloaded,
             report.bytes_downloaded,
             report.already_cached,
             len(report.failed),
         )
         self._failed(
-            f"prefetch into {datasets[0].storage.cache_dir}",
+            f"prefetch into {self.storage.cache_dir}",
             report.failed,
             f"{len(dict.fromkeys(urls))} assets",
         )
@@ -366,11 +364,11 @@ class SegmentsDataModule(pl.LightningDataModule):
 
         # One dataset of every stage's samples: a sample of two stages is decoded once.
         rows = np.unique(np.concatenate([ds.rows for ds in datasets]))
-        everything = SegmentsDataset(self.release, filter_by=None, rows=rows, **self._options())
+        everything = self._make_dataset(filter_by=None, rows=rows)
         report = fill_label_cache(
             everything, workers=self.loader_options["num_workers"], progress=False
         )
-        folder = self.dataset_options["label_cache"]
+        folder = self.storage.label_cache
         logger.info(
             "label cache %s: %d made, %d reused, %d failed; %d bytes for %d bytes of PNGs",
             folder,
@@ -393,7 +391,7 @@ class SegmentsDataModule(pl.LightningDataModule):
         message = f"{what}: {len(failed)} of {total} failed: {failures}" + (
             f" and {more} more" if more > 0 else ""
         )
-        if self.dataset_options["on_error"] == "raise":
+        if self.dataset_options.get("on_error") != "skip":
             raise SegmentsTorchError(message)
         logger.warning("%s (on_error='skip': training goes on without them)", message)
 
@@ -500,10 +498,12 @@ class SegmentsDataModule(pl.LightningDataModule):
             source = self.release_source
             if isinstance(source, Release):
                 self._release = source
-            else:  # read as the assets are: the same storage settings
-                settings = ("storage_options", "url_map", "timeout", "retry")
-                options = {key: self.dataset_options[key] for key in settings}
-                self._release = load_release(source, **options)
+            else:  # read as the assets are: the same storage
+                self._release = load_release(source, storage=self.storage)
+            # Without a path, relative asset URLs resolve against the release's own folder.
+            self.storage = self.storage.with_default_base_url(
+                release_base_url(self._release.source)
+            )
         return self._release
 
     @property
@@ -540,26 +540,22 @@ class SegmentsDataModule(pl.LightningDataModule):
                 "stage off"
             )
         members = self.assignment.rows(split)
-        ds = SegmentsDataset(
-            self.release,
+        ds = self._make_dataset(
             filter_by=self.filters[stage],
             filter_by_metadata=self.filter_by_metadata,
             rows=members,  # the split narrows what the filters keep
             transforms=self.transforms[stage],
-            **self._options(),
         )
         logger.info("%s stage: split %r, %d samples", stage, split, len(ds))
         self._datasets[stage] = ds
         self._check_restored(stage)
         return ds
 
-    def _options(self) -> dict[str, Any]:
-        """Every stage's SegmentsDataset arguments (but filters, rows and transforms)."""
-        options = dict(self.dataset_options)
-        if options["asset_root"] is None and isinstance(self.release_source, str | os.PathLike):
-            # The folder as given, user:password@ included (Release.source drops it).
-            options["asset_root"] = release_base_url(os.fspath(self.release_source))
-        return options
+    def _make_dataset(self, **stage: Any) -> SegmentsDataset:
+        """A SegmentsDataset of the release with the datamodule's storage and dataset
+        options, and ``stage``'s own (filters, rows, transforms)."""
+        release = self.release  # first: loading it settles the storage's base_url
+        return SegmentsDataset(release, storage=self.storage, **self.dataset_options, **stage)
 
     def _available(self, stages: Sequence[str]) -> list[str]:
         """The stages that are on and whose split the rule has."""

@@ -35,7 +35,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, Union
+from typing import IO, TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -50,7 +50,11 @@ from .samples import (
     ShapeColumns,
     StringColumn,
 )
-from .storage import RetryPolicy, Storage, StorageError, UrlMap, display_url
+from .storage import Storage, StorageError, StorageSettings, make_storage
+from .urls import display_url
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 __all__ = [
     "BITMAP_TASK_TYPES",
@@ -171,36 +175,35 @@ class Release:
 def load_release(
     source: ReleaseSource,
     *,
-    storage_options: Mapping[str, Any] | None = None,
-    url_map: UrlMap | None = None,
-    timeout: float = 60.0,
-    retry: RetryPolicy | None = None,
+    storage: Storage | None = None,
+    **storage_settings: Unpack[StorageSettings],
 ) -> Release:
     """Read and validate a release file.
 
     A URL is read as :class:`~segments_torch.dataset.SegmentsDataset` reads its assets,
-    with the same keywords: through ``url_map``, with ``timeout`` seconds per HTTP
-    request, retrying connection failures, timeouts, HTTP 429 and 5xx as ``retry`` says
-    (never 403 or 404).
+    through ``storage`` (a :class:`~segments_torch.storage.Storage`; a dataset passes its
+    own): through its ``url_map``, with its ``timeout`` per HTTP request, retrying
+    connection failures, timeouts, HTTP 429 and 5xx as its ``retry`` says (never 403 or
+    404). The release is never cached: a release file changes under the same URL.
 
     Args:
         source: a local path (``str`` or ``pathlib.Path``), any fsspec URL
             (``file://``, ``https://``, ``s3://``, ``memory://``, ...), a ``.json`` or
             gzip-compressed file (recognised by content, whatever its name), an open binary
             file, or an already parsed ``dict``.
-        storage_options: fsspec options per protocol, as SegmentsDataset's
-            (``{"s3": {"profile": "training"}}``); the options of the source's own protocol
-            alone (``{"profile": "training"}``, the form of earlier versions) work too.
-        url_map: mirrors: URL prefix -> replacement (longest prefix wins), or a callable
-            (see :class:`~segments_torch.storage.Storage`).
-        timeout: seconds per HTTP request.
-        retry: the :class:`~segments_torch.storage.RetryPolicy` for transient failures.
+        storage: how to read it; default ``Storage()``.
+        storage_settings: instead of ``storage``, its settings as keywords
+            (:class:`~segments_torch.storage.StorageSettings`): ``storage_options``
+            (fsspec options per protocol, ``{"s3": {"profile": "training"}}``; the options
+            of the source's own protocol alone, ``{"profile": "training"}``, work here
+            too), ``url_map``, ``timeout``, ``retry``.
 
     Raises:
         ReleaseReadError: the file cannot be read; says the URL (without its query
             string) and why: ``not found (HTTP 404)``, ``access denied (HTTP 403)``,
             ``HTTP 500 after 5 attempts``, ``timed out after 5 attempts``, ...
         ReleaseFormatError: it is not a valid release; the message names the field.
+        OptionError: ``storage`` and storage keywords given together.
 
     Example:
         >>> release = load_release("s3://bucket/flowers-v1.0.json.gz",
@@ -215,12 +218,14 @@ def load_release(
     else:
         path = os.fspath(source)
         scheme = urlsplit(path).scheme
-        options = _per_protocol(storage_options, scheme)
+        settings: dict[str, Any] = dict(storage_settings)
+        if settings.get("storage_options"):
+            settings["storage_options"] = _per_protocol(settings["storage_options"], scheme)
+        reader = make_storage(storage, settings, "load_release")
         if scheme in ("", "file") or len(scheme) == 1:  # a local file (C: on Windows)
-            name, data = _read_path(path, options.get("file", {}))
+            name, data = _read_path(path, reader.storage_options.get("file", {}))
         else:
-            storage = Storage(None, options, url_map=url_map, timeout=timeout, retry=retry)
-            name, data = _fetch(path, storage)
+            name, data = _fetch(path, reader)
     with _garbage_collection_paused():
         return parse_release(_decode_json(data, name), source=name)
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import SegmentsTorchError, UnknownLabelsetError
+from .errors import SelectionError, UnknownLabelsetError
 
 __all__ = [
     "LABEL_STATUSES",
@@ -58,10 +58,6 @@ _STATUS_CODE = {name: code for code, name in enumerate(LABEL_STATUSES)}
 DEFAULT_LABELSET = "ground-truth"
 
 IntArray = npt.NDArray[np.int64]
-
-
-class SelectionError(SegmentsTorchError, ValueError):
-    """A filter names something that does not exist (a status, a metadata value type)."""
 
 
 def status_codes(statuses: str | Iterable[str]) -> list[int]:

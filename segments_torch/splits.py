@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from .errors import SegmentsTorchError
+from .errors import SplitError
 from .samples import SampleTable
 
 __all__ = [
@@ -54,10 +54,6 @@ IntArray = npt.NDArray[np.int64]
 
 #: How many offending names an error message lists before "and N more".
 _SHOWN = 10
-
-
-class SplitError(SegmentsTorchError, ValueError):
-    """A split rule is malformed, or names samples or splits that do not exist."""
 
 
 def _listing(items: Sequence[str]) -> str:

@@ -57,33 +57,31 @@ import os
 import posixpath
 import random
 import re
-import secrets
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from typing import Any, Literal, TypedDict, TypeVar
+from urllib.parse import urlsplit
 
-from .errors import DecodeError, SourceUnavailableError, StorageError
+from ._compat import cached_instances, finalizers_of
+from .errors import DecodeError, OptionError, SourceUnavailableError, StorageError
+from .files import check_folder, remove_stale_partials, warn_once, write_atomically
+from .urls import display_url, is_local, local_path, origin, redact
 
 __all__ = [
+    "STORAGE_SETTINGS",
     "PrefetchReport",
     "RetryPolicy",
     "Storage",
     "StorageError",
+    "StorageSettings",
     "UrlMap",
-    "check_folder",
-    "display_url",
+    "make_storage",
     "prefetch",
-    "release_base_url",
-    "remove_stale_partials",
-    "warn_once",
-    "write_atomically",
 ]
 
 logger = logging.getLogger(__name__)
@@ -101,45 +99,8 @@ def _unchecked(data: bytes) -> None:
 _RETRY_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
 
-def display_url(url: str) -> str:
-    """``url`` as it may be shown or written: without query string and fragment (signed
-    URLs carry credentials there) and without ``user:password@``.
-
-    Example:
-        >>> display_url("https://user:pw@cdn.example/a.jpg?X-Amz-Signature=1#top")
-        'https://cdn.example/a.jpg'
-    """
-    parts = urlsplit(url)
-    if not parts.scheme:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 #: The file name suffixes a cache file keeps from its URL (``.jpg``, ``.png``, ...).
 _SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9_-]{1,15}")
-
-#: ``user:password@`` in a URL inside free text (an error message of a library).
-_USERINFO = re.compile(r"(?<=//)[^/@\s]*@")
-
-
-def _redact(text: str) -> str:
-    """``text`` (a library's error message) cut before any query string, and without the
-    user name and password of any URL in it."""
-    return _USERINFO.sub("", text.split("?")[0])
-
-
-def _is_local(url: str) -> bool:
-    scheme = urlsplit(url).scheme
-    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
-
-
-def _local_path(location: str) -> str:
-    """The file a local location names: a path as it is, a ``file://`` URL's path with its
-    percent-escapes decoded and without query string and fragment."""
-    if urlsplit(location).scheme != "file":
-        return location
-    return unquote(urlsplit(location).path)
 
 
 def _local_error(path: str, exc: OSError | ValueError, note: str = "") -> StorageError:
@@ -176,16 +137,6 @@ def _check_separators(url_map: Mapping[str, str]) -> None:
             shown_replacement + "a.jpg",
             separator,
         )
-
-
-def release_base_url(source: str) -> str | None:
-    """The folder a release file was read from (``None`` for parsed dicts and streams)."""
-    if source.startswith("<"):
-        return None
-    if urlsplit(source).scheme in ("", "file"):
-        return os.path.dirname(os.path.abspath(_local_path(source)))
-    parts = urlsplit(source)
-    return urlunsplit(parts._replace(path=posixpath.dirname(parts.path), query="", fragment=""))
 
 
 @dataclass(frozen=True)
@@ -248,7 +199,7 @@ def _classify(exc: BaseException, *, http: bool = False) -> tuple[str, int | Non
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return "timed out", None, True
     name = type(exc).__name__
-    text = _redact(str(exc))  # a URL in the text may carry a signature or a password
+    text = redact(str(exc))  # a URL in the text may carry a signature or a password
     detail = f"{name}: {text}" if text else name
     # Connection resets, refused connections, dropped connections (aiohttp's
     # ServerDisconnectedError, a ClientConnectionError), truncated bodies (ClientPayloadError).
@@ -290,12 +241,6 @@ _UNREACHABLE = frozenset(
 def _unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` says the host was not reached (no HTTP status: no answer)."""
     return any(cls.__name__ in _UNREACHABLE for cls in type(exc).__mro__)
-
-
-def _source(location: str) -> str:
-    """The host of a remote URL, as outages are counted: ``scheme://host[:port]``."""
-    parts = urlsplit(location)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
 
 
 class _Outages:
@@ -390,7 +335,7 @@ def _server_says(exc: BaseException) -> str:
     names only the path."""
     if getattr(exc, "errno", None) is not None:
         return ""
-    text = _redact(str(exc)).strip()
+    text = redact(str(exc)).strip()
     return "" if text.lower().rstrip(".") in _GENERIC_REFUSALS or not text else f": {text}"
 
 
@@ -409,6 +354,23 @@ class Storage:
         cache_key: ``"path"`` (URL without query string, the default) or ``"url"``.
         timeout: seconds per HTTP request.
         retry: the :class:`RetryPolicy`.
+        label_cache: the folder where datasets keep each bitmap's decoded label (see
+            :mod:`~segments_torch.label_cache`); ``None``: none. Storage itself never
+            reads it: it travels here with the other settings of where bytes live.
+
+    One Storage describes where a dataset's bytes come from and where they are kept;
+    :class:`~segments_torch.dataset.SegmentsDataset`,
+    :class:`~segments_torch.lightning.SegmentsDataModule` and
+    :func:`~segments_torch.release.load_release` take it as ``storage=``.
+
+    Example:
+        >>> storage = Storage(
+        ...     storage_options={"s3": {"profile": "training"}},
+        ...     url_map={"https://bucket.s3.amazonaws.com/": "/data/mirror/"},
+        ...     cache_dir="/scratch/segments-cache",
+        ...     label_cache="/scratch/segments-labels",
+        ... )
+        >>> ds = SegmentsDataset("s3://bucket/flowers-v1.0.json", storage=storage)  # doctest: +SKIP
     """
 
     def __init__(
@@ -421,24 +383,71 @@ class Storage:
         cache_key: str = "path",
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
+        label_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         if cache_key not in ("path", "url"):
-            raise ValueError(f"cache_key must be 'path' or 'url', not {cache_key!r}")
+            raise OptionError(f"cache_key must be 'path' or 'url', not {cache_key!r}")
         self.base_url = base_url
         self.storage_options = {k: dict(v) for k, v in (storage_options or {}).items()}
         self.url_map: UrlMap | None = url_map
-        # The prefixes of a mapping as given, as errors list them (see mirror_note).
+        # A mapping's prefixes, longest first (the longest matching one wins), and as
+        # given, as errors list them (see mirror_note).
+        self._prefixes: tuple[str, ...] = ()
         self._shown_prefixes = ""
-        if isinstance(url_map, Mapping):  # longest prefix first
+        if isinstance(url_map, Mapping):
             _check_separators(url_map)
+            self.url_map = dict(url_map)
+            self._prefixes = tuple(sorted(url_map, key=len, reverse=True))
             self._shown_prefixes = ", ".join(display_url(prefix) for prefix in url_map)
-            self.url_map = dict(sorted(url_map.items(), key=lambda kv: -len(kv[0])))
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.cache_key = cache_key
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        self.label_cache = Path(label_cache) if label_cache is not None else None
         self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool)
         self._outages = _Outages()
+
+    def replace(self, **changes: Any) -> Storage:
+        """A new Storage with this one's settings but ``changes`` (keywords of the
+        constructor, e.g. ``cache_dir=``). It shares nothing with this one: no download
+        threads, no record of hosts that are down.
+
+        Raises:
+            OptionError: a keyword the constructor does not take.
+
+        Example:
+            >>> Storage(cache_dir="/scratch/cache").replace(base_url="/data/r").cache_dir
+            PosixPath('/scratch/cache')
+        """
+        settings: dict[str, Any] = {
+            "base_url": self.base_url,
+            "storage_options": self.storage_options,
+            "url_map": self.url_map,
+            "cache_dir": self.cache_dir,
+            "cache_key": self.cache_key,
+            "timeout": self.timeout,
+            "retry": self.retry,
+            "label_cache": self.label_cache,
+        }
+        unknown = sorted(set(changes) - set(settings))
+        if unknown:
+            raise OptionError(
+                f"Storage.replace() takes {', '.join(settings)}, not {', '.join(unknown)}"
+            )
+        return Storage(**{**settings, **changes})
+
+    def with_default_base_url(self, folder: str | None) -> Storage:
+        """This storage, where it has a ``base_url`` (or ``folder`` is ``None``); else a
+        copy whose ``base_url`` is ``folder``: how a dataset resolves relative asset URLs
+        against its release file's folder unless told otherwise.
+
+        Example:
+            >>> Storage().with_default_base_url("/data/r").base_url
+            '/data/r'
+        """
+        if self.base_url is not None or folder is None:
+            return self
+        return self.replace(base_url=folder)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -477,7 +486,7 @@ class Storage:
         try:
             return self._resolve(url)
         except ValueError as exc:
-            raise StorageError(_redact(url), f"not a valid URL: {exc}") from None
+            raise StorageError(redact(url), f"not a valid URL: {exc}") from None
 
     def _joined(self, url: str) -> str:
         """``url`` joined to ``base_url`` when it is relative: what ``url_map`` is given."""
@@ -492,14 +501,14 @@ class Storage:
         if self.url_map is None:
             return url
         if isinstance(self.url_map, Mapping):
-            prefix = next((p for p in self.url_map if url.startswith(p)), None)
+            prefix = next((p for p in self._prefixes if url.startswith(p)), None)
             if prefix is None:
                 return url
             mapped = self.url_map[prefix] + url[len(prefix) :]
         else:
             mapped = self.url_map(url)
         # A signed URL's query string is no part of a mirrored file's name.
-        return mapped.partition("?")[0] if _is_local(mapped) else mapped
+        return mapped.partition("?")[0] if is_local(mapped) else mapped
 
     def mirror_note(self, url: str) -> str:
         """What ``url_map`` did with ``url``, as error messages add it: the URL a mirror
@@ -539,7 +548,7 @@ class Storage:
             ('/data/bitmaps/a.png', '15321:1700000000123456789')
         """
         location = self.resolve(url)
-        if not _is_local(location):
+        if not is_local(location):
             return display_url(location), ""
         path = self._local_file(url, location)
         try:
@@ -551,7 +560,7 @@ class Storage:
     def cache_path(self, url: str) -> Path | None:
         """Where ``url``'s bytes are cached (``None``: no cache, or a local file)."""
         location = self.resolve(url)
-        if self.cache_dir is None or _is_local(location):
+        if self.cache_dir is None or is_local(location):
             return None
         # "path": the URL as display_url shows it, so neither the query string nor a
         # user:password@ is part of the key.
@@ -590,7 +599,7 @@ class Storage:
         """
         try:
             location = self.resolve(url)
-            local = _is_local(location)
+            local = is_local(location)
             path = Path(self._local_file(url, location)) if local else self.cache_path(url)
             return path.stat().st_size if path is not None else None
         except (OSError, ValueError):  # missing, no permission, a NUL in the name
@@ -709,7 +718,7 @@ class Storage:
 
     def _downloads(self, url: str) -> bool:
         """Whether reading ``url`` now means a download (not a local file, not cached)."""
-        if _is_local(self.resolve(url)):
+        if is_local(self.resolve(url)):
             return False
         cached = self.cache_path(url)
         return cached is None or not cached.is_file()
@@ -729,9 +738,9 @@ class Storage:
             SourceUnavailableError: its host is down (a :class:`StorageError` too).
         """
         location = self.resolve(url)
-        if _is_local(location):
+        if is_local(location):
             return self._read_local(url, location)
-        shown, source = display_url(location), _source(location)
+        shown, source = display_url(location), origin(location)
         http = urlsplit(location).scheme in ("http", "https")
         attempt = 0
         with self._outages_here().read(source, shown, self.retry.outage_after) as host:
@@ -780,7 +789,7 @@ class Storage:
     @staticmethod
     def _local_file(url: str, location: str) -> str:
         """The file a local ``location`` names; StorageError for a relative one."""
-        path = _local_path(location)
+        path = local_path(location)
         if not os.path.isabs(path):
             url = url.partition("?")[0]  # a query string may hold a signature
             raise StorageError(
@@ -836,7 +845,85 @@ class Storage:
         url_map = self.url_map
         if isinstance(url_map, Mapping):
             url_map = {display_url(k): display_url(v) for k, v in url_map.items()}
-        return f"Storage(base_url={base_url!r}, cache_dir={self.cache_dir!r}, url_map={url_map!r})"
+        return (
+            f"Storage(base_url={base_url!r}, cache_dir={self.cache_dir!r}, url_map={url_map!r}, "
+            f"label_cache={self.label_cache!r})"
+        )
+
+
+class StorageSettings(TypedDict, total=False):
+    """The keywords that stand for ``storage=Storage(...)`` where a
+    :class:`~segments_torch.dataset.SegmentsDataset`,
+    :class:`~segments_torch.lightning.SegmentsDataModule` or
+    :func:`~segments_torch.release.load_release` is made: each is the :class:`Storage`
+    argument of the same name, but ``asset_root``, which is its ``base_url``. They are
+    shorthand: ``SegmentsDataset(r, cache_dir=c)`` is ``SegmentsDataset(r,
+    storage=Storage(cache_dir=c))``, and giving both forms at once is an error.
+    """
+
+    asset_root: str | None
+    # Per protocol; load_release also takes the options of the source's protocol alone.
+    storage_options: Mapping[str, Any] | None
+    url_map: UrlMap | None
+    cache_dir: str | os.PathLike[str] | None
+    cache_key: str
+    timeout: float
+    retry: RetryPolicy | None
+    label_cache: str | os.PathLike[str] | None
+
+
+#: The names of the :class:`StorageSettings` keywords.
+STORAGE_SETTINGS: tuple[str, ...] = tuple(StorageSettings.__annotations__)
+#: The :class:`Storage` arguments of the keywords whose names differ.
+_STORAGE_NAMES = {"asset_root": "base_url"}
+
+
+def make_storage(
+    storage: Storage | None,
+    settings: Mapping[str, Any],
+    caller: str,
+    *,
+    base: Storage | None = None,
+) -> Storage:
+    """The Storage that ``storage=`` or the :class:`StorageSettings` keywords describe:
+    ``storage`` itself, or ``base`` (default: ``Storage()``) with the keywords changed.
+
+    Args:
+        storage: what the caller was given as ``storage=``, if anything.
+        settings: the storage keywords the caller was given (and only those).
+        caller: names the caller in errors (``"SegmentsDataset"``).
+        base: the storage the keywords change, e.g. a dataset's for ``with_options``.
+
+    Raises:
+        OptionError: ``storage`` and keywords both given (the message names them), a
+            keyword that is none of :data:`STORAGE_SETTINGS`, or a ``storage`` that is
+            no :class:`Storage`.
+
+    Example:
+        >>> make_storage(None, {"cache_dir": "/c"}, "SegmentsDataset").cache_dir
+        PosixPath('/c')
+    """
+    unknown = [name for name in settings if name not in STORAGE_SETTINGS]
+    if unknown:
+        raise OptionError(
+            f"{caller} got unexpected keyword arguments {', '.join(map(repr, unknown))} "
+            f"(its storage keywords are {', '.join(STORAGE_SETTINGS)})"
+        )
+    if storage is not None:
+        if not isinstance(storage, Storage):
+            raise OptionError(f"{caller}: storage= takes a Storage, not {type(storage).__name__}")
+        if settings:
+            given = ", ".join(f"{name}=" for name in settings)
+            wanted = ", ".join(f"{_STORAGE_NAMES.get(name, name)}=..." for name in settings)
+            raise OptionError(
+                f"{caller}: storage= and {given} given together; set them on the Storage: "
+                f"Storage({wanted})"
+            )
+        return storage
+    changes = {_STORAGE_NAMES.get(name, name): value for name, value in settings.items()}
+    if base is None:
+        return Storage(**changes)
+    return base.replace(**changes) if changes else base
 
 
 #: Around a fork: the parent's HTTP filesystems, which the child keeps and never closes.
@@ -855,17 +942,14 @@ def _hold_http_filesystems() -> None:
     benchmarks/bench_storage.py). The reference taken here outlives that clearing.
     """
     http = sys.modules.get("fsspec.implementations.http")
-    _INHERITED_FILESYSTEMS[:] = list(http.HTTPFileSystem._cache.values()) if http else []
+    _INHERITED_FILESYSTEMS[:] = cached_instances(http.HTTPFileSystem) if http else []
 
 
 def _keep_inherited_http_filesystems() -> None:
     """After a fork, in the child: keep the inherited filesystems and never finalize them
     (the child's own reads make new sessions)."""
-    inherited = _INHERITED_FILESYSTEMS
-    for finalizer in list(getattr(weakref.finalize, "_registry", {})):
-        target = finalizer.peek()
-        if target is not None and any(target[0] is fs for fs in inherited):
-            finalizer.detach()
+    for finalizer in finalizers_of(_INHERITED_FILESYSTEMS):
+        finalizer.detach()
 
 
 if hasattr(os, "register_at_fork"):
@@ -874,19 +958,6 @@ if hasattr(os, "register_at_fork"):
         after_in_child=_keep_inherited_http_filesystems,
         after_in_parent=_INHERITED_FILESYSTEMS.clear,
     )
-
-
-#: (process id, kind) of the cache troubles this process has warned of.
-_WARNED: set[tuple[int, str]] = set()
-
-
-def warn_once(log: logging.Logger, kind: str, message: str, *args: object) -> None:
-    """Log a cache trouble to ``log`` the first time this process meets its ``kind``: a
-    cache that fails for one file usually fails for every file, and a warning per file
-    would bury the log."""
-    if (os.getpid(), kind) not in _WARNED:
-        _WARNED.add((os.getpid(), kind))
-        log.warning(message + " (warned once per process)", *args)
 
 
 def _read_cache_entry(path: Path) -> bytes | None:
@@ -904,61 +975,6 @@ def _read_cache_entry(path: Path) -> bytes | None:
         return None
 
 
-def _create_temporary(folder: Path) -> tuple[int, Path]:
-    """A new file ``.partial-*`` in ``folder``, open for writing: its descriptor and path.
-    Its mode is 0666 less the umask, as for any new file (mkstemp's 0600 would lock the
-    other users of a shared cache out)."""
-    # O_BINARY: Windows would otherwise write "\n" as "\r\n".
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        temporary = folder / f".partial-{secrets.token_hex(8)}"
-        try:
-            return os.open(temporary, flags, 0o666), temporary
-        except FileExistsError:  # another writer drew the same name: draw again
-            continue
-
-
-def check_folder(folder: Path, what: str) -> None:
-    """Make ``folder`` if it is missing and check that files can be created in it (by
-    creating and removing one), so a long job that writes there fails at once rather
-    than file by file.
-
-    Raises:
-        StorageError: it is a file, or cannot be made or written; the message starts
-            with ``what`` and the folder (``"cache folder /x: not a folder"``).
-
-    Example:
-        >>> check_folder(Path("/scratch/labels"), "label cache folder")  # doctest: +SKIP
-    """
-    if folder.exists() and not folder.is_dir():
-        raise StorageError(str(folder), f"{what} {folder}: not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        descriptor, probe = _create_temporary(folder)
-    except OSError as exc:
-        action = "write in it" if folder.is_dir() else "create it"
-        raise StorageError(
-            str(folder), f"{what} {folder}: cannot {action} ({exc.strerror or exc})"
-        ) from exc
-    os.close(descriptor)
-    probe.unlink()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``path`` by a temporary file in its folder and a rename: readers see the old
-    state or the whole file, never part of it. Its mode is 0666 less the umask."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = _create_temporary(path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as f:
-            f.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
 @dataclass
 class PrefetchReport:
     """What :func:`prefetch` did: counts, bytes, and each failure's reason."""
@@ -969,20 +985,6 @@ class PrefetchReport:
     bytes_downloaded: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # URL (no query) -> reason
     stale_removed: int = 0  # temporary files of killed writers, removed first
-
-
-def remove_stale_partials(cache_dir: Path, older_than: float = 3600.0) -> int:
-    """Remove the temporary files that writers killed mid-write left in ``cache_dir``
-    (never read: only whole files get the final name), if older than ``older_than``
-    seconds, so a writer still at work keeps its own. Returns how many were removed."""
-    removed = 0
-    now = time.time()
-    for partial in cache_dir.glob("*/.partial-*"):
-        with contextlib.suppress(FileNotFoundError):  # another process removed it first
-            if now - partial.stat().st_mtime > older_than:
-                partial.unlink()
-                removed += 1
-    return removed
 
 
 def prefetch(

@@ -15,18 +15,15 @@ Per sample the work is a few passes over the pixels and one write of the masks:
    the ids where each pixel's value is its id (instances numbered 1 .. N).
 2. masks by one broadcast comparison of the one-byte segment map with the segment
    numbers, which writes each byte of the ``(N, H, W)`` output once (as a zero-fill
-   would). On CPU this is 2-3x faster than scattering pixels into a zeroed buffer
-   (``benchmarks/bench_dataset.py``).
+   would), which on CPU beats scattering pixels into a zeroed buffer.
 3. boxes and areas from the runs of equal codes along the rows of the segment map
    (:func:`_run_extents`): labels are regions, a few runs a row, so this reads one
    byte a pixel, not the masks' N. Where runs are many (noise), from one read of the
    masks instead (:func:`_mask_extents`).
 
 Per-annotation work (tens of values: segment numbers, lookup tables, which annotation
-each mask is) is done in numpy on the host, whatever the device of the pixels: each torch
-call costs 5-20 us against numpy's 1-2, and a sample makes dozens of them (25 instances:
-0.40 ms of such calls for an instance target in torch, 0.20 in numpy, against about 4.7
-ms for a whole 640 x 480 item).
+each mask is) is done in numpy on the host, whatever the device of the pixels: a sample
+makes dozens of such calls, and each costs several times less in numpy than in torch.
 
 With ``shared=True`` the masks and per-pixel maps are made in shared memory
 (:func:`allocate`), where a DataLoader worker would otherwise copy them to send them.
@@ -39,8 +36,6 @@ Example:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +43,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torchvision import tv_tensors
+
+from ._compat import allocate
 
 __all__ = [
     "INSTANCE_FIELDS",
@@ -59,7 +56,6 @@ __all__ = [
     "instance_fields",
     "map_ids",
     "nearest_rows",
-    "output_size",
     "sample_nearest",
     "segment_targets",
 ]
@@ -69,33 +65,6 @@ TARGET_KINDS = ("instance", "semantic", "panoptic", "boxes")
 #: Target entries with one row per instance, which ``SanitizeBoundingBoxes`` must filter
 #: together with the boxes (see :func:`instance_fields`).
 INSTANCE_FIELDS = ("labels", "instance_ids", "area", "iscrowd", "is_thing")
-
-
-def allocate(
-    shape: Sequence[int],
-    dtype: torch.dtype,
-    device: torch.device | str | None = None,
-    *,
-    shared: bool = False,
-) -> torch.Tensor:
-    """An uninitialised tensor; with ``shared`` on CPU, in shared memory.
-
-    A DataLoader worker sends every CPU tensor it returns to the main process through
-    shared memory, copying it there first unless it is there already (what
-    ``default_collate`` allocates in a worker is). Made there, a 1280 x 720 item's 23 MB
-    of masks crosses without that copy (measured at 19 ms an item into fresh shared
-    pages: more than reading, decoding and building the item).
-
-    Example:
-        >>> allocate((2, 3), torch.uint8, shared=True).is_shared()
-        True
-    """
-    if not shared or torch.device(device or "cpu").type != "cpu":
-        return torch.empty(tuple(shape), dtype=dtype, device=device)
-    # How default_collate allocates its batches in a worker (a private API of torch's).
-    nbytes = math.prod(shape) * dtype.itemsize
-    storage = torch.UntypedStorage._new_shared(nbytes)  # type: ignore[no-untyped-call]
-    return torch.empty(0, dtype=dtype).set_(storage).view(tuple(shape))
 
 
 #: Per-annotation inputs: a tensor (any device) or a numpy array.
@@ -190,46 +159,6 @@ class SegmentMap:
     def to(self, device: torch.device | str, *, non_blocking: bool = False) -> SegmentMap:
         """The segments on ``device``; the id table stays on the host."""
         return SegmentMap(self.segments.to(device, non_blocking=non_blocking), self.ids)
-
-
-Size = int | Sequence[int] | None
-
-
-def output_size(
-    height: int, width: int, size: Size, max_size: int | None = None
-) -> tuple[int, int]:
-    """The ``(height, width)`` that ``torchvision.transforms.v2.Resize(size,
-    max_size=max_size)`` gives an image of ``height`` x ``width``: ``size`` an int (or a
-    one-element sequence) sets the shorter side, keeping the aspect ratio, and
-    ``max_size`` caps the longer; ``(h, w)`` is exact; ``None`` with ``max_size`` caps the
-    longer side alone. A side that would round to 0 pixels (where ``v2.Resize`` fails)
-    is 1.
-
-    Example:
-        >>> output_size(2736, 3648, 800, max_size=1333)
-        (800, 1066)
-    """
-    if isinstance(size, Sequence) and len(size) == 2:
-        if max_size is not None:
-            raise ValueError("max_size goes with an int size (the shorter side) or None")
-        return int(size[0]), int(size[1])
-    short, long = (width, height) if width <= height else (height, width)
-    if size is None:
-        if max_size is None:
-            raise ValueError("size=None needs a max_size (the longer side)")
-        new_short, new_long = int(max_size * short / long), max_size
-    else:
-        requested = int(size if isinstance(size, int) else size[0])
-        new_short, new_long = requested, int(requested * long / short)
-        if max_size is not None:
-            if max_size <= requested:
-                raise ValueError(
-                    f"max_size = {max_size} must be greater than the shorter side, {requested}"
-                )
-            if new_long > max_size:
-                new_short, new_long = int(max_size * new_short / new_long), max_size
-    new_short = max(new_short, 1)  # v2.Resize fails there: a side of 0 pixels
-    return (new_long, new_short) if width <= height else (new_short, new_long)
 
 
 def nearest_rows(length: int, count: int) -> torch.Tensor:
@@ -331,7 +260,7 @@ class _IdLookup:
             self.index, self.size = flat, largest + 1
             # A pixel id above every annotation id is rare (it has no annotation: the
             # fill). On CPU a gather checks its indices and finds one, so the ids are read
-            # for their largest only then (0.3 ms at 1280 x 720): see :meth:`map`. On CUDA
+            # for their largest only then: see :meth:`map`. On CUDA
             # a bad index is a device-side assert that leaves the context unusable: read it now.
             self.fitted = False
             if ids.device.type != "cpu":
@@ -363,8 +292,8 @@ class _IdLookup:
     def _fit(self) -> None:
         """Make the dense table hold every pixel id, the ids above the largest annotation
         id on fill slots: sized by the largest pixel id (one read of the ids) where that
-        is small enough for a table, else with the ids clamped (a copy: 4-5x slower at 10
-        MP, so only then)."""
+        is small enough for a table, else with the ids clamped (a copy of the ids: slower,
+        so only then)."""
         if self.fitted:
             return
         self.fitted = True
@@ -386,7 +315,7 @@ class _IdLookup:
             return out.fill_(fill)
         if self._is_identity(table):
             # Each pixel's value is its id (annotations 1 .. N numbered in order, the way
-            # Segments.ai numbers them): a conversion is 3x faster than a gather on CPU.
+            # Segments.ai numbers them): on CPU a conversion is faster than a gather.
             return out.copy_(self.index.view(self.shape))
         if len(table) != self.size:  # the identity check fitted the table
             table = self._table(values, fill)
@@ -404,7 +333,7 @@ class _IdLookup:
         return table
 
     def _gather(self, table: npt.NDArray[Any], out: torch.Tensor) -> None:
-        # index_select, not table[index]: advanced indexing is 2-3x slower on CPU. The
+        # index_select, not table[index]: advanced indexing is slower on CPU. The
         # table goes to the pixels' device only here, where it is read.
         assert self.index is not None
         torch.index_select(torch.from_numpy(table).to(self.device), 0, self.index, out=out.view(-1))
@@ -509,8 +438,8 @@ def _segment_masks(
     present = torch.nonzero(area).squeeze(1)
     count = len(present)
     if count < num_segments:  # annotations absent from the bitmap (rare): move the masks
-        # kept to the front, one memcpy each (indexing hundreds of MB of masks into a new
-        # tensor was 10x slower); the absent ones' bytes stay unused at the storage's end.
+        # kept to the front, one memcpy each (not indexing hundreds of MB of masks into a
+        # new tensor); the absent ones' bytes stay unused at the storage's end.
         if len(masks):
             for row, segment in enumerate(present.tolist()):
                 if row != segment:
@@ -521,8 +450,8 @@ def _segment_masks(
 
 
 #: Mask bytes per run of equal codes below which :func:`_run_extents` gives up: on CPU a
-#: run cost about what reading 190 mask bytes did (33 ns against 0.17 ns a byte, 1280 x
-#: 720, 25 segments), so maps with more runs than that (noise) are measured from the masks.
+#: run costs about what reading this many mask bytes does, so maps with more runs than
+#: that (noise) are measured from the masks (docs/benchmarks.md gives the measurement).
 _MASK_BYTES_PER_RUN = 256
 
 
@@ -535,9 +464,9 @@ def _run_extents(
     exist anyway). Boxes of segments without pixels are meaningless.
 
     Labels are regions: a row of a 1280 x 720 map with 25 instances holds a few runs, so
-    reducing runs reads the one-byte code map once instead of the masks' N bytes a pixel
-    (3-4x faster at 25 instances). numpy, not torch: the per-run reductions are a dozen
-    small operations, each 5-10x cheaper in numpy. A GPU reads the masks at full speed.
+    reducing runs reads the one-byte code map once instead of the masks' N bytes a pixel.
+    numpy, not torch: the per-run reductions are a dozen small operations, each cheaper in
+    numpy. A GPU reads the masks at full speed.
     """
     if code.device.type != "cpu" or not code.numel():
         return None
@@ -550,7 +479,7 @@ def _run_extents(
     first = np.flatnonzero(starts)
     if masks_made and len(first) * _MASK_BYTES_PER_RUN > num_segments * flat.size:
         return None  # reading the masks, made anyway, costs less
-    # Each run ends where the next begins (np.diff with append= took 4-6x as long).
+    # Each run ends where the next begins (cheaper than np.diff with append=).
     length = np.empty_like(first)
     np.subtract(first[1:], first[:-1], out=length[:-1])
     length[-1] = flat.size - first[-1]
@@ -581,8 +510,8 @@ def _mask_extents(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     boxes[:, 3] = torch.where(rows, position, -1).amax(dim=1) + 1
     if device.type == "cpu":
         # Columns from each mask's own rows only: a segment spans a fraction of the
-        # height, so this reads a fraction of the masks (at 25 segments, 5-10x faster on
-        # CPU than a second reduction over all of them, in spite of the loop).
+        # height, so this reads a fraction of the masks (on CPU faster than a second
+        # reduction over all of them, in spite of the loop).
         columns = torch.zeros((count, width), dtype=torch.uint8, device=device)
         for row, (top, bottom) in enumerate(boxes[:, 1::2].tolist()):
             if top < bottom:
@@ -601,7 +530,7 @@ def _compare(code: torch.Tensor, num_segments: int, *, shared: bool = False) -> 
 
     One broadcast comparison that writes every byte once (no zero-fill, no scatter), always
     of a one-byte code into one-byte masks: torch compares on its vectorised path only when
-    both have one dtype (an int32 code into uint8 masks was 20x slower). A wider code is
+    both have one dtype (an int32 code into uint8 masks leaves it). A wider code is
     compared 255 segments at a time, each group against a one-byte code of its own.
 
     Args:
@@ -635,7 +564,7 @@ _WORDS_PER_SUM = 255
 def _ones_per_row(masks: torch.Tensor) -> torch.Tensor:
     """``(N, H)`` int64: the ones in each row of ``(N, H, W)`` 0/1 uint8 masks.
 
-    Torch reduces uint8 along an axis with a slow widening loop (30x slower on CPU than
+    Torch reduces uint8 along an axis with a slow widening loop (on CPU far slower than
     reading the masks), so the rows are summed as int64 words, eight mask bytes side by
     side, at most ``_WORDS_PER_SUM`` words at a time, and the eight byte sums of each
     result are added at the end. Rows whose width is not a multiple of 8 are copied into

@@ -21,10 +21,11 @@ import socket
 import subprocess
 import time
 import warnings
-import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from segments_torch._compat import cached_instances, finalizers_of
 
 __all__ = ["close_filesystems", "free_port", "serve", "stop_process"]
 
@@ -129,12 +130,7 @@ def close_filesystems(*classes: type) -> None:
     """
     instances: list[Any] = []
     for cls in classes:
-        instances += getattr(cls, "_cache", {}).values()
+        instances += cached_instances(cls)
         cls.clear_instance_cache()  # type: ignore[attr-defined]
-    if not instances:
-        return
-    registry = getattr(weakref.finalize, "_registry", {})
-    for finalizer in list(registry):
-        target = finalizer.peek()
-        if target is not None and any(target[0] is fs for fs in instances):
-            finalizer()  # closes the session; a finalizer runs at most once
+    for finalizer in finalizers_of(instances):
+        finalizer()  # closes the session; a finalizer runs at most once

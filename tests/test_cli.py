@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
@@ -16,7 +17,12 @@ import torch
 from PIL import Image
 
 import segments_torch.dataset
-from segments_torch.cli import main
+from segments_torch.cli import (
+    add_selection_options,
+    add_storage_options,
+    main,
+    storage_from_args,
+)
 from segments_torch.codecs import encode_bitmap
 from segments_torch.demo import VECTOR_RELEASE_PATH
 from tests.releases import current_release
@@ -850,3 +856,43 @@ def test_export_at_a_size_and_preview_at_the_tiles_size(tmp_path, capsys, monkey
     with pytest.raises(SystemExit) as info:
         main(["export", str(DEMO_RELEASE), "--out", str(tmp_path / "x"), "--size", "0"])
     assert info.value.code == 2
+
+
+# -- the storage options make one Storage ---------------------------------------------------
+
+
+def storage_parser(label_cache: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_selection_options(parser)
+    add_storage_options(parser, cache_required=False)
+    if label_cache:
+        parser.add_argument("--label-cache", type=Path)
+    return parser
+
+
+def test_the_storage_options_make_one_storage(tmp_path):
+    args = storage_parser(label_cache=True).parse_args(
+        [
+            "https://user:pw@cdn.example/r/release.json",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--cache-key",
+            "url",
+            "--url-map",
+            "https://cdn.example/=/mirror/",
+            "--label-cache",
+            str(tmp_path / "labels"),
+        ]
+    )
+    storage = storage_from_args(args)
+    # Relative asset URLs resolve against the release's folder as given.
+    assert storage.base_url == "https://user:pw@cdn.example/r"
+    assert (storage.cache_dir, storage.cache_key) == (tmp_path / "cache", "url")
+    assert storage.url_map == {"https://cdn.example/": "/mirror/"}
+    assert storage.label_cache == tmp_path / "labels"
+
+
+def test_asset_root_wins_and_commands_without_a_label_cache_have_none():
+    args = storage_parser(label_cache=False).parse_args(["r.json", "--asset-root", "/assets"])
+    storage = storage_from_args(args)
+    assert (storage.base_url, storage.cache_dir, storage.label_cache) == ("/assets", None, None)

@@ -24,9 +24,9 @@ from segments_torch import targets as targets_module
 from segments_torch.codecs import decode_bitmap, encode_bitmap
 from segments_torch.dataset import UnsupportedTaskError
 from segments_torch.demo import RELEASE_PATH, VECTOR_RELEASE_PATH
-from segments_torch.errors import AssetError
+from segments_torch.errors import AssetError, OptionError
 from segments_torch.shapes import polygon_mask
-from segments_torch.storage import RetryPolicy
+from segments_torch.storage import RetryPolicy, Storage
 from segments_torch.targets import TARGET_KINDS, instance_fields
 from tests.items import assert_same, assert_same_items
 from tests.oriented import oriented_release
@@ -343,6 +343,169 @@ def test_the_release_is_read_with_the_asset_storage_settings(demo_copy, file_ser
     )
     assert mirrored.release.source == "https://bucket.example/demo/release.json"
     assert torch.equal(mirrored[0][0], ds[0][0])  # its relative assets: mapped too
+
+
+def test_the_release_is_read_through_the_given_storage(demo_copy):
+    storage = Storage(url_map={"https://bucket.example/demo/": f"{demo_copy.parent}/"})
+    ds = SegmentsDataset("https://bucket.example/demo/release.json", storage=storage)
+    assert ds.release.source == "https://bucket.example/demo/release.json"
+    assert torch.equal(ds[0][0], SegmentsDataset(demo_copy)[0][0])
+
+
+# -- storage= and its keywords --------------------------------------------------------
+
+
+def test_a_storage_without_base_url_gets_the_release_folder_in_a_copy(tmp_path):
+    storage = Storage(cache_dir=tmp_path / "cache", label_cache=tmp_path / "labels")
+    ds = SegmentsDataset(RELEASE_PATH, storage=storage)
+    assert ds.storage is not storage
+    assert storage.base_url is None  # the given one is left as it was
+    assert ds.storage.base_url == str(DEMO)
+    assert (ds.storage.cache_dir, ds.storage.label_cache) == (
+        tmp_path / "cache",
+        tmp_path / "labels",
+    )
+    assert ds.label_cache is not None
+    assert ds.label_cache.folder == tmp_path / "labels"
+
+
+def test_a_storage_with_a_base_url_is_the_datasets_own(tmp_path):
+    storage = Storage(str(DEMO))
+    ds = SegmentsDataset(RELEASE_PATH, storage=storage)
+    assert ds.storage is storage
+    assert ds.label_cache is None
+
+
+def test_the_storage_keywords_make_the_same_storage(tmp_path):
+    retry = RetryPolicy(attempts=2)
+    ds = SegmentsDataset(
+        RELEASE_PATH,
+        asset_root=str(DEMO),
+        storage_options={"file": {"auto_mkdir": True}},
+        url_map={"https://cdn.example/": f"{DEMO}/"},
+        cache_dir=tmp_path / "cache",
+        cache_key="url",
+        timeout=7.0,
+        retry=retry,
+        label_cache=tmp_path / "labels",
+    )
+    storage = ds.storage
+    assert storage.base_url == str(DEMO)
+    assert storage.storage_options == {"file": {"auto_mkdir": True}}
+    assert storage.url_map == {"https://cdn.example/": f"{DEMO}/"}
+    assert (storage.cache_dir, storage.cache_key) == (tmp_path / "cache", "url")
+    assert (storage.timeout, storage.retry, storage.label_cache) == (
+        7.0,
+        retry,
+        tmp_path / "labels",
+    )
+    assert ds.label_cache is not None
+    assert ds.label_cache.folder == tmp_path / "labels"
+
+
+def test_storage_and_storage_keywords_together_are_refused():
+    with pytest.raises(OptionError) as info:
+        SegmentsDataset(RELEASE_PATH, storage=Storage(), cache_dir="/c", asset_root="/a")
+    assert str(info.value) == (
+        "SegmentsDataset: storage= and cache_dir=, asset_root= given together; set them on "
+        "the Storage: Storage(cache_dir=..., base_url=...)"
+    )
+
+
+def test_unknown_keywords_and_a_storage_of_another_type_are_refused():
+    with pytest.raises(OptionError) as info:
+        SegmentsDataset(RELEASE_PATH, cache_dri="/c")  # type: ignore[call-arg]
+    assert str(info.value) == (
+        "SegmentsDataset got unexpected keyword arguments 'cache_dri' (its storage keywords "
+        "are asset_root, storage_options, url_map, cache_dir, cache_key, timeout, retry, "
+        "label_cache)"
+    )
+    with pytest.raises(OptionError) as info:
+        SegmentsDataset(RELEASE_PATH, storage={"cache_dir": "/c"})  # type: ignore[arg-type]
+    assert str(info.value) == "SegmentsDataset: storage= takes a Storage, not dict"
+
+
+# -- with_options --------------------------------------------------------------------------
+
+
+def test_with_options_makes_a_variant_of_the_same_release():
+    ds = SegmentsDataset(RELEASE_PATH, target="instance", categories=["circle"])
+    semantic = ds.with_options(target="semantic", ignore_index=100)
+    assert semantic.release is ds.release  # not read again
+    assert semantic.storage is ds.storage
+    assert (semantic.target, semantic.ignore_index, ds.target) == ("semantic", 100, "instance")
+    assert semantic.categories.label_names == ["circle"]  # the rest as it was
+    expected = SegmentsDataset(
+        RELEASE_PATH, target="semantic", categories=["circle"], ignore_index=100
+    )
+    assert_same(semantic[2], expected[2])
+
+
+def test_with_options_runs_the_constructors_checks():
+    ds = SegmentsDataset(RELEASE_PATH)
+    with pytest.raises(ValueError, match=r"^target must be one of instance, semantic, panoptic"):
+        ds.with_options(target="boxes")
+    with pytest.raises(ValueError, match=r"^background= with target='panoptic' needs"):
+        ds.with_options(target="panoptic", background="background", label_offset=0)
+    with pytest.raises(OptionError) as info:
+        ds.with_options(targt="semantic", release=RELEASE_PATH)
+    assert str(info.value) == (
+        "with_options() takes the keywords of SegmentsDataset, not 'release', 'targt'"
+    )
+    with pytest.raises(OptionError, match=r"^with_options\(\): storage= and cache_dir= given"):
+        ds.with_options(storage=Storage(), cache_dir="/c")
+
+
+def test_with_options_storage_keywords_change_a_copy_of_the_storage(tmp_path):
+    ds = SegmentsDataset(RELEASE_PATH, url_map={"https://cdn.example/": f"{DEMO}/"})
+    cached = ds.with_options(cache_dir=tmp_path / "cache", label_cache=tmp_path / "labels")
+    assert cached.storage is not ds.storage
+    assert (ds.storage.cache_dir, ds.label_cache) == (None, None)
+    assert cached.storage.cache_dir == tmp_path / "cache"
+    assert cached.label_cache is not None
+    assert cached.label_cache.folder == tmp_path / "labels"
+    assert (cached.storage.base_url, cached.storage.url_map) == (
+        ds.storage.base_url,
+        ds.storage.url_map,
+    )
+    other = Storage(str(DEMO))
+    assert ds.with_options(storage=other).storage is other
+
+
+def test_with_options_shares_failure_counts_when_the_rows_are_the_same(demo_copy):
+    (demo_copy.parent / "images" / "shapes-000.jpg").unlink()
+    ds = SegmentsDataset(demo_copy, on_error="skip")
+    semantic = ds.with_options(target="semantic")
+    semantic[0]  # skipped: counted for both
+    assert (ds.failures, semantic.failures) == (1, 1)
+    everything = ds.with_options(filter_by=None)  # other rows: counts of its own
+    everything[0]
+    assert (ds.failures, everything.failures) == (1, 1)
+    everything[1]
+    assert [s.name for s in ds.failed_samples()] == ["shapes-000.jpg"]
+
+
+def test_bitmap_url_and_max_instance_id():
+    ds = SegmentsDataset(RELEASE_PATH, filter_by=None)
+    table = ds.release.samples
+    assert ds.bitmap_url(0) == table.record(0).bitmap_url == "bitmaps/shapes-000.png"
+    assert ds.bitmap_url(6) is None  # UNLABELED: no bitmap
+    assert ds.bitmap_url(-2) is None
+    with pytest.raises(IndexError, match=r"^index 8 is out of range for 8 samples$"):
+        ds.bitmap_url(8)
+    every_id = [int(i) for row in range(len(table)) for i in table.record(row).annotation_ids]
+    assert ds.max_instance_id() == max(every_id)
+    circles = ds.with_options(categories=["circle"])
+    circle_ids = [
+        int(i)
+        for row in range(len(table))
+        for i, c in zip(
+            table.record(row).annotation_ids, table.record(row).category_ids, strict=True
+        )
+        if ds.release.labelsets["ground-truth"].categories[0].id == c
+    ]
+    assert circles.max_instance_id() == max(circle_ids)
+    assert ds.with_options(rows=[6]).max_instance_id() == 0
 
 
 def test_missing_image_is_named(demo_copy):

@@ -339,6 +339,17 @@ def test_the_dataset_target_kind_and_transforms_do_not_matter(tmp_path):
     assert flipped.transforms is not None
 
 
+def test_a_dataset_decoded_on_the_device_exports_as_one_decoded_on_the_host(tmp_path):
+    host = export_dataset(demo(), "coco-panoptic", out_dir=tmp_path / "host", progress=False)
+    device = demo(decode="device")
+    path = export_dataset(device, "coco-panoptic", out_dir=tmp_path / "device", progress=False)
+    assert path.read_text().replace("/device", "/host") == host.read_text()
+    pngs = folder_contents(tmp_path / "host" / "coco_panoptic")
+    assert len(pngs) == 6
+    assert folder_contents(tmp_path / "device" / "coco_panoptic") == pngs
+    assert device.decode == "device"  # the dataset itself is left as it was
+
+
 # -- coco-panoptic ------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from segments_torch import SegmentsDataset, dataset, label_cache, storage
+from segments_torch import SegmentsDataset, dataset, files, label_cache
 from segments_torch.codecs import decode_bitmap, encode_bitmap
 from segments_torch.demo import RELEASE_PATH
 from segments_torch.errors import AssetError
@@ -182,7 +182,7 @@ def test_zstd_entries_without_zstandard_are_rebuilt_and_zlib_ones_read_anywhere(
 
 
 def test_an_entry_that_cannot_be_read_is_a_miss(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(storage, "_WARNED", set())  # the warning comes once per process
+    monkeypatch.setattr(files, "_WARNED", set())  # the warning comes once per process
     cache = LabelCache(tmp_path)
     cache.path("k").mkdir(parents=True)
     with caplog.at_level(logging.WARNING, logger="segments_torch.label_cache"):
@@ -374,7 +374,7 @@ def test_a_label_cache_that_cannot_be_written_warns_once_and_serves(
 ):
     blocker = tmp_path / "labels"
     blocker.write_text("a file where the folder should be")
-    monkeypatch.setattr(storage, "_WARNED", set())
+    monkeypatch.setattr(files, "_WARNED", set())
     ds = SegmentsDataset(demo_copy, target="semantic", label_cache=blocker)
     with caplog.at_level(logging.WARNING):
         items = all_items(ds)

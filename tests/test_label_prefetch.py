@@ -197,7 +197,9 @@ def test_a_host_that_is_down_ends_the_fill(tmp_path):
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(
-        ValueError, match=r"^fill_label_cache needs a dataset made with label_cache=$"
+        ValueError,
+        match=r"^fill_label_cache needs a dataset with a label cache: label_cache=DIR, or "
+        r"storage=Storage\(label_cache=DIR\)$",
     ):
         fill_label_cache(SegmentsDataset(RELEASE_PATH))
     ds = SegmentsDataset(RELEASE_PATH, label_cache=tmp_path / "labels")

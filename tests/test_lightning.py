@@ -26,12 +26,12 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 import segments_torch.dataset
-from segments_torch import SegmentsDataset, SegmentsTorchError, load_release
+from segments_torch import OptionError, SegmentsDataset, SegmentsTorchError, load_release
 from segments_torch.demo import RELEASE_PATH
 from segments_torch.device import DeviceBatch
 from segments_torch.lightning import STAGES, SegmentsDataModule
 from segments_torch.splits import ListSplit, MetadataSplit, RatioSplit, SplitError
-from segments_torch.storage import RetryPolicy
+from segments_torch.storage import RetryPolicy, Storage
 from tests.http_server import FileServer
 from tests.items import CUDA, CUDA_IMAGE_BOUND, assert_close_images, assert_same, on_cpu
 
@@ -94,13 +94,82 @@ def test_without_lightning_the_error_names_the_extra():
     )
 
 
-def test_the_datamodule_takes_every_dataset_argument():
-    dataset = set(inspect.signature(SegmentsDataset).parameters)
-    datamodule = set(inspect.signature(SegmentsDataModule).parameters)
-    # transforms become train_transforms / eval_transforms; filter_by is per stage too;
-    # the splits choose the rows.
-    assert dataset - datamodule == {"transforms", "rows"}
-    assert {"train_transforms", "eval_transforms", "batch_size", "num_workers"} <= datamodule
+def dataset_keywords() -> dict[str, Any]:
+    """SegmentsDataset's keyword arguments and their defaults."""
+    parameters = inspect.signature(SegmentsDataset).parameters.values()
+    return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+# transforms become train_transforms / eval_transforms; the splits choose the rows; the
+# datamodule has filter_by (per stage), filter_by_metadata and storage of its own.
+FORWARDED = sorted(
+    set(dataset_keywords()) - {"transforms", "rows", "filter_by", "filter_by_metadata", "storage"}
+)
+
+
+def test_the_datamodule_names_no_dataset_argument_twice():
+    own = set(inspect.signature(SegmentsDataModule).parameters)
+    assert set(dataset_keywords()) - own == {"transforms", "rows", *FORWARDED}
+    assert {"train_transforms", "eval_transforms", "batch_size", "num_workers"} <= own
+
+
+@pytest.mark.parametrize("name", FORWARDED)
+def test_the_datamodule_takes_every_dataset_argument(name):
+    default = dataset_keywords()[name]
+    dm = SegmentsDataModule(RELEASE_PATH, split=MetadataSplit(), **{name: default})
+    assert dm.dataset_options == {name: default}
+    assert len(dm.dataset("train")) == 2
+
+
+def test_the_datamodule_takes_every_storage_keyword(tmp_path):
+    retry = RetryPolicy(attempts=2)
+    dm = SegmentsDataModule(
+        RELEASE_PATH,
+        split=MetadataSplit(),
+        asset_root=str(tmp_path / "assets"),
+        storage_options={"file": {"auto_mkdir": True}},
+        url_map={"https://cdn.example/": str(tmp_path) + "/"},
+        cache_dir=tmp_path / "cache",
+        cache_key="url",
+        timeout=7.0,
+        retry=retry,
+        label_cache=tmp_path / "labels",
+    )
+    storage = dm.storage
+    assert storage.base_url == str(tmp_path / "assets")
+    assert storage.storage_options == {"file": {"auto_mkdir": True}}
+    assert storage.url_map == {"https://cdn.example/": str(tmp_path) + "/"}
+    assert (storage.cache_dir, storage.cache_key) == (tmp_path / "cache", "url")
+    assert (storage.timeout, storage.retry, storage.label_cache) == (
+        7.0,
+        retry,
+        tmp_path / "labels",
+    )
+    assert dm.dataset_options == {}
+
+
+def test_every_stage_shares_the_datamodules_storage(tmp_path):
+    storage = Storage(cache_dir=tmp_path / "cache", label_cache=tmp_path / "labels")
+    dm = SegmentsDataModule(RELEASE_PATH, split=MetadataSplit(), storage=storage)
+    # Relative asset URLs resolve against the release's folder: a copy with that base_url.
+    assert dm.storage.base_url == str(RELEASE_PATH.parent)
+    assert (dm.storage.cache_dir, dm.storage.label_cache) == (
+        tmp_path / "cache",
+        tmp_path / "labels",
+    )
+    assert dm.dataset("train").storage is dm.storage
+    assert dm.dataset("val").storage is dm.storage
+    assert dm.dataset("train").label_cache is not None
+
+
+def test_a_release_object_gives_its_folder_to_the_shared_storage():
+    dm = SegmentsDataModule(load_release(RELEASE_PATH), split=MetadataSplit())
+    before = dm.storage
+    assert before.base_url is None  # not yet known
+    train = dm.dataset("train")
+    assert dm.storage.base_url == str(RELEASE_PATH.parent)
+    assert train.storage is dm.storage
+    assert dm.dataset("val").storage is dm.storage
 
 
 # -- stages, splits and filters --------------------------------------------------------------
@@ -184,6 +253,29 @@ def test_a_stage_whose_split_the_rule_lacks():
             "prefetch=True needs a cache_dir to download into or a label_cache",
         ),
         ({"batch_size": 0}, ValueError, "batch sizes must be at least 1, not 0 and None"),
+        (
+            {"rows": [0, 1]},
+            OptionError,
+            "SegmentsDataModule sets rows= per stage; use split= and the stage's *_split instead",
+        ),
+        (
+            {"transforms": None},
+            OptionError,
+            "SegmentsDataModule sets transforms= per stage; use train_transforms= and "
+            "eval_transforms= instead",
+        ),
+        (
+            {"targt": "semantic", "batchsize": 2},
+            OptionError,
+            "SegmentsDataModule got unexpected keyword arguments 'targt', 'batchsize': "
+            "neither its own nor SegmentsDataset's",
+        ),
+        (
+            {"storage": Storage(), "cache_dir": "/c", "label_cache": "/l"},
+            OptionError,
+            "SegmentsDataModule: storage= and cache_dir=, label_cache= given together; set "
+            "them on the Storage: Storage(cache_dir=..., label_cache=...)",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, message):

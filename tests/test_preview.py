@@ -291,7 +291,12 @@ def test_render_preview_grid_legend_and_bad_arguments():
 
 def test_a_background_class_and_a_label_offset_change_nothing_drawn():
     plain = np.asarray(render_preview(SegmentsDataset(RELEASE_PATH), range(6), boxes=True))
-    for options in ({"background": "background"}, {"label_offset": 3}):
+    for options in (
+        {"background": "background"},
+        {"label_offset": 3},
+        # A panoptic target would refuse this pair: the preview reads with an offset of 1.
+        {"background": "background", "label_offset": 0, "target": "semantic"},
+    ):
         ds = SegmentsDataset(RELEASE_PATH, **options)
         picture = np.asarray(render_preview(ds, range(6), boxes=True))
         assert picture.shape == plain.shape

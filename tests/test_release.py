@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from segments_torch import (
     Category,
     Layout,
+    OptionError,
     ReleaseFormatError,
     ReleaseReadError,
     SegmentsTorchError,
@@ -30,7 +31,7 @@ from segments_torch import (
 )
 from segments_torch.release import BITMAP_TASK_TYPES
 from segments_torch.samples import LABEL_STATUSES, SHAPE_TYPES
-from segments_torch.storage import RetryPolicy, StorageError
+from segments_torch.storage import RetryPolicy, Storage, StorageError
 from tests.http_server import FileServer
 from tests.releases import (
     annotation,
@@ -1025,6 +1026,25 @@ def test_storage_options_per_protocol_or_for_the_source_alone(monkeypatch):
     load_release(url, storage_options={"skip_instance_cache": True})
     load_release(url, storage_options={"s3": {"anon": True}})  # another protocol's: unused
     assert seen == [{"skip_instance_cache": True}, {"skip_instance_cache": True}, {}]
+
+
+def test_a_release_is_read_through_a_given_storage(tmp_path):
+    (tmp_path / "r.json").write_text(json.dumps(current_release()))
+    storage = Storage(url_map={"https://bucket.example/releases/": f"{tmp_path}/"})
+    release = load_release("https://bucket.example/releases/r.json?sig=secret", storage=storage)
+    assert release.source == "https://bucket.example/releases/r.json"
+    assert len(release.samples) == 4
+    local = Storage(storage_options={"file": {"skip_instance_cache": True}})
+    assert len(load_release(tmp_path / "r.json", storage=local).samples) == 4
+
+
+def test_storage_and_its_keywords_together_are_refused(tmp_path):
+    with pytest.raises(OptionError) as info:
+        load_release(tmp_path / "r.json", storage=Storage(), timeout=5, retry=RetryPolicy())
+    assert str(info.value) == (
+        "load_release: storage= and timeout=, retry= given together; set them on the "
+        "Storage: Storage(timeout=..., retry=...)"
+    )
 
 
 # -- properties: generated releases and their corruptions ----------------------------------

@@ -10,6 +10,7 @@ import fsspec
 import psutil
 import pytest
 
+from segments_torch._compat import cached_instances
 from tests.http_server import FileServer
 from tests.servers import close_filesystems, free_port, serve, stop_process
 
@@ -102,5 +103,5 @@ def test_close_filesystems_closes_the_sessions_and_empties_the_cache(tmp_path):
         assert not session.closed
         close_filesystems(http.HTTPFileSystem)
         assert session.closed
-        assert http.HTTPFileSystem._cache == {}
+        assert cached_instances(http.HTTPFileSystem) == []
         close_filesystems(http.HTTPFileSystem)  # nothing left to close: a no-op

@@ -36,22 +36,24 @@ from torch.utils.data import DataLoader
 
 import segments_torch.errors as errors_module
 import segments_torch.storage as storage_module
-from segments_torch import SegmentsDataset
+from segments_torch import SegmentsDataset, files
+from segments_torch._compat import cached_instances
 from segments_torch.codecs import check_complete
 from segments_torch.errors import (
     AssetError,
     DecodeError,
+    OptionError,
     SegmentsTorchError,
     SourceUnavailableError,
 )
+from segments_torch.files import remove_stale_partials
 from segments_torch.storage import (
+    STORAGE_SETTINGS,
     RetryPolicy,
     Storage,
     StorageError,
-    display_url,
+    make_storage,
     prefetch,
-    release_base_url,
-    remove_stale_partials,
 )
 from tests.http_server import FileServer
 from tests.items import assert_same_item
@@ -290,7 +292,7 @@ def test_an_asset_error_shows_the_mapped_and_the_original_url(tmp_path):
 def test_a_prefix_and_replacement_that_disagree_on_the_separator_warn_once(
     monkeypatch, caplog, prefix, replacement, separator
 ):
-    monkeypatch.setattr(storage_module, "_WARNED", set())
+    monkeypatch.setattr(files, "_WARNED", set())
     with caplog.at_level(logging.WARNING, logger="segments_torch.storage"):
         storage = Storage(url_map={prefix: replacement, "https://b.example/": "/b/"})
         Storage(url_map={prefix: replacement})  # the release's storage, then the dataset's
@@ -304,20 +306,11 @@ def test_a_prefix_and_replacement_that_disagree_on_the_separator_warn_once(
 
 
 def test_a_prefix_and_replacement_that_agree_do_not_warn(monkeypatch, caplog):
-    monkeypatch.setattr(storage_module, "_WARNED", set())
+    monkeypatch.setattr(files, "_WARNED", set())
     with caplog.at_level(logging.WARNING, logger="segments_torch.storage"):
         Storage(url_map={"https://cdn.example/": "/m/", "https://b.example/x": "/b/x"})
         Storage(url_map=lambda url: url)
     assert caplog.messages == []
-
-
-def test_display_url_and_release_base_url():
-    assert display_url(f"https://h.example/a/b.png?{SECRET}#frag") == "https://h.example/a/b.png"
-    assert display_url("/local/a.png") == "/local/a.png"
-    assert release_base_url(f"https://h.example/r/release.json?{SECRET}") == "https://h.example/r"
-    assert release_base_url("/data/r/release.json") == "/data/r"
-    assert release_base_url("file:///data/r/release.json") == "/data/r"
-    assert release_base_url("<dict>") is None
 
 
 def test_invalid_cache_key():
@@ -1163,16 +1156,18 @@ def test_forked_workers_after_the_parent_read_over_http(tmp_path, file_server):
     ds = SegmentsDataset(http_release(tmp_path, file_server), target="instance")
     assert len(ds) == 5
     first = ds[0]  # the parent now holds an HTTP filesystem and its aiohttp session
-    assert len(HTTPFileSystem._cache) >= 1
+    assert len(cached_instances(HTTPFileSystem)) >= 1
     assert set(vars(ds.storage)) == {
         "base_url",
         "storage_options",
         "url_map",
+        "_prefixes",  # strings: the url_map prefixes, longest first
         "_shown_prefixes",  # a string: the url_map prefixes as given, for errors
         "cache_dir",
         "cache_key",
         "timeout",
         "retry",
+        "label_cache",  # a path, or None
         "_pool",  # (pid, threads) of read_each: a forked worker makes its own
         "_outages",  # the hosts down in this process: a worker starts with none
     }
@@ -1440,22 +1435,6 @@ def test_storage_error_is_rebuilt_from_its_message_alone():
 PASSWORD = "hunter2"
 
 
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        (f"http://user:{PASSWORD}@h.example/a/b.png?{SECRET}#f", "http://h.example/a/b.png"),
-        (f"https://user:{PASSWORD}@h.example:8443/a.png", "https://h.example:8443/a.png"),
-        ("https://token@h.example/a.png", "https://h.example/a.png"),
-        (f"s3://key:{PASSWORD}@bucket/a.png", "s3://bucket/a.png"),
-        ("https://h.example/a@b.png", "https://h.example/a@b.png"),  # @ in the path stays
-        ("file:///d/a.png?x=1", "file:///d/a.png"),
-        ("/local/a@b.png", "/local/a@b.png"),
-    ],
-)
-def test_display_url_drops_user_and_password(url, shown):
-    assert display_url(url) == shown
-
-
 def test_library_messages_lose_query_strings_and_passwords():
     reason, status, retryable = storage_module._classify(
         RuntimeError(f"GET http://user:{PASSWORD}@h.example/a.png?{SECRET} failed")
@@ -1520,10 +1499,6 @@ def test_file_urls_are_percent_decoded(tmp_path):
 def test_a_missing_file_url_is_named_by_its_path_without_the_query(tmp_path):
     error = read_error(f"file://{tmp_path}/a%20b.jpg?{SECRET}", attempts=1)
     assert (str(error), error.url) == ("not found", f"{tmp_path}/a b.jpg")
-
-
-def test_release_base_url_of_a_file_url_is_a_decoded_folder():
-    assert release_base_url("file:///data/a%20b/release.json?x=1") == "/data/a b"
 
 
 def test_a_relative_url_error_shows_no_query_string():
@@ -1765,7 +1740,7 @@ def test_the_dataset_caches_an_asset_only_once_it_decoded(tmp_path, file_server,
 @pytest.fixture
 def warned(monkeypatch: pytest.MonkeyPatch) -> None:
     """A process that has not warned of any cache trouble yet."""
-    monkeypatch.setattr(storage_module, "_WARNED", set())
+    monkeypatch.setattr(files, "_WARNED", set())
 
 
 def test_a_folder_in_place_of_a_cache_entry_is_read_around(tmp_path, file_server, caplog, warned):
@@ -2068,7 +2043,7 @@ def test_a_storage_repr_shows_no_password():
     assert storage.base_url == f"https://user:{PASSWORD}@h.example/r"  # relative URLs need it
     assert repr(storage) == (
         "Storage(base_url='https://h.example/r', cache_dir=None, "
-        "url_map={'https://h.example/': '/mirror/'})"
+        "url_map={'https://h.example/': '/mirror/'}, label_cache=None)"
     )
 
 
@@ -2090,3 +2065,84 @@ def test_relative_assets_of_a_release_read_with_a_password_keep_it(tmp_path, fil
         "Basic " + base64.b64encode(f"user:{PASSWORD}".encode()).decode()
     ]
     assert PASSWORD not in repr(ds.storage)
+
+
+# -- one storage object: replace, the release folder, the keywords ------------------------
+
+
+def test_replace_changes_what_it_is_told_and_keeps_the_rest(tmp_path):
+    retry = RetryPolicy(attempts=2)
+    storage = Storage(
+        "/data/r",
+        {"s3": {"anon": True}},
+        url_map={"https://cdn.example/": "/m/", "https://cdn.example/b/": "/b/"},
+        cache_dir=tmp_path / "cache",
+        cache_key="url",
+        timeout=3.0,
+        retry=retry,
+        label_cache=tmp_path / "labels",
+    )
+    changed = storage.replace(cache_dir=tmp_path / "other", timeout=9.0)
+    assert changed is not storage
+    assert (changed.cache_dir, changed.timeout) == (tmp_path / "other", 9.0)
+    assert (storage.cache_dir, storage.timeout) == (tmp_path / "cache", 3.0)
+    assert (changed.base_url, changed.storage_options, changed.cache_key) == (
+        "/data/r",
+        {"s3": {"anon": True}},
+        "url",
+    )
+    assert (changed.retry, changed.label_cache) == (retry, tmp_path / "labels")
+    # The url_map as given: longest prefix wins, errors list them in the given order.
+    assert changed.url_map == {"https://cdn.example/": "/m/", "https://cdn.example/b/": "/b/"}
+    assert changed.resolve("https://cdn.example/b/x.png") == "/b/x.png"
+    assert changed.mirror_note("https://other.example/a.png") == (
+        "no url_map prefix matches this URL: https://cdn.example/, https://cdn.example/b/"
+    )
+    with pytest.raises(OptionError) as info:
+        storage.replace(cache_dri="/c")
+    assert str(info.value) == (
+        "Storage.replace() takes base_url, storage_options, url_map, cache_dir, cache_key, "
+        "timeout, retry, label_cache, not cache_dri"
+    )
+
+
+def test_with_default_base_url_fills_only_what_is_missing():
+    storage = Storage(cache_dir="/c")
+    filled = storage.with_default_base_url("/data/r")
+    assert (filled.base_url, filled.cache_dir) == ("/data/r", Path("/c"))
+    assert storage.base_url is None
+    assert filled.with_default_base_url("/elsewhere") is filled
+    assert storage.with_default_base_url(None) is storage
+
+
+def test_make_storage_of_keywords_of_a_storage_or_of_a_base(tmp_path):
+    made = make_storage(None, {"asset_root": "/a", "label_cache": tmp_path}, "SegmentsDataset")
+    assert (made.base_url, made.label_cache) == ("/a", tmp_path)
+    assert make_storage(made, {}, "SegmentsDataset") is made
+    assert make_storage(None, {}, "x", base=made) is made
+    changed = make_storage(None, {"cache_dir": tmp_path}, "x", base=made)
+    assert (changed.base_url, changed.cache_dir, changed.label_cache) == ("/a", tmp_path, tmp_path)
+    assert STORAGE_SETTINGS == (
+        "asset_root",
+        "storage_options",
+        "url_map",
+        "cache_dir",
+        "cache_key",
+        "timeout",
+        "retry",
+        "label_cache",
+    )
+    with pytest.raises(OptionError) as info:
+        make_storage(made, {"timeout": 1}, "load_release")
+    assert str(info.value) == (
+        "load_release: storage= and timeout= given together; set them on the Storage: "
+        "Storage(timeout=...)"
+    )
+
+
+def test_a_storage_with_a_label_cache_pickles_with_it(tmp_path):
+    storage = Storage(label_cache=tmp_path / "labels")
+    assert pickle.loads(pickle.dumps(storage)).label_cache == tmp_path / "labels"
+    assert repr(storage) == (
+        f"Storage(base_url=None, cache_dir=None, url_map=None, label_cache={tmp_path / 'labels'!r})"
+    )

@@ -14,7 +14,6 @@ module skips when gcsfs or gcp-storage-emulator is not installed.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from segments_torch._compat import fsspec_registry
 from segments_torch.errors import AssetError
 from tests.items import assert_same_items
 from tests.object_store import (
@@ -73,9 +73,8 @@ def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
         env.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
         # The plain filesystem for gs:// and gcs:// (forked workers inherit the registry;
         # the package attribute fsspec.registry is the read-only view, not the module).
-        registry = importlib.import_module("fsspec.registry")._registry
         for protocol in ("gs", "gcs"):
-            env.setitem(registry, protocol, gcsfs_core.GCSFileSystem)
+            env.setitem(fsspec_registry(), protocol, gcsfs_core.GCSFileSystem)
         command = [
             sys.executable,
             "-m",

@@ -19,12 +19,10 @@ from segments_torch.targets import (
     SegmentMap,
     _IdLookup,
     _ones_per_row,
-    allocate,
     build_target,
     instance_fields,
     map_ids,
     nearest_rows,
-    output_size,
     sample_nearest,
     segment_targets,
 )
@@ -874,21 +872,6 @@ def in_shared_memory(tensor: torch.Tensor) -> bool:
     return bool(tensor.is_shared())  # type: ignore[no-untyped-call]
 
 
-def test_allocate_in_shared_memory_or_not():
-    shared = allocate((2, 3, 4), torch.int64, shared=True)
-    assert in_shared_memory(shared)
-    assert (tuple(shared.shape), shared.dtype, shared.is_contiguous()) == (
-        (2, 3, 4),
-        torch.int64,
-        True,
-    )
-    assert shared.untyped_storage().nbytes() == 2 * 3 * 4 * 8
-    assert allocate((0, 5, 5), torch.uint8, shared=True).shape == (0, 5, 5)
-    plain = allocate([2, 3], torch.uint8, "cpu")
-    assert not in_shared_memory(plain)
-    assert (tuple(plain.shape), plain.dtype) == ((2, 3), torch.uint8)
-
-
 MAPS = ("masks", "semantic", "instance_map")  # what shared=True puts in shared memory
 #: (ids, annotation ids, labels, things) for each path of build_target.
 TARGET_EXAMPLES = pytest.mark.parametrize(
@@ -1130,38 +1113,7 @@ def test_segment_maps_on_cuda_give_the_cpu_target(kind):
             assert torch.equal(target[key].cpu(), value), key
 
 
-# ------------------------------------------------------------ output size and sampling
-
-
-@pytest.mark.parametrize("height", [1, 7, 480, 601, 2736])
-@pytest.mark.parametrize("width", [1, 9, 640, 3648])
-@pytest.mark.parametrize(
-    ("size", "max_size"),
-    [(5, None), ([13], None), ((11, 17), None), (6, 9), (None, 10), (800, 1333)],
-)
-def test_output_size_is_what_v2_resize_gives(height, width, size, max_size):
-    if (
-        max_size is not None
-        and size is not None
-        and max_size <= (size if isinstance(size, int) else size[0])
-    ):
-        pytest.skip("not a valid combination")
-    image = torch.zeros((1, height, width), dtype=torch.uint8)
-    try:
-        expected = tuple(v2.functional.resize(image, size, max_size=max_size).shape[-2:])
-    except RuntimeError:  # a side of 0 pixels: ours keeps one
-        assert min(output_size(height, width, size, max_size)) == 1
-        return
-    assert output_size(height, width, size, max_size) == expected
-
-
-def test_output_size_refuses_what_v2_resize_refuses():
-    with pytest.raises(ValueError, match="max_size goes with an int size"):
-        output_size(10, 10, (5, 5), 8)
-    with pytest.raises(ValueError, match="size=None needs a max_size"):
-        output_size(10, 10, None)
-    with pytest.raises(ValueError, match="max_size = 5 must be greater than the shorter side, 5"):
-        output_size(10, 10, 5, 5)
+# ------------------------------------------------------------ sampling at a size
 
 
 @pytest.mark.parametrize("length", [1, 2, 5, 7, 480, 2736, 3648])

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ..storage import display_url
+from ..urls import display_url
 
 if TYPE_CHECKING:
     from ..categories import CategoryMap

@@ -55,8 +55,8 @@ def rle_encode(masks: torch.Tensor, boxes: torch.Tensor | None = None) -> list[d
         masks: the masks.
         boxes: ``(N, 4)`` XYXY boxes covering each mask's pixels (a target's ``boxes``),
             when known: then only each box is read, and its runs are counted here and
-            compressed by pycocotools (the same RLE, 3-4x faster than ``encode``, which
-            reads every mask whole).
+            compressed by pycocotools (the same RLE as ``encode``, which reads every
+            mask whole).
 
     Example:
         >>> rle_encode(torch.tensor([[[0, 1], [0, 0]]], dtype=torch.uint8))

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -42,7 +41,7 @@ from ..dataset import SegmentsDataset
 from ..errors import AssetError, ExportError, OutputError, SegmentsTorchError
 from ..progress import Progress
 from ..samples import StringColumn
-from ..storage import display_url
+from ..urls import display_url
 from .base import Encoded, SampleRef, Writer
 from .coco import CocoInstanceWriter
 from .formats import FORMATS, IMAGE_IDS, resolve_format
@@ -127,8 +126,7 @@ def export_dataset(
     if dataset.categories.background is not None:
         # A training convention: the export leaves unlabelled pixels unlabelled, as the
         # release has them, and labels its categories as without it.
-        dataset = copy.copy(dataset)
-        dataset.categories = dataset.categories.without_background()
+        dataset = dataset.with_options(background=None)
     if dataset.vector and not EXPORT_FORMATS[name].shapes:
         served = ", ".join(f for f in FORMATS if EXPORT_FORMATS[f].shapes)
         raise ExportError(
@@ -316,15 +314,17 @@ class _Samples(torch.utils.data.Dataset[Encoded | _Failure | _Skipped]):
     some; a :class:`_Skipped` for a sample that ``on_error="skip"`` leaves out."""
 
     def __init__(self, dataset: SegmentsDataset, writer: Writer, *, sdk_ids: bool = False) -> None:
-        # A shallow copy that serves the target kind the writer reads, untransformed, in
+        # A variant that serves the target kind the writer reads, decoded, untransformed, in
         # private memory (targets are encoded in the worker, not sent). It raises where
         # the dataset would serve the next sample instead: the export leaves the sample
         # out, and the main process counts and logs it.
-        self.dataset = copy.copy(dataset)
-        self.dataset.target = writer.target
-        self.dataset.transforms = None
-        self.dataset.shared_memory = False
-        self.dataset.on_error = "raise"
+        self.dataset = dataset.with_options(
+            target=writer.target,
+            transforms=None,
+            shared_memory=False,
+            on_error="raise",
+            decode="host",
+        )
         self.skip = dataset.on_error == "skip"
         self.sdk_ids = sdk_ids
         self.writer = writer

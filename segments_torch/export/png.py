@@ -67,8 +67,7 @@ def encode_ids(values: torch.Tensor | npt.NDArray[Any], encoding: str) -> bytes:
 
     Written here rather than by Pillow: label maps are long runs of equal values, which
     zlib packs as well with no PNG row filter, and Pillow's trial of filters on every row
-    costs more than it saves (1280x720, zlib level 6: RGB 15 ms against Pillow's 19,
-    RGBA 13 against 25, 16-bit grey 8 against 13, files within 10 % of Pillow's size).
+    costs more than it saves, for files of about the same size (docs/benchmarks.md).
 
     Args:
         values: the map (tensor or array).
@@ -207,7 +206,7 @@ class InstanceWriter(Writer):
 
     def __init__(self, dataset: SegmentsDataset) -> None:
         super().__init__(dataset)
-        self.encoding = "uint16" if _largest_instance_id(dataset) <= 65535 else "rgba"
+        self.encoding = "uint16" if dataset.max_instance_id() <= 65535 else "rgba"
 
     def header(self) -> dict[str, Any]:
         return {"encoding": self.encoding, **super().header()}
@@ -241,15 +240,3 @@ class InstanceWriter(Writer):
             )
         ]
         return Encoded(record, annotations, [(path, encode_ids(ids, self.encoding))])
-
-
-def _largest_instance_id(dataset: SegmentsDataset) -> int:
-    """The largest id of an annotation of a selected category in the dataset's rows,
-    from the sample table alone (no bitmap is read)."""
-    columns = dataset.release.samples.labels[dataset.labelset]
-    counts = np.diff(columns.annotation_offsets)
-    in_rows = np.zeros(len(counts), dtype=bool)
-    in_rows[dataset.rows] = True
-    keep = np.repeat(in_rows, counts)
-    keep &= dataset.categories.labels_for(columns.category_ids) >= 0
-    return int(columns.annotation_ids[keep].max()) if keep.any() else 0
