@@ -443,8 +443,10 @@ def test_with_options_makes_a_variant_of_the_same_release():
 
 def test_with_options_runs_the_constructors_checks():
     ds = SegmentsDataset(RELEASE_PATH)
-    with pytest.raises(ValueError, match=r"^target must be one of instance, semantic, panoptic"):
-        ds.with_options(target="boxes")
+    expected = "target must be one of instance, semantic, panoptic, boxes, not 'masks'"
+    with pytest.raises(ValueError, match=r"^target must be one of") as info:
+        ds.with_options(target="masks")
+    assert str(info.value) == expected
     with pytest.raises(ValueError, match=r"^background= with target='panoptic' needs"):
         ds.with_options(target="panoptic", background="background", label_offset=0)
     with pytest.raises(OptionError) as info:
