@@ -225,3 +225,27 @@ def test_v2_flip_moves_boxes_masks_and_keypoints_together():
     # torchvision flips keypoints as pixel indices (x -> W - 1 - x), boxes as edges.
     assert flipped["keypoints"][:, 0].tolist() == [19, 14, 14, 11.5]
     assert torch.equal(flipped["keypoint_offsets"], got["keypoint_offsets"])
+
+
+def test_v2_center_crop_moves_boxes_masks_and_keypoints_together():
+    image = tv_tensors.Image(torch.zeros(3, 16, 20, dtype=torch.uint8))
+    got = target("instance")
+    _, cropped = v2.CenterCrop((10, 12))(image, got)  # rows 3 .. 12, columns 4 .. 15
+    assert torch.equal(cropped["masks"], got["masks"][:, 3:13, 4:16])
+    assert cropped["boxes"].canvas_size == cropped["keypoints"].canvas_size == (10, 12)
+    # Boxes are clamped to the crop; keypoints are moved, not clamped: a point outside the
+    # crop keeps coordinates outside the canvas.
+    assert cropped["boxes"].tolist() == [[0, 0, 6, 6], [0, 1, 12, 10]]
+    assert cropped["keypoints"].tolist() == [[-4, -2], [1, -2], [1, 3], [3.5, 5.25]]
+    assert torch.equal(cropped["keypoint_offsets"], got["keypoint_offsets"])
+
+
+def test_v2_resize_scales_boxes_masks_and_keypoints_together():
+    image = tv_tensors.Image(torch.zeros(3, 16, 20, dtype=torch.uint8))
+    got = target("instance")
+    _, resized = v2.Resize((32, 40))(image, got)
+    doubled = got["masks"].repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    assert torch.equal(resized["masks"], doubled)
+    assert resized["boxes"].tolist() == [[4, 6, 20, 18], [8, 8, 32, 28]]
+    assert resized["keypoints"].tolist() == [[0, 2], [10, 2], [10, 12], [15, 16.5]]
+    assert resized["keypoints"].canvas_size == (32, 40)
