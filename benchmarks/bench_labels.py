@@ -64,7 +64,7 @@ from bench_dataset import (
 )
 from bench_decoders import make_ids, make_photo
 from plotting import Panel, save_bars
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 import segments_torch
 from segments_torch import SegmentsDataset, codecs, label_cache
@@ -189,9 +189,13 @@ def paired(timings: Timings, numerator: str, denominator: str) -> float:
 # -- 3. DataLoader ---------------------------------------------------------------------------
 
 
-def epoch_rate(ds: SegmentsDataset, workers: int) -> float:
-    """Items per second of one epoch after its first batch (worker start-up left out)."""
-    loader = DataLoader(ds, batch_size=BATCH, num_workers=workers, collate_fn=ds.collate_fn)
+def epoch_rate(
+    ds: Dataset[Any], workers: int, collate_fn: Callable[[Any], Any] | None = None
+) -> float:
+    """Items per second of one epoch after its first batch (worker start-up left out),
+    batches made by ``collate_fn`` (default: the dataset's ``collate_fn``)."""
+    collate = collate_fn if collate_fn is not None else ds.collate_fn  # type: ignore[attr-defined]
+    loader = DataLoader(ds, batch_size=BATCH, num_workers=workers, collate_fn=collate)
     batches = iter(loader)
     next(batches)
     start = time.perf_counter()

@@ -42,9 +42,8 @@ from typing import Any
 
 import torch
 from bench_dataset import Timings
-from bench_labels import DEFAULT_DATA_DIR, Setting, ensure_data
+from bench_labels import DEFAULT_DATA_DIR, Setting, ensure_data, epoch_rate
 from plotting import Panel, save_bars
-from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 import segments_torch
@@ -140,15 +139,6 @@ def measure_steps(release: Path, setting: Setting, rounds: int) -> Timings:
     return timings
 
 
-def epoch_rate(ds: SegmentsDataset) -> float:
-    loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=ds.collate_fn)
-    batches = iter(loader)
-    next(batches)
-    start = time.perf_counter()
-    items = sum(len(images) for images, _ in batches)
-    return items / (time.perf_counter() - start)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=6, help="rounds of timed calls")
@@ -199,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             for step in steps.samples:
                 step_lines.append(f"| {setting.name} | {step} | {steps.median(step):.1f} |")
             for name in ("full + v2.Resize", "size="):
-                loader_lines.append(f"| {setting.name} | {name} | {epoch_rate(ds[name]):.1f} |")
+                loader_lines.append(f"| {setting.name} | {name} | {epoch_rate(ds[name], 2):.1f} |")
     print("## Per item (instance targets, one thread, medians)\n")
     print("\n".join(item_lines))
     print("\n## Where an item's time goes at size=800, max_size=1333\n")

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 from bench_decoders import make_photo
-from torch.utils.data import DataLoader, Dataset
+from bench_labels import epoch_rate
+from torch.utils.data import Dataset
 from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
 from torchvision.transforms import v2
 
@@ -53,7 +54,6 @@ GENERATOR_VERSION = 1
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
 WIDTH, HEIGHT, POLYGONS = 1280, 720, 25
 CATEGORIES = [{"id": k, "name": name} for k, name in enumerate(["car", "person", "sign"])]
-BATCH = 4
 
 
 def star_polygon(rng: np.random.Generator) -> list[list[float]]:
@@ -153,17 +153,6 @@ def items_per_second(read: Callable[[int], object], count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def loader_rate(dataset: Dataset[Any], workers: int) -> float:
-    loader = DataLoader(
-        dataset, batch_size=BATCH, num_workers=workers, collate_fn=collate_detection
-    )
-    batches = iter(loader)
-    next(batches)
-    start = time.perf_counter()
-    items = sum(len(images) for images, _ in batches)
-    return items / (time.perf_counter() - start)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -185,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(passes):
         for name, reader in readers.items():
             single[name].append(items_per_second(reader.__getitem__, samples))
-            workers[name].append(loader_rate(reader, 2))
+            workers[name].append(epoch_rate(reader, 2, collate_detection))
 
     print(f"# {COMMAND}{' --quick' if args.quick else ''}")
     print(

@@ -499,6 +499,13 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             empty = torch.zeros(image.shape[-2:], dtype=torch.int32)
             target = self.target_for(row, empty, shared=shared)
         self._check_size(name, bitmap_url, shape, original)
+        return self._finished(image, target, original)
+
+    def _finished(
+        self, image: torch.Tensor, target: dict[str, Any], original: tuple[int, int]
+    ) -> Item:
+        """The item of ``image`` and ``target``: ``orig_size`` when resizing, then the
+        transforms."""
         if self.resizing:
             target["orig_size"] = torch.tensor(original)
         item: Item = (tv_tensors.Image(image), target)
@@ -543,12 +550,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         target["image_id"] = torch.tensor(row)
         if self.target != "semantic":
             target["image_attributes"] = json.loads(image_attributes) if image_attributes else {}
-        if self.resizing:
-            target["orig_size"] = torch.tensor(original)
-        item: Item = (tv_tensors.Image(image), target)
-        if self.transforms is not None:
-            item = self.transforms(*item)
-        return item
+        return self._finished(image, target, original)
 
     def shape_outlines(
         self, row: int, scale: tuple[float, float] = (1.0, 1.0)
