@@ -38,10 +38,10 @@ square as a ``bbox``, a turned square, a circle (24 vertices) and a triangle as 
 
 ``sequence.json`` (task type ``image-vector-sequence``) and ``segmentation-sequence.json``
 (``image-segmentation-sequence``) are two sequences of four 64x48 frames each (see
-``SEQUENCES``; images and bitmaps in ``frames/``) whose shapes move from frame to frame: ``walk``'s frames have names and
-integer timestamps, ``drift``'s have neither, and its circle leaves the view in the last
-frame, so that frame's bitmap numbers its square 1, not 2: bitmap ids hold within a frame,
-track ids across frames.
+``SEQUENCES``; images and bitmaps in ``frames/``) whose shapes move from frame to frame:
+``walk``'s frames have names and integer timestamps, ``drift``'s have neither, and its
+circle leaves the view in the last frame, so that frame's bitmap numbers its square 1, not
+2: bitmap ids hold within a frame, track ids across frames.
 
 Shapes are drawn in order, so later shapes cover earlier ones; the script checks that every
 annotated (drawn) id keeps visible pixels, then re-reads every file it wrote and checks
