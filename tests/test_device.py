@@ -19,7 +19,7 @@ from torchvision.transforms import v2
 
 from segments_torch import SegmentsDataset, codecs
 from segments_torch import dataset as dataset_module
-from segments_torch.demo import RELEASE_PATH
+from segments_torch.demo import RELEASE_PATH, SEGMENTATION_SEQUENCE_RELEASE_PATH
 from segments_torch.device import DeviceBatch, DeviceDecoder, EncodedSample
 from segments_torch.errors import AssetError
 from segments_torch.targets import TARGET_KINDS
@@ -255,3 +255,14 @@ def test_items_at_a_size_decoded_on_the_cpu_equal_the_host_path(kind, size, max_
         shipped = device[0]
         assert shipped.image.out == tuple(host[0][0].shape[-2:])  # the JPEG still full size
         assert shipped.label.shape == shipped.image.out  # the map sampled in the worker
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_segmentation_sequence_decoded_on_the_cpu_equals_the_host_path(kind):
+    # Frame fields and track ids are added on the device path too.
+    host, device = host_and_device(SEGMENTATION_SEQUENCE_RELEASE_PATH, target=kind)
+    assert_device_equals_host(host, device)
+    if kind != "semantic":
+        decoded = device.device_decoder()(device.collate_fn([device[7]]))
+        assert decoded[1][0]["instance_ids"].tolist() == [5]
+        assert int(decoded[1][0]["frame_index"]) == 3
