@@ -324,6 +324,7 @@ class _Samples(torch.utils.data.Dataset[Encoded | _Failure | _Skipped]):
             shared_memory=False,
             on_error="raise",
             decode="host",
+            sequence=False,  # the rows are frames: one file each, whole sequences or not
         )
         self.skip = dataset.on_error == "skip"
         self.sdk_ids = sdk_ids
