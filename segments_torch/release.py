@@ -824,27 +824,27 @@ class _Parser:
 
         sequences = frames.columns(self) if frames is not None else None
 
-        def sample_of(row: int) -> tuple[int, str]:
-            """The sample of a row and, in a sequence release, the path of its frame
-            within the sample's or a label's ``attributes`` (``".frames[j]"``)."""
+        def sample_of(row: int) -> tuple[int, int | None]:
+            """The sample of a row, and its frame in a sequence release."""
             if sequences is None:
-                return row, ""
-            sample = int(sequences.sequence[row])
-            return sample, f".frames[{row - int(sequences.offsets[sample])}]"
+                return row, None
+            return int(sequences.sequence[row]), int(sequences.frame_index[row])
 
         def label_of(labelset: str) -> Callable[[int], tuple[str, Any]]:
             def located(row: int) -> tuple[str, Any]:
                 sample, frame = sample_of(row)
+                path = f"{samples_path}[{sample}].labels.{labelset}.attributes"
                 attributes = samples[sample]["labels"][labelset]["attributes"]
-                if frame:
-                    attributes = attributes["frames"][int(sequences.frame_index[row])]  # type: ignore[union-attr]
-                return f"{samples_path}[{sample}].labels.{labelset}.attributes{frame}", attributes
+                if frame is None:
+                    return path, attributes
+                return f"{path}.frames[{frame}]", attributes["frames"][frame]
 
             return located
 
         def image_path(row: int) -> str:
             sample, frame = sample_of(row)
-            return f"{samples_path}[{sample}].attributes{frame}.image.url"
+            where = "attributes" if frame is None else f"attributes.frames[{frame}]"
+            return f"{samples_path}[{sample}].{where}.image.url"
 
         label_columns = {
             name: lists.columns(
@@ -1107,6 +1107,7 @@ class _FrameLists:
         self, parser: _Parser, name: str, sample: Mapping[str, Any], path: str
     ) -> tuple[list[str], list[str]]:
         """Check and keep one sample's frames; return their row names and image URLs."""
+        parser.text(name, _join(path, "name"))  # kept twice: in the row names and here
         attributes = parser.obj(sample, path, "attributes")
         frames_path = _join(path, "attributes.frames")
         frames = parser.array(attributes, _join(path, "attributes"), "frames")

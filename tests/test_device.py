@@ -223,7 +223,8 @@ def test_a_header_the_worker_refuses_is_skipped_there(tmp_path):
 @pytest.mark.parametrize("kind", KINDS)
 def test_decoded_on_cuda_targets_equal_and_images_close(kind, tmp_path):
     oriented_release(tmp_path)
-    for release in (RELEASE_PATH, tmp_path / "release.json"):
+    # The sequence release's targets gain frame fields and track ids on the device.
+    for release in (RELEASE_PATH, tmp_path / "release.json", SEGMENTATION_SEQUENCE_RELEASE_PATH):
         host, device = host_and_device(release, target=kind)
         indices = list(range(len(host)))
         expected = host.collate_fn([host[i] for i in indices])

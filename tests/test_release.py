@@ -1717,6 +1717,28 @@ def test_bad_segmentation_sequence_tracks_are_named_by_their_path(annotations, w
     assert (info.value.path, info.value.detail) == (f"{FRAMES}[1].{where}", detail)
 
 
+@pytest.mark.parametrize(
+    ("edit", "path"),
+    [
+        (lambda s: s.update(name="seq-\ud800"), "dataset.samples[1].name"),
+        (lambda s: s["attributes"]["frames"][1].update(name="\udc00"), "attributes.frames[1].name"),
+        (
+            lambda s: s["attributes"]["frames"][1]["image"].update(url="\ud800.jpg"),
+            "attributes.frames[1].image.url",
+        ),
+    ],
+    ids=["sample-name", "frame-name", "frame-image-url"],
+)
+def test_lone_surrogates_in_sequences_are_named_by_their_path(edit, path):
+    document = vector_sequences()
+    edit(document["dataset"]["samples"][1])
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(document)
+    expected = path if path.startswith("dataset") else f"dataset.samples[1].{path}"
+    assert info.value.path == expected
+    assert "a lone surrogate" in info.value.detail
+
+
 def test_a_bad_bitmap_url_in_a_frame_is_named_by_its_path():
     frames = [bitmap_frame(), {"segmentation_bitmap": {"url": "\ud800.png"}}]
     document = sequence_release(
