@@ -382,9 +382,10 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
 
         ``changes`` are keyword arguments of the constructor. Storage keywords
         (``cache_dir=``, ``label_cache=``, ...) change a copy of :attr:`storage`;
-        ``storage=`` replaces it. A variant that serves the same rows shares this
-        dataset's failure counts (:attr:`failures`, :meth:`failed_samples`): a sample
-        skipped by either counts for both.
+        ``storage=`` replaces it. A variant that serves the same rows, per frame or
+        whole sequences as this one, shares this dataset's failure counts
+        (:attr:`failures`, :meth:`failed_samples`): a sample skipped by either counts for
+        both.
 
         Raises:
             OptionError: a keyword the constructor does not take, or ``storage=`` with
@@ -408,7 +409,8 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             others.get("storage"), settings, "with_options()", base=self.storage
         )
         variant = SegmentsDataset(self.release, **arguments)
-        if np.array_equal(variant.rows, self.rows):
+        # Counts are per item: a variant of other items (whole sequences) keeps its own.
+        if variant.sequence == self.sequence and np.array_equal(variant.rows, self.rows):
             variant._failed = self._failed
         return variant
 

@@ -1315,3 +1315,17 @@ def test_a_sequence_dataset_through_two_dataloader_workers(sequence):
         assert [len(images) for images, _ in batches] == [2, 2, 2, 2]
         found = [frame_fields(t) for _, targets in batches for t in targets]
     assert found == [(s, f, t) for _, s, f, t in SEQUENCE_FRAMES]
+
+
+def test_a_variant_of_other_items_keeps_its_own_failure_counts(tmp_path):
+    folder = tmp_path / "demo"
+    shutil.copytree(DEMO, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (folder / "frames" / "drift-2.jpg").write_bytes(b"not a jpeg")
+    whole = SegmentsDataset(folder / "sequence.json", sequence=True, on_error="skip")
+    frames = whole.with_options(sequence=False)
+    assert frames.sample_info(6).name == "drift/2"
+    assert int(frames[6][1]["frame_index"]) == 3  # drift/3 instead
+    assert (frames.failures, whole.failures) == (1, 0)
+    assert [info.name for info in frames.failed_samples()] == ["drift/2"]
+    again = frames.with_options(target="boxes")  # the same items: the same counts
+    assert again.failures == 1

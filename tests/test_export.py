@@ -929,3 +929,14 @@ def test_a_sequence_dataset_exports_one_file_per_frame(tmp_path):
     # drift's last frame: its square is segment 5, its track, not 1, its bitmap id.
     last = next(a for a in document["annotations"] if a["file_name"] == "drift_3.png")
     assert [segment["id"] for segment in last["segments_info"]] == [5]
+
+
+def test_a_sequence_dataset_skips_a_broken_frame_alone(demo_copy, tmp_path):
+    (demo_copy.parent / "frames" / "drift-2.jpg").write_bytes(b"broken")
+    whole = SegmentsDataset(demo_copy.with_name("segmentation-sequence.json"), sequence=True)
+    skipping = whole.with_options(on_error="skip")
+    document = load(
+        export_dataset(skipping, "coco-panoptic", out_dir=tmp_path / "o", progress=False)
+    )
+    assert document["info"]["segments_skipped"] == ["drift/2"]
+    assert [image["id"] for image in document["images"]] == [0, 1, 2, 3, 4, 5, 7]
