@@ -416,8 +416,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
 
     def bitmap_url(self, index: int) -> str | None:
         """The bitmap URL of ``ds[index]``'s sample as the release gives it (``None``:
-        the sample has no bitmap); :meth:`storage.resolve
-        <segments_torch.storage.Storage.resolve>` gives the location read.
+        the sample has no bitmap; with ``sequence=True``, the sequence's first selected
+        frame's); :meth:`storage.resolve <segments_torch.storage.Storage.resolve>` gives
+        the location read.
 
         Example:
             >>> ds.bitmap_url(0)  # doctest: +SKIP
