@@ -36,6 +36,13 @@ square as a ``bbox``, a turned square, a circle (24 vertices) and a triangle as 
 ``polygon``, the grass edge as a ``polyline`` and each circle's centre as a ``point``
 (track ids from 1001), with annotation ``attributes`` and ``image_attributes``.
 
+``sequence.json`` (task type ``image-vector-sequence``) and ``segmentation-sequence.json``
+(``image-segmentation-sequence``) are two sequences of four 64x48 frames each (see
+``SEQUENCES``; images and bitmaps in ``frames/``) whose shapes move from frame to frame:
+``walk``'s frames have names and integer timestamps, ``drift``'s have neither, and its
+circle leaves the view in the last frame, so that frame's bitmap numbers its square 1, not
+2: bitmap ids hold within a frame, track ids across frames.
+
 Shapes are drawn in order, so later shapes cover earlier ones; the script checks that every
 annotated (drawn) id keeps visible pixels, then re-reads every file it wrote and checks
 the bitmap ids and that the oriented images line up with the bitmaps.
@@ -499,6 +506,133 @@ def vector_document(samples: Sequence[SampleSpec]) -> dict[str, Any]:
     return document
 
 
+# -- the sequence releases ------------------------------------------------------------------
+
+#: The displayed (width, height) of every sequence frame.
+SEQUENCE_SIZE = (64, 48)
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """One demo sequence: ``frames`` holds each frame's shapes, whose ``instance_id`` is
+    the track id (the same shape in every frame). ``named``: frames carry a ``name`` and
+    an integer ``timestamp``."""
+
+    name: str
+    status: str
+    metadata: dict[str, Any]
+    named: bool
+    frames: tuple[tuple[Shape, ...], ...]
+
+    def stem(self, index: int) -> str:
+        return f"{self.name}-{index}"
+
+    def drawn(self, index: int) -> SampleSpec:
+        """Frame ``index`` as a sample to draw, its shapes numbered 1, 2, ... as the
+        frame's bitmap numbers them."""
+        shapes = tuple(
+            Shape(shape.kind, number, shape.geometry)
+            for number, shape in enumerate(self.frames[index], start=1)
+        )
+        return SampleSpec(
+            stem=self.stem(index),
+            size=SEQUENCE_SIZE,
+            image_format="JPEG",
+            status=self.status,
+            metadata=self.metadata,
+            shapes=shapes,
+            note="",
+        )
+
+
+SEQUENCES: tuple[SequenceSpec, ...] = (
+    SequenceSpec(
+        name="walk",
+        status="LABELED",
+        metadata={"split": "train"},
+        named=True,
+        frames=tuple(
+            (
+                square(7, 10 + 8 * t, 14, 7),
+                triangle(12, 40, 44 - 4 * t, 60, 44 - 4 * t, 50, 28 - 4 * t),
+            )
+            for t in range(4)
+        ),
+    ),
+    SequenceSpec(
+        name="drift",
+        status="REVIEWED",
+        metadata={"split": "val"},
+        named=False,
+        frames=tuple(
+            (circle(3, 50 - 8 * t, 16, 8),) * (t < 3) + (square(5, 20, 34, 8, 10 + 15 * t),)
+            for t in range(4)
+        ),
+    ),
+)
+
+
+def sequence_document(
+    sequences: Sequence[SequenceSpec],
+    task_type: str,
+    label_frame: Any,
+) -> dict[str, Any]:
+    """A sequence release: one sample per sequence, ``label_frame(spec, index)`` gives
+    each frame's label."""
+    samples = []
+    for spec in sequences:
+        frames = []
+        for index in range(len(spec.frames)):
+            frame: dict[str, Any] = {"image": {"url": f"frames/{spec.stem(index)}.jpg"}}
+            if spec.named:
+                frame.update(name=f"frame-{index}.jpg", timestamp=100 * index)
+            frames.append(frame)
+        label_frames = [label_frame(spec, index) for index in range(len(spec.frames))]
+        samples.append(
+            {
+                "uuid": str(uuid.uuid5(UUID_NAMESPACE, f"sequence/{spec.name}")),
+                "name": spec.name,
+                "attributes": {"frames": frames},
+                "metadata": spec.metadata,
+                "labels": {
+                    "ground-truth": {
+                        "label_status": spec.status,
+                        "attributes": {"format_version": "0.2", "frames": label_frames},
+                    }
+                },
+            }
+        )
+    document = release_document(())
+    dataset = document["dataset"]
+    dataset.update(name="demo-sequences", task_type=task_type, samples=samples)
+    return document
+
+
+def vector_frame(spec: SequenceSpec, index: int) -> dict[str, Any]:
+    """Frame ``index``'s shapes as a vector sequence frame; the first frame is the key."""
+    annotations = []
+    for shape in spec.frames[index]:
+        annotation = shape_annotation(shape, SEQUENCE_SIZE)
+        annotations.append({**annotation, "is_keyframe": index == 0})
+    return {"format_version": "0.1", "annotations": annotations}
+
+
+def bitmap_frame(spec: SequenceSpec, index: int) -> dict[str, Any]:
+    """Frame ``index`` as a segmentation sequence frame: bitmap ids 1, 2, ... and the
+    shapes' track ids."""
+    annotations = [
+        {
+            "id": number,
+            "category_id": CATEGORY_IDS[shape.kind],
+            "track_id": shape.instance_id,
+            "is_keyframe": index == 0,
+        }
+        for number, shape in enumerate(spec.frames[index], start=1)
+    ]
+    bitmap = f"frames/{spec.stem(index)}.png"
+    return {"annotations": annotations, "segmentation_bitmap": {"url": bitmap}}
+
+
 def readme(samples: Sequence[SampleSpec]) -> str:
     rows = []
     for spec in samples:
@@ -525,6 +659,13 @@ Bitmaps are 8-bit RGBA PNGs, alpha 255, instance id = R + 256*G + 65536*B (0 = u
 upright squares as `bbox`, turned squares, circles (24 vertices) and triangles as `polygon`,
 each grass edge as a `polyline` and each circle's centre as a `point` (track ids from
 1001); annotations carry `attributes` (`occluded`) and labels `image_attributes` (`scene`).
+
+`sequence.json` (task type `image-vector-sequence`) and `segmentation-sequence.json`
+(`image-segmentation-sequence`) hold two sequences of four 64x48 frames (`walk-*.jpg`,
+`drift-*.jpg`) whose boxes and polygons move from frame to frame; `walk`'s frames have
+names and timestamps, `drift`'s neither, and its circle leaves the view in the last frame.
+Their images and bitmaps are in `frames/` (`walk-0.jpg`, `walk-0.png`, ...); the
+bitmaps number each frame's shapes 1, 2, ...; `track_id` links them across frames.
 
 Sizes are the displayed (EXIF-oriented) width x height.
 
@@ -584,10 +725,26 @@ def write_demo(out: Path, samples: Sequence[SampleSpec]) -> list[Path]:
     write(out / "release.json", document.encode())
     vector = json.dumps(vector_document(samples), indent=2) + "\n"
     write(out / "vector.json", vector.encode())
+    for index, sequence in enumerate(SEQUENCES):
+        for frame in range(len(sequence.frames)):
+            spec = sequence.drawn(frame)
+            rng = np.random.default_rng([SEED, 100 + index, frame])
+            displayed, ids = render(spec, rng)
+            check_visible(spec, ids)
+            write(out / "frames" / spec.image_file, image_bytes(spec, displayed))
+            write(out / "frames" / f"{spec.stem}.png", png_bytes(encode_bitmap(ids)))
+    releases = {
+        "sequence.json": sequence_document(SEQUENCES, "image-vector-sequence", vector_frame),
+        "segmentation-sequence.json": sequence_document(
+            SEQUENCES, "image-segmentation-sequence", bitmap_frame
+        ),
+    }
+    for name, release in releases.items():
+        write(out / name, (json.dumps(release, indent=2) + "\n").encode())
     write(out / "README.md", readme(samples).encode())
 
     # The asset folders belong to this script: drop files a previous version left behind.
-    for folder in ("images", "bitmaps"):
+    for folder in ("images", "bitmaps", "frames"):
         for path in sorted((out / folder).iterdir()):
             if path.is_file() and path not in written and path.suffix in {".jpg", ".png"}:
                 path.unlink()
@@ -663,6 +820,33 @@ def check_vector(out: Path, samples: Sequence[SampleSpec]) -> None:
             require(iou > 0.9, f"{spec.stem}: shape {annotation['id']} covers IoU {iou:.2f}")
 
 
+def check_sequences(out: Path) -> None:
+    """Check that each sequence frame's bitmap holds its shapes by their frame ids, and
+    that each box and polygon of ``sequence.json`` covers its drawn shape."""
+    from segments_torch.shapes import polygon_mask
+
+    vector = json.loads((out / "sequence.json").read_text())["dataset"]["samples"]
+    for spec, entry in zip(SEQUENCES, vector, strict=True):
+        frames = entry["labels"]["ground-truth"]["attributes"]["frames"]
+        for index, frame in enumerate(frames):
+            drawn = spec.drawn(index)
+            with Image.open(out / "frames" / f"{drawn.stem}.png") as bitmap:
+                ids = decode_bitmap(np.asarray(bitmap))
+            present = set(np.unique(ids).tolist()) - {0}
+            numbers = {shape.instance_id for shape in drawn.shapes}
+            require(present == numbers, f"{drawn.stem}: bitmap ids {sorted(present)}")
+            width, height = SEQUENCE_SIZE
+            for annotation, shape in zip(frame["annotations"], drawn.shapes, strict=True):
+                points = np.asarray(annotation["points"], dtype=np.float64)
+                if annotation["type"] == "bbox":
+                    (x0, y0), (x1, y1) = points
+                    points = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+                mask = polygon_mask(points, height, width)
+                inside = ids == shape.instance_id
+                iou = (mask & inside).sum() / (mask | inside).sum()
+                require(iou > 0.8, f"{drawn.stem}: track {annotation['track_id']} IoU {iou:.2f}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -673,6 +857,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     written = write_demo(out, SAMPLES)
     check_demo(out, SAMPLES)
     check_vector(out, SAMPLES)
+    check_sequences(out)
     total = sum(path.stat().st_size for path in written)
     print(f"wrote {len(written)} files, {total / 1024:.1f} KiB, under {out}")
 

@@ -58,7 +58,9 @@ def release_summary(
     ``categories`` count the instances (and the samples having one) of the samples whose
     label status is one of ``statuses`` (``None``: every sample), which ``counted`` names
     (``{"statuses": [...] or None, "samples": n}``); a vector labelset's ``shapes``
-    counts the same samples' annotations by shape type.
+    counts the same samples' annotations by shape type. Of a sequence release,
+    ``samples`` is its sequences, ``frames`` their frames, and every count of a labelset
+    is of frames (a frame has its sequence's label status).
 
     Example:
         >>> release_summary(load_release("flowers.json"))["samples"]  # doctest: +SKIP
@@ -102,7 +104,7 @@ def release_summary(
         }
         if columns.shapes is not None:
             per_labelset[name]["shapes"] = columns.shape_counts(rows)
-    return {
+    summary: dict[str, Any] = {
         "source": release.source,
         "name": release.name,
         "created_at": release.created_at,
@@ -110,8 +112,11 @@ def release_summary(
         "layout": release.layout.value,
         "task_type": release.task_type,
         "samples": len(table),
-        "labelsets": per_labelset,
     }
+    if table.sequences is not None:  # one row per frame
+        summary.update(samples=len(table.sequences), frames=len(table))
+    summary["labelsets"] = per_labelset
+    return summary
 
 
 def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
@@ -127,19 +132,22 @@ def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    for key in ("source", "name", "created_at", "dataset", "layout", "task_type", "samples"):
-        print(f"{key.replace('_', ' '):<11} {summary[key]}")
+    keys = ("source", "name", "created_at", "dataset", "layout", "task_type", "samples", "frames")
+    for key in keys:
+        if key in summary:
+            print(f"{key.replace('_', ' '):<11} {summary[key]}")
     print(f"{'labelsets':<11} {', '.join(summary['labelsets'])}")
+    unit = "frames" if "frames" in summary else "samples"  # what labelsets count
     for name, labelset in summary["labelsets"].items():
         print(f"\nlabelset {name!r} ({labelset['task_type']})")
         statuses = labelset["statuses"]
         order = [s for s in LABEL_STATUSES if s in statuses]
-        _print_table([(s, statuses[s]) for s in order], ("label status", "samples"))
+        _print_table([(s, statuses[s]) for s in order], ("label status", unit))
         counted = labelset["counted"]["statuses"]
-        which = "every sample" if counted is None else f"samples whose label is {_or(counted)}"
+        which = f"every {unit[:-1]}" if counted is None else f"{unit} whose label is {_or(counted)}"
         print(f"\ncounted: {which} (--filter-by, --all)")
         rows = [(c["id"], c["name"], c["instances"], c["samples"]) for c in labelset["categories"]]
-        _print_table(rows, ("id", "category", "instances", "samples"))
+        _print_table(rows, ("id", "category", "instances", unit))
         if "shapes" in labelset:
             print()
             _print_table(list(labelset["shapes"].items()), ("shape", "annotations"))

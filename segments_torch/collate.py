@@ -52,9 +52,9 @@ class collate_semantic:  # noqa: N801 - used like a function: collate_semantic(i
 
     Returns ``(images, targets)``: ``images`` a ``tv_tensors.Image`` ``(B, 3, H, W)``;
     ``targets`` a dict with ``semantic`` (``tv_tensors.Mask`` ``(B, H, W)``, padding =
-    ``ignore_index``), and ``image_id`` ``(B,)`` and ``orig_size`` ``(B, 2)`` where the
-    items carry them. A dataclass,
-    not a closure, so it pickles into spawn workers.
+    ``ignore_index``), and ``image_id`` ``(B,)``, ``orig_size`` ``(B, 2)``, ``sequence``
+    and ``frame_index`` ``(B,)`` (frames of a sequence release) where the items carry
+    them. A dataclass, not a closure, so it pickles into spawn workers.
     """
 
     ignore_index: int = 255
@@ -69,7 +69,7 @@ class collate_semantic:  # noqa: N801 - used like a function: collate_semantic(i
                 )
             )
         }
-        for key in ("image_id", "orig_size"):
+        for key in ("image_id", "orig_size", "sequence", "frame_index"):
             if targets and all(key in t for t in targets):
                 stacked[key] = torch.stack([torch.as_tensor(t[key]) for t in targets])
         plain = [torch.as_tensor(image).as_subclass(torch.Tensor) for image in images]

@@ -46,8 +46,15 @@ from .errors import (
 )
 from .files import warn_once
 from .label_cache import LabelCache
-from .release import BITMAP_TASK_TYPES, VECTOR_TASK_TYPES, Release, ReleaseSource, load_release
-from .samples import LABEL_STATUSES, SampleRecord
+from .release import (
+    BITMAP_TASK_TYPES,
+    SEQUENCE_TASK_TYPES,
+    VECTOR_TASK_TYPES,
+    Release,
+    ReleaseSource,
+    load_release,
+)
+from .samples import LABEL_STATUSES, SampleRecord, SequenceColumns
 from .shapes import area_outlines, shape_target
 from .sizes import Size, output_size
 from .storage import STORAGE_SETTINGS, Storage, StorageError, StorageSettings, make_storage
@@ -132,6 +139,14 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             instances that vanish are dropped). Targets then hold ``orig_size``, the
             oriented image's full ``(height, width)``. ``None`` (the default): full size.
         max_size: the longest side, as ``v2.Resize``'s ``max_size`` (see ``size``).
+        sequence: of a sequence release (task types ``image-vector-sequence``,
+            ``image-segmentation-sequence``), serve one item per sequence instead of one
+            per frame: ``(images, targets)``, the lists of its selected frames' images and
+            targets in frame order, and ``transforms`` called once on those lists (so a
+            ``torchvision.transforms.v2`` transform draws one set of random parameters
+            for the whole sequence: the same crop and flip on every frame). Per frame
+            (the default), targets of a sequence release hold ``sequence`` and
+            ``frame_index`` (see :meth:`sequence_fields`).
         storage_settings: instead of ``storage``, its settings as keywords
             (:class:`~segments_torch.storage.StorageSettings`; not together with
             ``storage``):
@@ -187,6 +202,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         size: Size = None,
         max_size: int | None = None,
         background: str | None = None,
+        sequence: bool = False,
         **storage_settings: Unpack[StorageSettings],
     ) -> None:
         storage = make_storage(storage, storage_settings, "SegmentsDataset")
@@ -210,6 +226,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             "size": size,
             "max_size": max_size,
             "background": background,
+            "sequence": sequence,
         }
         if target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {', '.join(TARGET_KINDS)}, not {target!r}")
@@ -262,6 +279,19 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
                 else f"{self.release.source}: no sample selected: none of the "
                 f"{passed} that pass the filters is among rows=",
             )
+        #: Where each release row sits in its sequence (a sequence release's), else ``None``.
+        self.sequences = table.sequences
+        if sequence and task_type not in SEQUENCE_TASK_TYPES:
+            raise ValueError(
+                f"sequence=True serves the sequences of a sequence release "
+                f"({', '.join(sorted(SEQUENCE_TASK_TYPES))}); labelset {self.labelset!r} has "
+                f"task type {task_type!r}"
+            )
+        if sequence and decode != "host":
+            raise ValueError("sequence=True serves decoded frames: decode='host'")
+        self.sequence = sequence
+        # With sequence=True, ds[i] serves the frames rows[groups[i]:groups[i + 1]].
+        self._groups = _sequence_groups(table.sequences, self.rows) if sequence else None
         self.target = target
         self.categories = CategoryMap(
             self.release.labelsets[self.labelset].categories,
@@ -297,12 +327,13 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         folder_of_labels = self.storage.label_cache
         self.label_cache = LabelCache(folder_of_labels) if folder_of_labels is not None else None
         # One flag per sample in shared memory: workers' failures count in the parent.
-        failed = torch.zeros(len(self.rows), dtype=torch.uint8)
+        failed = torch.zeros(len(self), dtype=torch.uint8)
         self._failed = failed.share_memory_()  # type: ignore[no-untyped-call]
         self._labels = table.labels[self.labelset]
 
     def __len__(self) -> int:
-        return len(self.rows)
+        """Items: frames (samples), or with ``sequence=True`` sequences."""
+        return len(self.rows) if self._groups is None else len(self._groups) - 1
 
     @property
     def num_classes(self) -> int:
@@ -319,9 +350,13 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         """The collate function of this dataset's items: with ``decode="host"``, lists of
         images and targets for ``"instance"`` and ``"panoptic"``, padded stacks for
         ``"semantic"``; with ``decode="device"``, a
-        :class:`~segments_torch.device.DeviceBatch` for :meth:`device_decoder`."""
+        :class:`~segments_torch.device.DeviceBatch` for :meth:`device_decoder`; with
+        ``sequence=True``, a tuple of each sequence's image list and a tuple of each
+        sequence's target list, whatever the target kind (frames need not share a size)."""
         if self.decode == "device":
             return collate_device
+        if self.sequence:
+            return collate_detection
         return self.host_collate_fn
 
     @property
@@ -347,9 +382,10 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
 
         ``changes`` are keyword arguments of the constructor. Storage keywords
         (``cache_dir=``, ``label_cache=``, ...) change a copy of :attr:`storage`;
-        ``storage=`` replaces it. A variant that serves the same rows shares this
-        dataset's failure counts (:attr:`failures`, :meth:`failed_samples`): a sample
-        skipped by either counts for both.
+        ``storage=`` replaces it. A variant that serves the same rows, per frame or
+        whole sequences as this one, shares this dataset's failure counts
+        (:attr:`failures`, :meth:`failed_samples`): a sample skipped by either counts for
+        both.
 
         Raises:
             OptionError: a keyword the constructor does not take, or ``storage=`` with
@@ -373,26 +409,28 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             others.get("storage"), settings, "with_options()", base=self.storage
         )
         variant = SegmentsDataset(self.release, **arguments)
-        if np.array_equal(variant.rows, self.rows):
+        # Counts are per item: a variant of other items (whole sequences) keeps its own.
+        if variant.sequence == self.sequence and np.array_equal(variant.rows, self.rows):
             variant._failed = self._failed
         return variant
 
     def bitmap_url(self, index: int) -> str | None:
         """The bitmap URL of ``ds[index]``'s sample as the release gives it (``None``:
-        the sample has no bitmap); :meth:`storage.resolve
-        <segments_torch.storage.Storage.resolve>` gives the location read.
+        the sample has no bitmap; with ``sequence=True``, the sequence's first selected
+        frame's); :meth:`storage.resolve <segments_torch.storage.Storage.resolve>` gives
+        the location read.
 
         Example:
             >>> ds.bitmap_url(0)  # doctest: +SKIP
             'https://segmentsai-prod.s3.eu-west-2.amazonaws.com/assets/.../label.png'
         """
-        return self._labels.bitmap_urls[int(self.rows[self._position(index)])] or None
+        return self._labels.bitmap_urls[self._row(index)] or None
 
     def max_instance_id(self) -> int:
-        """The largest instance id (a bitmap's id, an annotation's ``id``) of any selected
-        category's annotation among this dataset's samples, from the release alone (no
-        bitmap is read); 0 where there is none. An instance-id map of any item fits in
-        an integer this large.
+        """The largest instance id (a bitmap's id, an annotation's ``id``; a segmentation
+        sequence's track id) of any selected category's annotation among this dataset's
+        samples, from the release alone (no bitmap is read); 0 where there is none. The
+        ``instance_ids`` of any item, and a map of them, fit in an integer this large.
 
         Example:
             >>> ds.max_instance_id()  # doctest: +SKIP
@@ -404,18 +442,48 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         selected[self.rows] = True
         keep = np.repeat(selected, counts)
         keep &= self.categories.labels_for(columns.category_ids) >= 0
-        return int(columns.annotation_ids[keep].max()) if keep.any() else 0
+        ids = columns.track_ids if columns.track_ids is not None else columns.annotation_ids
+        return int(ids[keep].max()) if keep.any() else 0
 
     def sample_info(self, index: int) -> SampleRecord:
-        """The sample behind ``ds[index]`` (uuid, name, URLs, status, metadata), without
-        reading any asset."""
-        row = int(self.rows[self._position(index)])
-        return self.release.samples.record(row, self.labelset)
+        """The sample behind ``ds[index]`` (uuid, name, URLs, status, metadata; of a
+        sequence release, the frame's, with its ``sequence`` and ``frame_index``), without
+        reading any asset. With ``sequence=True``, the sequence's first selected frame's.
+
+        Example:
+            >>> info = SegmentsDataset(SEQUENCE_RELEASE_PATH).sample_info(5)  # doctest: +SKIP
+            >>> info.name, info.sequence, info.frame_index  # doctest: +SKIP
+            ('drift/1', 1, 1)
+        """
+        return self.release.samples.record(self._row(index), self.labelset)
+
+    def frames_of(self, index: int) -> range:
+        """Where the frames of ``ds[index]`` are in the per-frame variant of this dataset
+        (``ds.with_options(sequence=False)``): with ``sequence=True``, one position per
+        selected frame of the sequence, in frame order; else ``index`` alone.
+
+        Example:
+            >>> sequences = SegmentsDataset(SEQUENCE_RELEASE_PATH, sequence=True)  # doctest: +SKIP
+            >>> sequences.frames_of(1)  # doctest: +SKIP
+            range(4, 8)
+        """
+        position = self._position(index)
+        if self._groups is None:
+            return range(position, position + 1)
+        return range(int(self._groups[position]), int(self._groups[position + 1]))
+
+    def _row(self, index: int) -> int:
+        """The release row of ``ds[index]``: with ``sequence=True``, its first frame's."""
+        position = self._position(index)
+        if self._groups is not None:
+            position = int(self._groups[position])
+        return int(self.rows[position])
 
     def _position(self, index: int) -> int:
-        if not -len(self.rows) <= index < len(self.rows):
-            raise IndexError(f"index {index} is out of range for {len(self.rows)} samples")
-        return index % len(self.rows)
+        if not -len(self) <= index < len(self):
+            what = "sequences" if self.sequence else "samples"
+            raise IndexError(f"index {index} is out of range for {len(self)} {what}")
+        return index % len(self)
 
     def __getitem__(self, index: int) -> Any:
         """``(image, target)``, or with ``decode="device"`` an
@@ -425,8 +493,8 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             return self._item(position)
         # "skip": a sample whose assets fail is replaced by the next one that works, the
         # same one every time; each failure is logged once and counted.
-        for offset in range(len(self.rows)):
-            candidate = (position + offset) % len(self.rows)
+        for offset in range(len(self)):
+            candidate = (position + offset) % len(self)
             try:
                 return self._item(candidate)
             except AssetError as error:
@@ -456,6 +524,25 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
     def _item(self, position: int) -> Any:
         if self.decode == "device":
             return self._encoded_item(position)
+        if self._groups is not None:
+            return self._sequence_item(position)
+        item = self._frame_item(position)
+        if self.transforms is not None:
+            item = self.transforms(*item)
+        return item
+
+    def _sequence_item(self, position: int) -> tuple[list[Any], list[dict[str, Any]]]:
+        """``ds[i]`` with ``sequence=True``: the lists of the sequence's frames' images
+        and targets, ``transforms`` applied once to both."""
+        frames = [self._frame_item(frame) for frame in self.frames_of(position)]
+        images: list[Any] = [image for image, _ in frames]
+        targets = [target for _, target in frames]
+        if self.transforms is not None:
+            images, targets = self.transforms(images, targets)
+        return images, targets
+
+    def _frame_item(self, position: int) -> Item:
+        """The ``(image, target)`` of ``rows[position]``, before ``transforms``."""
         if self.vector:
             return self._shapes_item(position)
         row = int(self.rows[position])
@@ -504,14 +591,11 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
     def _finished(
         self, image: torch.Tensor, target: dict[str, Any], original: tuple[int, int]
     ) -> Item:
-        """The item of ``image`` and ``target``: ``orig_size`` when resizing, then the
-        transforms."""
+        """The untransformed item of ``image`` and ``target``, with ``orig_size`` when
+        resizing."""
         if self.resizing:
             target["orig_size"] = torch.tensor(original)
-        item: Item = (tv_tensors.Image(image), target)
-        if self.transforms is not None:
-            item = self.transforms(*item)
-        return item
+        return tv_tensors.Image(image), target
 
     def _decoded_image(self, data: bytes) -> tuple[torch.Tensor, tuple[int, int]]:
         """An image decoded at the items' size, and its oriented full size."""
@@ -522,9 +606,10 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             return image, (image.shape[-2], image.shape[-1])
         return image, oriented_size(data)
 
-    def _shapes_item(self, position: int) -> Any:
-        """``ds[i]`` of a vector labelset: the image, and the target of its shapes drawn
-        at the image's size (see :func:`~segments_torch.shapes.shape_target`)."""
+    def _shapes_item(self, position: int) -> Item:
+        """The item of ``rows[position]`` of a vector labelset (before ``transforms``):
+        the image, and the target of its shapes drawn at the image's size (see
+        :func:`~segments_torch.shapes.shape_target`)."""
         row = int(self.rows[position])
         name, image_url = self.release.samples.names[row], self.release.samples.image_urls[row]
 
@@ -548,6 +633,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             scale=(height / original[0], width / original[1]),
         )
         target["image_id"] = torch.tensor(row)
+        self.sequence_fields(row, target)
         if self.target != "semantic":
             target["image_attributes"] = json.loads(image_attributes) if image_attributes else {}
         return self._finished(image, target, original)
@@ -572,7 +658,41 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             self.target, ids, *self.annotation_tables(row), shared=shared, **self.target_options
         )
         target["image_id"] = torch.tensor(row, device=ids.device)
+        self.sequence_fields(row, target)
         return target
+
+    def sequence_fields(self, row: int, target: dict[str, Any]) -> None:
+        """Complete the target of release row ``row`` of a sequence release (nothing in
+        other releases): ``sequence`` (the sequence's position among the release's
+        samples) and ``frame_index`` (the frame's position in it), int64 scalars beside
+        ``image_id``; and for a segmentation sequence, ``instance_ids`` made track ids
+        (the bitmap's ids hold within one frame only), as a vector sequence's are.
+
+        Example:
+            >>> _, target = SegmentsDataset(SEGMENTATION_SEQUENCE_RELEASE_PATH)[7]  # doctest: +SKIP
+            >>> target["sequence"], target["frame_index"], target["instance_ids"]  # doctest: +SKIP
+            (tensor(1), tensor(3), tensor([5]))
+        """
+        sequences = self.sequences
+        if sequences is None:
+            return
+        device = target["image_id"].device if "image_id" in target else None
+        target["sequence"] = torch.tensor(int(sequences.sequence[row]), device=device)
+        target["frame_index"] = torch.tensor(int(sequences.frame_index[row]), device=device)
+        tracks = self._labels.track_ids
+        if tracks is None or "instance_ids" not in target:
+            return
+        start, stop = self._labels.annotation_offsets[row : row + 2]
+        ids = self._labels.annotation_ids[start:stop].astype(np.int64)
+        if not len(ids):  # no annotation: at most the background's id 0
+            return
+        found = target["instance_ids"]
+        order = np.argsort(ids)
+        place = np.searchsorted(ids[order], found.cpu().numpy()).clip(max=len(ids) - 1)
+        matched = ids[order][place] == found.cpu().numpy()
+        # The panoptic background segment (id 0) is no annotation: it keeps its 0.
+        mapped = np.where(matched, tracks[start:stop][order][place], 0).astype(np.int64)
+        target["instance_ids"] = torch.from_numpy(mapped).to(found.device)
 
     @property
     def target_options(self) -> dict[str, Any]:
@@ -727,8 +847,23 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         statuses = self._labels.status[self.rows]
         counts = np.bincount(statuses, minlength=len(LABEL_STATUSES))
         kept = ", ".join(f"{LABEL_STATUSES[c]}: {n}" for c, n in enumerate(counts) if n)
+        sequences = ""
+        if self.sequences is not None:  # samples are frames: say of how many sequences
+            count = len(_sequence_groups(self.sequences, self.rows)) - 1
+            sequences = f", sequences={count}" + (", sequence=True" if self.sequence else "")
         return (
             f"SegmentsDataset({self.release.source!r}, labelset={self.labelset!r}, "
-            f"target={self.target!r}, samples={len(self)} ({kept}), "
+            f"target={self.target!r}, samples={len(self.rows)} ({kept}){sequences}, "
             f"num_classes={self.num_classes})"
         )
+
+
+def _sequence_groups(
+    sequences: SequenceColumns | None, rows: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Where each sequence's frames start among ``rows`` (table order: a sequence's
+    frames are consecutive), and ``len(rows)`` last."""
+    assert sequences is not None
+    sequence = sequences.sequence[rows]
+    starts = np.flatnonzero(np.diff(sequence, prepend=-1)) if len(rows) else np.zeros(0, np.int64)
+    return np.append(starts, len(rows)).astype(np.int64)

@@ -159,6 +159,7 @@ class DeviceDecoder:
                 **self.options,
             )
             target["image_id"] = torch.tensor(sample.image_id, device=device)
+            self._dataset.sequence_fields(sample.image_id, target)
             if sample.image.out is not None:  # served resized: say the full size
                 target["orig_size"] = torch.tensor(
                     (sample.image.height, sample.image.width), device=device

@@ -104,6 +104,8 @@ def fill_label_cache(
     if workers < 0:
         raise ValueError(f"workers must be >= 0, not {workers}")
     check_folder(cache.folder, "label cache folder")  # one clear error, not one per sample
+    if dataset.sequence:  # every frame's bitmap, one entry a frame
+        dataset = dataset.with_options(sequence=False)
     entries = _Entries(dataset, cache)
     loader = DataLoader(entries, batch_size=None, num_workers=min(workers, len(entries)))
     outcomes = iter(loader)  # workers start before any thread of the progress bar does

@@ -337,11 +337,12 @@ class SegmentsDataModule(pl.LightningDataModule):
 
     def _prefetch_assets(self, release: Release, datasets: list[SegmentsDataset]) -> None:
         images = release.samples.image_urls
+        # By release row: with sequence=True, ds[i] is a sequence of rows.
         urls = [
             url
             for ds in datasets
-            for index, row in enumerate(ds.rows.tolist())
-            for url in (images[row], ds.bitmap_url(index))
+            for row in ds.rows.tolist()
+            for url in (images[row], release.samples.labels[ds.labelset].bitmap_urls[row])
             if url
         ]
         report = prefetch(self.storage, urls, workers=self.prefetch_workers)

@@ -47,6 +47,7 @@ from .samples import (
     SHAPE_TYPES,
     LabelColumns,
     SampleTable,
+    SequenceColumns,
     ShapeColumns,
     StringColumn,
 )
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BITMAP_TASK_TYPES",
+    "SEQUENCE_TASK_TYPES",
     "TASK_TYPES",
     "VECTOR_TASK_TYPES",
     "Category",
@@ -88,10 +90,17 @@ TASK_TYPES: Mapping[str, str] = {
     "text-named-entities": "text",
     "text-span-categorization": "text",
 }
-#: Task types whose labels are RGBA instance-id bitmaps.
-BITMAP_TASK_TYPES = frozenset({"segmentation-bitmap", "segmentation-bitmap-highres"})
-#: Task types whose single-image labels are shapes: boxes, polygons, polylines, points.
-VECTOR_TASK_TYPES = frozenset({"bboxes", "vector", "keypoints"})
+#: Task types whose labels (of each frame, for a sequence) are RGBA instance-id bitmaps.
+BITMAP_TASK_TYPES = frozenset(
+    {"segmentation-bitmap", "segmentation-bitmap-highres", "image-segmentation-sequence"}
+)
+#: Task types whose labels (of each frame, for a sequence) are shapes: boxes, polygons,
+#: polylines, points.
+VECTOR_TASK_TYPES = frozenset({"bboxes", "vector", "keypoints", "image-vector-sequence"})
+#: Task types of image sequences: one label per frame, one release row per frame.
+SEQUENCE_TASK_TYPES = frozenset({"image-segmentation-sequence", "image-vector-sequence"})
+#: Task types whose bitmap ids hold within a frame and ``track_id`` across frames.
+TRACKED_TASK_TYPES = frozenset({"image-segmentation-sequence"})
 #: The largest instance id an RGB bitmap can hold (R + 256 G + 65536 B).
 MAX_BITMAP_ID = 2**24 - 1
 _INT32_MAX = 2**31 - 1
@@ -729,13 +738,20 @@ class _Parser:
     ) -> SampleTable:
         samples_path = _join(prefix, "samples")
         samples = self.array(root, prefix, "samples")
-        needs_image = any(TASK_TYPES[ls.task_type] == "image" for ls in labelsets.values())
+        kinds = {TASK_TYPES[ls.task_type] for ls in labelsets.values()}
+        needs_image = "image" in kinds
+        # A sequence release has one row per frame (see SampleTable).
+        frames = _FrameLists() if "image-sequence" in kinds else None
         names: list[str] = []
         uuids: list[str] = []
         image_urls: list[str] = []
         metadata: list[str] = []
         labels = {
-            name: _LabelLists(vector=ls.task_type in VECTOR_TASK_TYPES)
+            name: _LabelLists(
+                vector=ls.task_type in VECTOR_TASK_TYPES,
+                tracks=ls.task_type in TRACKED_TASK_TYPES,
+                frames=frames is not None,
+            )
             for name, ls in labelsets.items()
         }
         status_codes = {name: code for code, name in enumerate(LABEL_STATUSES)}
@@ -751,10 +767,18 @@ class _Parser:
             uuid = sample.get("uuid", "")
             if type(uuid) is not str:
                 uuid = self.string(sample, path, "uuid")
-            names.append(name)
-            uuids.append(uuid)
-            image_urls.append(self.image_url(sample, path) if needs_image else "")
-            metadata.append(self.json_text(sample.get("metadata"), _join(path, "metadata")))
+            meta = self.json_text(sample.get("metadata"), _join(path, "metadata"))
+            if frames is None:
+                count = 1
+                names.append(name)
+                image_urls.append(self.image_url(sample, path) if needs_image else "")
+            else:
+                frame_names, frame_urls = frames.add(self, name, sample, path)
+                count = len(frame_names)
+                names += frame_names
+                image_urls += frame_urls
+            uuids += [uuid] * count
+            metadata += [meta] * count
 
             sample_labels = sample.get("labels", _MISSING)
             if type(sample_labels) is not dict:
@@ -770,7 +794,7 @@ class _Parser:
             for labelset, lists in labels.items():
                 label = sample_labels.get(labelset)
                 if label is None:
-                    lists.add_empty(status_codes["UNLABELED"])
+                    lists.add_empty(status_codes["UNLABELED"], count)
                     continue
                 label_path = f"{path}.labels.{labelset}"
                 if type(label) is not dict:
@@ -785,45 +809,69 @@ class _Parser:
                     )
                 attributes = label.get("attributes")
                 if attributes is None or attributes == {}:  # SKIPPED labels carry {}
-                    lists.add_empty(code)
+                    lists.add_empty(code, count)
                     continue
                 if type(attributes) is not dict:
                     raise self.fail(
                         _join(label_path, "attributes"), "an object or null", attributes
                     )
-                lists.add(self, code, attributes, f"{label_path}.attributes")
+                attributes_path = f"{label_path}.attributes"
+                if frames is None:
+                    lists.add(self, code, attributes, attributes_path)
+                    continue
+                for j, frame in enumerate(self.label_frames(attributes, attributes_path, count)):
+                    lists.add(self, code, frame, f"{attributes_path}.frames[{j}]")
 
-        def bitmap_path(labelset: str) -> Callable[[int], str]:
-            def path_of(row: int) -> str:
-                attributes = samples[row]["labels"][labelset]["attributes"]
-                url = ".url" if type(attributes["segmentation_bitmap"]) is dict else ""
-                return (
-                    f"{samples_path}[{row}].labels.{labelset}.attributes.segmentation_bitmap{url}"
-                )
+        sequences = frames.columns(self) if frames is not None else None
 
-            return path_of
+        def sample_of(row: int) -> tuple[int, int | None]:
+            """The sample of a row, and its frame in a sequence release."""
+            if sequences is None:
+                return row, None
+            return int(sequences.sequence[row]), int(sequences.frame_index[row])
+
+        def label_of(labelset: str) -> Callable[[int], tuple[str, Any]]:
+            def located(row: int) -> tuple[str, Any]:
+                sample, frame = sample_of(row)
+                path = f"{samples_path}[{sample}].labels.{labelset}.attributes"
+                attributes = samples[sample]["labels"][labelset]["attributes"]
+                if frame is None:
+                    return path, attributes
+                return f"{path}.frames[{frame}]", attributes["frames"][frame]
+
+            return located
+
+        def image_path(row: int) -> str:
+            sample, frame = sample_of(row)
+            where = "attributes" if frame is None else f"attributes.frames[{frame}]"
+            return f"{samples_path}[{sample}].{where}.image.url"
 
         label_columns = {
             name: lists.columns(
-                self,
-                samples_path,
-                name,
-                labelsets[name].task_type,
-                labelsets[name].categories,
-                bitmap_path(name),
+                self, labelsets[name].task_type, labelsets[name].categories, label_of(name)
             )
             for name, lists in labels.items()
         }
         return SampleTable(
-            names=self.column(names, lambda row: f"{samples_path}[{row}].name"),
-            uuids=self.column(uuids, lambda row: f"{samples_path}[{row}].uuid"),
-            image_urls=self.column(
-                image_urls, lambda row: f"{samples_path}[{row}].attributes.image.url"
-            ),
+            names=self.column(names, lambda row: f"{samples_path}[{sample_of(row)[0]}].name"),
+            uuids=self.column(uuids, lambda row: f"{samples_path}[{sample_of(row)[0]}].uuid"),
+            image_urls=self.column(image_urls, image_path),
             metadata_json=StringColumn.from_strings(metadata),  # JSON text: ASCII
             labels=label_columns,
             source=self.source,
+            sequences=sequences,
         )
+
+    def label_frames(self, attributes: Mapping[str, Any], path: str, count: int) -> list[Any]:
+        """A sequence label's ``frames``: objects, one per frame of the sample."""
+        frames = attributes.get("frames", _MISSING)
+        if type(frames) is not list or len(frames) != count:
+            expected = f"a list of {count} frame{'' if count == 1 else 's'} (one per sample frame)"
+            raise self.fail(_join(path, "frames"), expected, frames)
+        for j, frame in enumerate(frames):
+            if type(frame) is not dict:
+                raise self.fail(_join(_join(path, "frames"), j), "an object", frame)
+        return frames
 
     def json_text(self, value: Any, path: str) -> str:
         """An object field (metadata, attributes) kept as JSON text; ``""`` for null or
@@ -886,22 +934,27 @@ class _Parser:
 
 class _LabelLists:
     """One labelset's labels, gathered as Python lists during the pass over samples
-    (with ``vector``, their shapes too: see :class:`_ShapeLists`)."""
+    (with ``vector``, their shapes too: see :class:`_ShapeLists`; with ``tracks``, the
+    track id of each annotation of a segmentation sequence; with ``frames``, each label is
+    a sequence's frame)."""
 
-    def __init__(self, *, vector: bool = False) -> None:
+    def __init__(self, *, vector: bool = False, tracks: bool = False, frames: bool = False) -> None:
         self.status: list[int] = []
         self.bitmap_urls: list[str] = []
         self.counts: list[int] = []
         self.annotation_ids: list[Any] = []
         self.category_ids: list[Any] = []
+        self.track_ids: list[Any] | None = [] if tracks else None
         self.shapes = _ShapeLists() if vector else None
+        self.frames = frames
 
-    def add_empty(self, status: int) -> None:
-        self.status.append(status)
-        self.bitmap_urls.append("")
-        self.counts.append(0)
+    def add_empty(self, status: int, count: int = 1) -> None:
+        """``count`` rows (a sample's frames) without annotations."""
+        self.status += [status] * count
+        self.bitmap_urls += [""] * count
+        self.counts += [0] * count
         if self.shapes is not None:
-            self.shapes.image_attributes.append("")
+            self.shapes.image_attributes += [""] * count
 
     def add(self, parser: _Parser, status: int, attributes: Mapping[str, Any], path: str) -> None:
         annotations = attributes.get("annotations")
@@ -917,6 +970,10 @@ class _LabelLists:
             categories = [a["category_id"] for a in annotations]
         except (TypeError, KeyError):
             raise parser.annotation_error(annotations, _join(path, "annotations")) from None
+        if self.track_ids is not None:  # a sequence's frame: tracks link frames
+            self.track_ids += [a["track_id"] if "track_id" in a else a["id"] for a in annotations]
+        if self.frames:
+            _check_keyframes(parser, annotations, _join(path, "annotations"))
         if self.shapes is not None:
             self.shapes.add(parser, attributes, annotations, path)
         bitmap = attributes.get("segmentation_bitmap")
@@ -935,12 +992,13 @@ class _LabelLists:
     def columns(
         self,
         parser: _Parser,
-        samples_path: str,
-        labelset: str,
         task_type: str,
         categories: tuple[Category, ...],
-        bitmap_path: Callable[[int], str],
+        label_of: Callable[[int], tuple[str, Any]],
     ) -> LabelColumns:
+        """The labels as columns, after the checks that need them all; ``label_of(row)``
+        gives the JSON path and the object of a row's label ``attributes`` (a frame's, in
+        a sequence), for error messages."""
         offsets = np.zeros(len(self.counts) + 1, dtype=np.int64)
         np.cumsum(self.counts, out=offsets[1:])
 
@@ -948,14 +1006,12 @@ class _LabelLists:
             position: int, key: str, expected: str, found: Any, note: str = ""
         ) -> ReleaseFormatError:
             row = int(np.searchsorted(offsets, position, side="right")) - 1
-            path = (
-                f"{samples_path}[{row}].labels.{labelset}.attributes.annotations"
-                f"[{position - offsets[row]}].{key}"
-            )
+            path = f"{label_of(row)[0]}.annotations[{position - offsets[row]}].{key}"
             error = parser.fail(path, expected, found)
             return ReleaseFormatError(error.source, path, error.detail + note) if note else error
 
-        low, high = (1, MAX_BITMAP_ID) if task_type in BITMAP_TASK_TYPES else (0, _INT32_MAX)
+        bitmaps = task_type in BITMAP_TASK_TYPES
+        low, high = (1, MAX_BITMAP_ID) if bitmaps else (0, _INT32_MAX)
         expected_id = f"an integer from {low} to {high}"
         ids = _int32_array(
             self.annotation_ids, lambda p, v: fail_at(p, "id", expected_id, v), low, high
@@ -974,23 +1030,35 @@ class _LabelLists:
             position = int(unknown[0])
             raise fail_at(position, "category_id", expected_category, int(category_ids[position]))
 
-        # Duplicate ids within one label: sort (row, id) keys, compare neighbours.
         rows = np.repeat(np.arange(len(self.counts), dtype=np.int64), self.counts)
-        keys = (rows << 32) | ids.astype(np.int64)
-        order = np.argsort(keys, kind="stable")
-        repeated = np.flatnonzero(keys[order][1:] == keys[order][:-1])
-        if repeated.size:
-            later = order[repeated + 1]
-            pick = int(np.argmin(later))
-            position, earlier = int(later[pick]), int(order[repeated[pick]])
-            row = int(rows[position])
-            raise fail_at(
-                position,
-                "id",
-                "an id no other annotation of this label has",
-                int(ids[position]),
-                f" (annotations[{earlier - offsets[row]}] has it too)",
+        unique = [("id", ids, "an id")]
+        track_ids = None
+        if self.track_ids is not None:
+            expected_track = f"an integer from 1 to {MAX_BITMAP_ID}"
+            track_ids = _int32_array(
+                self.track_ids,
+                lambda p, v: fail_at(p, "track_id", expected_track, v),
+                1,
+                MAX_BITMAP_ID,
             )
+            unique.append(("track_id", track_ids, "a track id"))
+        for key, values, what in unique:
+            repeated = _first_repeat(rows, values)
+            if repeated is not None:
+                position, earlier = repeated
+                row = int(rows[position])
+                raise fail_at(
+                    position,
+                    key,
+                    f"{what} no other annotation of this label has",
+                    int(values[position]),
+                    f" (annotations[{earlier - offsets[row]}] has it too)",
+                )
+
+        def bitmap_path(row: int) -> str:
+            path, attributes = label_of(row)
+            url = ".url" if type(attributes["segmentation_bitmap"]) is dict else ""
+            return f"{path}.segmentation_bitmap{url}"
 
         return LabelColumns(
             status=np.asarray(self.status, dtype=np.int8),
@@ -999,6 +1067,87 @@ class _LabelLists:
             annotation_ids=ids,
             category_ids=category_ids,
             shapes=self.shapes.columns() if self.shapes is not None else None,
+            track_ids=track_ids,
+        )
+
+
+def _first_repeat(
+    rows: npt.NDArray[np.int64], values: npt.NDArray[np.int32]
+) -> tuple[int, int] | None:
+    """The first annotation (by position) whose value another annotation of the same row
+    has before it, and that earlier one; ``None`` where values are unique per row."""
+    keys = (rows << 32) | values.astype(np.int64)
+    order = np.argsort(keys, kind="stable")
+    repeated = np.flatnonzero(keys[order][1:] == keys[order][:-1])
+    if not repeated.size:
+        return None
+    later = order[repeated + 1]
+    pick = int(np.argmin(later))
+    return int(later[pick]), int(order[repeated[pick]])
+
+
+def _check_keyframes(parser: _Parser, annotations: list[Any], path: str) -> None:
+    """A sequence frame's annotations' ``is_keyframe``: true, false or absent."""
+    for j, annotation in enumerate(annotations):
+        flag = annotation.get("is_keyframe", False)
+        if type(flag) is not bool:
+            raise parser.fail(_join(_join(path, j), "is_keyframe"), "true or false", flag)
+
+
+class _FrameLists:
+    """The frames of a sequence release's samples, gathered during the pass."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+        self.sample_names: list[str] = []
+        self.frame_names: list[str] = []
+        self.timestamps: list[str] = []
+
+    def add(
+        self, parser: _Parser, name: str, sample: Mapping[str, Any], path: str
+    ) -> tuple[list[str], list[str]]:
+        """Check and keep one sample's frames; return their row names and image URLs."""
+        parser.text(name, _join(path, "name"))  # kept twice: in the row names and here
+        attributes = parser.obj(sample, path, "attributes")
+        frames_path = _join(path, "attributes.frames")
+        frames = parser.array(attributes, _join(path, "attributes"), "frames")
+        names, urls = [], []
+        for j, frame in enumerate(frames):
+            frame_path = _join(frames_path, j)
+            if type(frame) is not dict:
+                raise parser.fail(frame_path, "an object", frame)
+            image = parser.obj(frame, frame_path, "image")
+            urls.append(parser.string(image, _join(frame_path, "image"), "url"))
+            frame_name = parser.optional_text(frame, frame_path, "name")
+            timestamp = parser.get(
+                frame,
+                frame_path,
+                "timestamp",
+                "a string, an integer or null",
+                lambda v: v is None or type(v) in (str, int),
+                None,
+            )
+            parser.text(timestamp, _join(frame_path, "timestamp"))
+            names.append(f"{name}/{frame_name or j}")
+            self.frame_names.append(frame_name)
+            self.timestamps.append("" if timestamp is None else str(timestamp))
+        self.counts.append(len(frames))
+        self.sample_names.append(name)
+        return names, urls
+
+    def columns(self, parser: _Parser) -> SequenceColumns:
+        counts = np.asarray(self.counts, dtype=np.int64)
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        sequence = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        frame_index = np.arange(int(offsets[-1]), dtype=np.int64) - offsets[:-1][sequence]
+        return SequenceColumns(
+            offsets=offsets,
+            sequence=sequence,
+            frame_index=frame_index.astype(np.int32),
+            frame_names=StringColumn.from_strings(self.frame_names),
+            timestamps=StringColumn.from_strings(self.timestamps),
+            sample_names=StringColumn.from_strings(self.sample_names),
         )
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "SampleRecord",
     "SampleTable",
     "SelectionError",
+    "SequenceColumns",
     "ShapeColumns",
     "StringColumn",
     "status_codes",
@@ -155,7 +156,10 @@ class LabelColumns:
     The annotations of row ``i`` are ``annotation_ids[o[i]:o[i+1]]`` and
     ``category_ids[o[i]:o[i+1]]`` with ``o = annotation_offsets``; category ids are the
     release's own numbers. A vector labelset's annotation ids are their track ids, and
-    ``shapes`` holds their shapes (``None`` for bitmap labelsets).
+    ``shapes`` holds their shapes (``None`` for bitmap labelsets). A segmentation
+    sequence labelset's annotation ids are the ids in each frame's bitmap, and
+    ``track_ids`` the track (the instance across frames) of each (``None`` for other
+    labelsets).
     """
 
     status: npt.NDArray[np.int8]
@@ -164,6 +168,7 @@ class LabelColumns:
     annotation_ids: npt.NDArray[np.int32]
     category_ids: npt.NDArray[np.int32]
     shapes: ShapeColumns | None = None
+    track_ids: npt.NDArray[np.int32] | None = None
 
     def annotations(self, row: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
         """Views of the ``(annotation ids, category ids)`` of one row."""
@@ -226,12 +231,15 @@ class LabelColumns:
     def nbytes(self) -> int:
         arrays = (self.status, self.annotation_offsets, self.annotation_ids, self.category_ids)
         shapes = self.shapes.nbytes if self.shapes is not None else 0
-        return self.bitmap_urls.nbytes + sum(int(a.nbytes) for a in arrays) + shapes
+        tracks = self.track_ids.nbytes if self.track_ids is not None else 0
+        return self.bitmap_urls.nbytes + sum(int(a.nbytes) for a in arrays) + shapes + tracks
 
 
 @dataclass(frozen=True)
 class SampleRecord:
-    """One sample's fields in one labelset, decoded from the table on request."""
+    """One sample's fields in one labelset, decoded from the table on request; of a
+    sequence release, one frame's (``name`` is ``"<sample name>/<frame>"``; ``sequence``
+    and ``frame_index`` say where it sits, ``None`` in other releases)."""
 
     row: int
     uuid: str
@@ -243,17 +251,63 @@ class SampleRecord:
     annotation_ids: npt.NDArray[np.int32]
     category_ids: npt.NDArray[np.int32]
     metadata: dict[str, Any]
+    sequence: int | None = None
+    frame_index: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class SequenceColumns:
+    """Where each row of a sequence release sits: one row per frame, the frames of a
+    sequence (a sample of the release) in consecutive rows, in frame order.
+
+    Attributes:
+        offsets: ``(S + 1,)``: the rows of sequence ``s`` are ``offsets[s]:offsets[s+1]``.
+        sequence: per row, its sequence (the sample's position in the release).
+        frame_index: per row, its position among its sequence's frames.
+        frame_names, timestamps: per row, the frame's ``name`` and ``timestamp`` (an
+            integer one as its decimal text); ``""`` where the frame has none.
+        sample_names: per sequence, the sample's name.
+
+    Example:
+        >>> table = load_release(SEQUENCE_RELEASE_PATH).samples  # doctest: +SKIP
+        >>> table.sequences.sequence[:5], table.sequences.frame_index[:5]  # doctest: +SKIP
+        (array([0, 0, 0, 0, 1]), array([0, 1, 2, 3, 0], dtype=int32))
+    """
+
+    offsets: IntArray
+    sequence: IntArray
+    frame_index: npt.NDArray[np.int32]
+    frame_names: StringColumn
+    timestamps: StringColumn
+    sample_names: StringColumn
+
+    def __len__(self) -> int:
+        return len(self.sample_names)
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.offsets, self.sequence, self.frame_index)
+        strings = (self.frame_names, self.timestamps, self.sample_names)
+        return sum(int(a.nbytes) for a in arrays) + sum(c.nbytes for c in strings)
 
 
 @dataclass(frozen=True, eq=False)
 class SampleTable:
     """Every sample of a release, column by column.
 
+    A sequence release (task types ``image-vector-sequence``,
+    ``image-segmentation-sequence``) has one row per frame: every row-based tool (filters,
+    ``rows=``, targets, caches, export) works per frame. Each frame's row carries its
+    sequence's uuid, metadata and label status, and ``sequences`` says where it sits.
+
     Attributes:
-        names, uuids, image_urls: one string per sample (``""`` where absent).
+        names, uuids, image_urls: one string per row (``""`` where absent); a frame's
+            name is ``"<sample name>/<frame name>"``, or ``"<sample name>/<frame
+            index>"`` where the frame has no name.
         metadata_json: each sample's ``metadata`` object as JSON text, ``""`` when empty.
         labels: labelset name -> :class:`LabelColumns`.
         source: the release file, for error messages.
+        sequences: a sequence release's :class:`SequenceColumns`, else ``None``.
     """
 
     names: StringColumn
@@ -262,6 +316,7 @@ class SampleTable:
     metadata_json: StringColumn
     labels: Mapping[str, LabelColumns]
     source: str = "<release>"
+    sequences: SequenceColumns | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -274,7 +329,9 @@ class SampleTable:
     def nbytes(self) -> int:
         """Bytes held by the table's arrays."""
         strings = (self.names, self.uuids, self.image_urls, self.metadata_json)
-        return sum(c.nbytes for c in strings) + sum(c.nbytes for c in self.labels.values())
+        sequences = self.sequences.nbytes if self.sequences is not None else 0
+        labels = sum(c.nbytes for c in self.labels.values())
+        return sum(c.nbytes for c in strings) + labels + sequences
 
     def resolve_labelset(self, labelset: str | None) -> str:
         """The labelset to use: ``labelset`` itself, or when ``None`` the only one or
@@ -306,6 +363,7 @@ class SampleTable:
         name = self.resolve_labelset(labelset)
         columns = self.labels[name]
         annotation_ids, category_ids = columns.annotations(row)
+        sequences = self.sequences
         return SampleRecord(
             row=row,
             uuid=self.uuids[row],
@@ -317,6 +375,8 @@ class SampleTable:
             annotation_ids=annotation_ids,
             category_ids=category_ids,
             metadata=self.metadata(row),
+            sequence=int(sequences.sequence[row]) if sequences is not None else None,
+            frame_index=int(sequences.frame_index[row]) if sequences is not None else None,
         )
 
     def empty_selection(

@@ -11,7 +11,9 @@ into a :class:`SplitAssignment` (the split of every release row):
 - :class:`ListSplit`: by explicit lists of sample uuids or names.
 
 Rules are applied to every row of the release, before any label-status filter, so a
-sample's split is the same whatever the filters of the stage that reads it. This module is
+sample's split is the same whatever the filters of the stage that reads it. In a sequence
+release (one row per frame) every rule keeps the frames of a sequence together: they
+share its uuid, name and metadata, so no sequence leaks from one split into another. This module is
 plain numpy: it imports neither torch nor lightning.
 
 Example:
@@ -64,15 +66,36 @@ def _listing(items: Sequence[str]) -> str:
 
 def sample_keys(table: SampleTable, rows: Iterable[int] | None = None) -> list[str]:
     """Each row's identity for splitting: its uuid, or its name where the release has no
-    uuids (the oldest layout). ``rows``: only these rows, in this order (default all).
+    uuids (the oldest layout). The frames of a sequence have their sequence's: its uuid, or
+    its sample's name. ``rows``: only these rows, in this order (default all).
 
     Example:
         >>> sample_keys(table, [0])  # doctest: +SKIP
         ['d5602f48-2ff7-5b0a-a8f4-2d61115552e3']
     """
+    sequences = table.sequences
+    if sequences is not None:
+        rows = range(len(table)) if rows is None else rows
+        names = sequences.sample_names
+        return [table.uuids[row] or names[int(sequences.sequence[row])] for row in rows]
     if rows is None:
         return [uuid or name for uuid, name in zip(table.uuids, table.names, strict=True)]
     return [table.uuids[row] or table.names[row] for row in rows]
+
+
+def _units(table: SampleTable) -> tuple[IntArray, IntArray, list[str], list[str]]:
+    """What a split never divides: each sample, or in a sequence release each sequence
+    (its frames' consecutive rows). Their first rows, their ends, uuids and names."""
+    sequences = table.sequences
+    if sequences is None:
+        starts = np.arange(len(table), dtype=np.int64)
+        return starts, starts + 1, list(table.uuids), list(table.names)
+    starts, stops = sequences.offsets[:-1], sequences.offsets[1:]
+    uuids = [
+        table.uuids[int(start)] if stop > start else ""
+        for start, stop in zip(starts, stops, strict=True)
+    ]
+    return starts, stops, uuids, list(sequences.sample_names)
 
 
 def unit_hash(key: str, seed: int) -> float:
@@ -271,7 +294,9 @@ class ListSplit(Split):
         members: split name -> sample uuids or names (an entry is matched against the
             uuids first, then the names). A name that several samples share is refused
             (name them by uuid); so is a sample listed in two splits, and every entry that
-            matches no sample (all are named in one error).
+            matches no sample (all are named in one error). In a sequence release an
+            entry names a sequence (its uuid or its sample's name): all its frames go
+            to that split.
 
     Example:
         >>> ListSplit({"train": ["a.jpg", "b.jpg"], "val": ["c.jpg"]}).assign(table).counts()
@@ -295,19 +320,20 @@ class ListSplit(Split):
         object.__setattr__(self, "members", members)
 
     def assign(self, table: SampleTable) -> SplitAssignment:
-        by_uuid = {uuid: row for row, uuid in enumerate(table.uuids) if uuid}
+        starts, stops, uuids, unit_names = _units(table)
+        by_uuid = {uuid: unit for unit, uuid in enumerate(uuids) if uuid}
         by_name: dict[str, list[int]] = {}
-        for row, name in enumerate(table.names):
-            by_name.setdefault(name, []).append(row)
+        for unit, name in enumerate(unit_names):
+            by_name.setdefault(name, []).append(unit)
         codes = np.full(len(table), -1, dtype=np.int16)
         names = tuple(self.members)
         unknown: list[str] = []
         for code, (split, entries) in enumerate(self.members.items()):
             for entry in entries:
                 if entry in by_uuid:
-                    row = by_uuid[entry]
+                    unit = by_uuid[entry]
                 elif len(by_name.get(entry, ())) == 1:
-                    row = by_name[entry][0]
+                    unit = by_name[entry][0]
                 elif entry in by_name:
                     raise SplitError(
                         f"{table.source}: ListSplit: split {split!r}: {len(by_name[entry])} "
@@ -316,14 +342,15 @@ class ListSplit(Split):
                 else:
                     unknown.append(f"{split}: {entry}")
                     continue
-                if codes[row] >= 0:
-                    first = names[codes[row]]
+                start, stop = int(starts[unit]), int(stops[unit])
+                if start < stop and codes[start] >= 0:
+                    first = names[codes[start]]
                     where = "twice" if first == split else f"in both {first!r} and {split!r}"
                     raise SplitError(
-                        f"{table.source}: ListSplit: sample {table.names[row]!r} "
-                        f"(uuid {table.uuids[row]!r}) is listed {where}"
+                        f"{table.source}: ListSplit: sample {unit_names[unit]!r} "
+                        f"(uuid {uuids[unit]!r}) is listed {where}"
                     )
-                codes[row] = code
+                codes[start:stop] = code
         if unknown:
             raise SplitError(
                 f"{table.source}: ListSplit: {len(unknown)} entries match no sample's uuid "

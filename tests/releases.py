@@ -151,3 +151,38 @@ def with_boxes(document: dict[str, Any]) -> dict[str, Any]:
                 item.setdefault("type", "bbox")
                 item.setdefault("points", [[1.0 + k, 2.0], [5.0 + k, 6.5]])
     return document
+
+
+def sequence_sample(
+    name: str,
+    frames: list[dict[str, Any]],
+    label_frames: list[dict[str, Any]] | None,
+    *,
+    status: str = "LABELED",
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A sequence sample: each of ``frames`` (``name``, ``timestamp``, ...) gets an image
+    URL ``https://cdn.example/<name>/<index>.jpg``; ``label_frames``: its label's frames
+    (``None``: a null label)."""
+    result = sample(name, {}, metadata=metadata)
+    result["attributes"] = {
+        "frames": [
+            {"image": {"url": f"https://cdn.example/{name}/{j}.jpg"}, **frame}
+            for j, frame in enumerate(frames)
+        ]
+    }
+    labels = None
+    if label_frames is not None:
+        labels = {
+            "label_status": status,
+            "attributes": {"format_version": "0.2", "frames": label_frames},
+        }
+    result["labels"] = {"ground-truth": labels}
+    return result
+
+
+def sequence_release(
+    samples: list[dict[str, Any]], task_type: str = "image-vector-sequence"
+) -> dict[str, Any]:
+    """A current-layout sequence release of these samples."""
+    return current_release(samples, task_type=task_type)

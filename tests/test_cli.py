@@ -24,7 +24,11 @@ from segments_torch.cli import (
     storage_from_args,
 )
 from segments_torch.codecs import encode_bitmap
-from segments_torch.demo import VECTOR_RELEASE_PATH
+from segments_torch.demo import (
+    SEGMENTATION_SEQUENCE_RELEASE_PATH,
+    SEQUENCE_RELEASE_PATH,
+    VECTOR_RELEASE_PATH,
+)
 from tests.releases import current_release
 
 REAL = Path(__file__).parent / "fixtures" / "real"
@@ -896,3 +900,36 @@ def test_asset_root_wins_and_commands_without_a_label_cache_have_none():
     args = storage_parser(label_cache=False).parse_args(["r.json", "--asset-root", "/assets"])
     storage = storage_from_args(args)
     assert (storage.base_url, storage.cache_dir, storage.label_cache) == ("/assets", None, None)
+
+
+def test_info_counts_a_sequence_release_in_sequences_and_frames(capsys):
+    assert main(["info", str(SEGMENTATION_SEQUENCE_RELEASE_PATH), "--filter-by", "reviewed"]) == 0
+    assert capsys.readouterr().out == (
+        f"source      {SEGMENTATION_SEQUENCE_RELEASE_PATH}\n"
+        "name        v1.0\n"
+        "created at  2024-06-07 12:00:00.000000+00:00\n"
+        "dataset     segments-torch/demo-sequences\n"
+        "layout      labelsets\n"
+        "task type   image-segmentation-sequence\n"
+        "samples     2\n"
+        "frames      8\n"
+        "labelsets   ground-truth\n"
+        "\n"
+        "labelset 'ground-truth' (image-segmentation-sequence)\n"
+        "  label status  frames\n"
+        "  LABELED            4\n"
+        "  REVIEWED           4\n"
+        "\n"
+        "counted: frames whose label is REVIEWED (--filter-by, --all)\n"
+        "  id  category  instances  frames\n"
+        "   0  circle            3       3\n"
+        "   1  square            4       4\n"
+        "   2  triangle          0       0\n"
+        "   3  grass             0       0\n"
+    )
+    assert main(["info", str(SEQUENCE_RELEASE_PATH), "--json", "--all"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["samples"], summary["frames"]) == (2, 8)
+    labelset = summary["labelsets"]["ground-truth"]
+    assert labelset["counted"] == {"statuses": None, "samples": 8}
+    assert labelset["shapes"] == {"bbox": 4, "polygon": 11, "polyline": 0, "point": 0}

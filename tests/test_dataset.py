@@ -23,7 +23,12 @@ from segments_torch import SegmentsDataset, codecs, load_release
 from segments_torch import targets as targets_module
 from segments_torch.codecs import decode_bitmap, encode_bitmap
 from segments_torch.dataset import UnsupportedTaskError
-from segments_torch.demo import RELEASE_PATH, VECTOR_RELEASE_PATH
+from segments_torch.demo import (
+    RELEASE_PATH,
+    SEGMENTATION_SEQUENCE_RELEASE_PATH,
+    SEQUENCE_RELEASE_PATH,
+    VECTOR_RELEASE_PATH,
+)
 from segments_torch.errors import AssetError, OptionError
 from segments_torch.shapes import polygon_mask
 from segments_torch.storage import RetryPolicy, Storage
@@ -162,7 +167,8 @@ def test_unsupported_task_type_is_refused(tmp_path):
         SegmentsDataset(path)
     assert str(info.value) == (
         f"{path}: labelset 'ground-truth' has task type 'pointcloud-cuboid'; SegmentsDataset "
-        "serves bboxes, keypoints, segmentation-bitmap, segmentation-bitmap-highres, vector"
+        "serves bboxes, image-segmentation-sequence, image-vector-sequence, keypoints, "
+        "segmentation-bitmap, segmentation-bitmap-highres, vector"
     )
 
 
@@ -1154,3 +1160,172 @@ def test_vector_labelset_refuses_what_it_cannot_serve(options):
         "labelset 'ground-truth' holds shapes (vector): it serves target='instance', "
         "'semantic' or 'boxes', with decode='host'"
     )
+
+
+# -- sequences ------------------------------------------------------------------------------
+
+#: Each frame of the demo sequences: (row name, sequence, frame index, track ids).
+SEQUENCE_FRAMES = [
+    ("walk/frame-0.jpg", 0, 0, [7, 12]),
+    ("walk/frame-1.jpg", 0, 1, [7, 12]),
+    ("walk/frame-2.jpg", 0, 2, [7, 12]),
+    ("walk/frame-3.jpg", 0, 3, [7, 12]),
+    ("drift/0", 1, 0, [3, 5]),
+    ("drift/1", 1, 1, [3, 5]),
+    ("drift/2", 1, 2, [3, 5]),
+    ("drift/3", 1, 3, [5]),  # the circle has left the view
+]
+
+
+def frame_fields(target: dict[str, Any]) -> tuple[int, int, list[int]]:
+    return int(target["sequence"]), int(target["frame_index"]), target["instance_ids"].tolist()
+
+
+@pytest.mark.parametrize("path", [SEQUENCE_RELEASE_PATH, SEGMENTATION_SEQUENCE_RELEASE_PATH])
+def test_a_sequence_release_serves_one_item_per_frame(path):
+    ds = SegmentsDataset(path)
+    assert len(ds) == 8
+    for index, (name, sequence, frame, tracks) in enumerate(SEQUENCE_FRAMES):
+        image, target = ds[index]
+        assert image.shape == (3, 48, 64)
+        assert frame_fields(target) == (sequence, frame, tracks), index
+        assert int(target["image_id"]) == index
+        info = ds.sample_info(index)
+        assert (info.name, info.sequence, info.frame_index) == (name, sequence, frame)
+    assert repr(ds) == (
+        f"SegmentsDataset({str(path)!r}, labelset='ground-truth', target='instance', "
+        "samples=8 (LABELED: 4, REVIEWED: 4), sequences=2, num_classes=5)"
+    )
+
+
+def test_vector_sequence_frames_hold_their_moving_boxes():
+    ds = SegmentsDataset(SEQUENCE_RELEASE_PATH, target="boxes")
+    # walk's square (track 7) moves 8 pixels right a frame, its triangle (12) 4 up.
+    for frame in range(4):
+        _, target = ds[frame]
+        assert target["boxes"].tolist() == [
+            [3.0 + 8 * frame, 7.0, 17.0 + 8 * frame, 21.0],
+            [40.0, 28.0 - 4 * frame, 60.0, 44.0 - 4 * frame],
+        ]
+        assert target["labels"].tolist() == [2, 3]  # square, triangle
+        assert target["attributes"] == {7: {"occluded": False}, 12: {"occluded": False}}
+
+
+def test_bitmap_sequence_instance_ids_are_track_ids_not_frame_ids():
+    # drift's last frame numbers its square 1 in the bitmap; its track is 5.
+    ds = SegmentsDataset(SEGMENTATION_SEQUENCE_RELEASE_PATH, rows=[6, 7])
+    before, after = ds[0][1], ds[1][1]
+    assert before["instance_ids"].tolist() == [3, 5]
+    assert after["instance_ids"].tolist() == [5]
+    assert after["boxes"].tolist() == [[9.0, 23.0, 31.0, 45.0]]
+    assert not torch.equal(after["masks"][0], before["masks"][1])  # it turned
+    assert ds.max_instance_id() == 5
+    panoptic = ds.with_options(target="panoptic", background="background")[1][1]
+    assert panoptic["instance_ids"].tolist() == [0, 5]  # the background segment keeps 0
+    semantic = ds.with_options(target="semantic")
+    _, batch = semantic.collate_fn([semantic[0], semantic[1]])
+    assert batch["sequence"].tolist() == [1, 1]
+    assert batch["frame_index"].tolist() == [2, 3]
+
+
+def test_sequence_true_serves_one_item_per_sequence():
+    ds = SegmentsDataset(SEGMENTATION_SEQUENCE_RELEASE_PATH, sequence=True)
+    assert len(ds) == 2
+    images, targets = ds[1]
+    assert isinstance(images, list)
+    assert isinstance(targets, list)
+    assert [tuple(image.shape) for image in images] == [(3, 48, 64)] * 4
+    assert [frame_fields(t) for t in targets] == [(1, f, t) for _, _, f, t in SEQUENCE_FRAMES[4:]]
+    frames = SegmentsDataset(SEGMENTATION_SEQUENCE_RELEASE_PATH)
+    assert_same_items(list(zip(images, targets, strict=True)), [frames[i] for i in range(4, 8)])
+    assert ds.sample_info(1).name == "drift/0"
+    assert repr(ds).endswith("sequences=2, sequence=True, num_classes=5)")
+    with pytest.raises(IndexError, match="index 2 is out of range for 2 sequences"):
+        ds[2]
+    # The filters and rows= select frames: a sequence serves those selected.
+    part = ds.with_options(rows=[1, 2, 5], filter_by=None)
+    assert len(part) == 2
+    assert [[int(t["frame_index"]) for t in part[i][1]] for i in range(2)] == [[1, 2], [1]]
+    reviewed = ds.with_options(filter_by="reviewed")
+    assert len(reviewed) == 1
+    assert int(reviewed[0][1][0]["sequence"]) == 1
+
+
+def test_sequence_true_transforms_a_sequence_at_once():
+    calls = []
+
+    def record(images: Any, targets: Any) -> Any:
+        calls.append((len(images), len(targets)))
+        return images, targets
+
+    SegmentsDataset(SEQUENCE_RELEASE_PATH, sequence=True, transforms=record)[0]
+    assert calls == [(4, 4)]
+    # A v2 random transform draws its parameters once: every frame gets the same crop.
+    torch.manual_seed(0)
+    crop = v2.RandomCrop((24, 32))
+    images, targets = SegmentsDataset(SEQUENCE_RELEASE_PATH, sequence=True, transforms=crop)[0]
+    plain, _ = SegmentsDataset(SEQUENCE_RELEASE_PATH, sequence=True)[0]
+    offsets = set()
+    for cropped, full in zip(images, plain, strict=True):
+        found = [
+            (top, left)
+            for top in range(48 - 24 + 1)
+            for left in range(64 - 32 + 1)
+            if torch.equal(full[:, top : top + 24, left : left + 32], cropped)
+        ]
+        offsets.add(tuple(found))
+    assert len(offsets) == 1  # one offset for all four frames
+    assert len(next(iter(offsets))) == 1
+    assert all(t["boxes"].canvas_size == (24, 32) for t in targets)
+
+
+def test_sequence_options_are_checked():
+    with pytest.raises(ValueError, match=r"^sequence=True serves the sequences") as info:
+        SegmentsDataset(RELEASE_PATH, sequence=True)
+    assert str(info.value) == (
+        "sequence=True serves the sequences of a sequence release (image-segmentation-sequence, "
+        "image-vector-sequence); labelset 'ground-truth' has task type 'segmentation-bitmap'"
+    )
+    with pytest.raises(ValueError, match=r"^sequence=True serves decoded frames: decode='host'$"):
+        SegmentsDataset(SEGMENTATION_SEQUENCE_RELEASE_PATH, sequence=True, decode="device")
+
+
+def test_sequence_true_skips_a_sequence_with_a_broken_frame(tmp_path, caplog):
+    folder = tmp_path / "demo"
+    shutil.copytree(DEMO, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (folder / "frames" / "drift-2.jpg").write_bytes(b"not a jpeg")
+    ds = SegmentsDataset(folder / "sequence.json", sequence=True, on_error="skip")
+    _, targets = ds[1]  # drift fails: walk is served instead
+    assert [int(t["sequence"]) for t in targets] == [0, 0, 0, 0]
+    assert ds.failures == 1
+    assert [info.name for info in ds.failed_samples()] == ["drift/0"]
+    assert "drift/2" in caplog.text
+
+
+@pytest.mark.parametrize("sequence", [False, True])
+def test_a_sequence_dataset_through_two_dataloader_workers(sequence):
+    ds = SegmentsDataset(SEGMENTATION_SEQUENCE_RELEASE_PATH, sequence=sequence)
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=ds.collate_fn)
+    batches = list(loader)
+    if sequence:
+        assert [len(images) for images, _ in batches] == [2]
+        ((_, targets),) = batches
+        found = [frame_fields(t) for sequence_targets in targets for t in sequence_targets]
+    else:
+        assert [len(images) for images, _ in batches] == [2, 2, 2, 2]
+        found = [frame_fields(t) for _, targets in batches for t in targets]
+    assert found == [(s, f, t) for _, s, f, t in SEQUENCE_FRAMES]
+
+
+def test_a_variant_of_other_items_keeps_its_own_failure_counts(tmp_path):
+    folder = tmp_path / "demo"
+    shutil.copytree(DEMO, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (folder / "frames" / "drift-2.jpg").write_bytes(b"not a jpeg")
+    whole = SegmentsDataset(folder / "sequence.json", sequence=True, on_error="skip")
+    frames = whole.with_options(sequence=False)
+    assert frames.sample_info(6).name == "drift/2"
+    assert int(frames[6][1]["frame_index"]) == 3  # drift/3 instead
+    assert (frames.failures, whole.failures) == (1, 0)
+    assert [info.name for info in frames.failed_samples()] == ["drift/2"]
+    again = frames.with_options(target="boxes")  # the same items: the same counts
+    assert again.failures == 1

@@ -19,7 +19,7 @@ from torchvision.transforms import v2
 
 from segments_torch import SegmentsDataset, codecs
 from segments_torch import dataset as dataset_module
-from segments_torch.demo import RELEASE_PATH
+from segments_torch.demo import RELEASE_PATH, SEGMENTATION_SEQUENCE_RELEASE_PATH
 from segments_torch.device import DeviceBatch, DeviceDecoder, EncodedSample
 from segments_torch.errors import AssetError
 from segments_torch.targets import TARGET_KINDS
@@ -223,7 +223,8 @@ def test_a_header_the_worker_refuses_is_skipped_there(tmp_path):
 @pytest.mark.parametrize("kind", KINDS)
 def test_decoded_on_cuda_targets_equal_and_images_close(kind, tmp_path):
     oriented_release(tmp_path)
-    for release in (RELEASE_PATH, tmp_path / "release.json"):
+    # The sequence release's targets gain frame fields and track ids on the device.
+    for release in (RELEASE_PATH, tmp_path / "release.json", SEGMENTATION_SEQUENCE_RELEASE_PATH):
         host, device = host_and_device(release, target=kind)
         indices = list(range(len(host)))
         expected = host.collate_fn([host[i] for i in indices])
@@ -255,3 +256,14 @@ def test_items_at_a_size_decoded_on_the_cpu_equal_the_host_path(kind, size, max_
         shipped = device[0]
         assert shipped.image.out == tuple(host[0][0].shape[-2:])  # the JPEG still full size
         assert shipped.label.shape == shipped.image.out  # the map sampled in the worker
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_segmentation_sequence_decoded_on_the_cpu_equals_the_host_path(kind):
+    # Frame fields and track ids are added on the device path too.
+    host, device = host_and_device(SEGMENTATION_SEQUENCE_RELEASE_PATH, target=kind)
+    assert_device_equals_host(host, device)
+    if kind != "semantic":
+        decoded = device.device_decoder()(device.collate_fn([device[7]]))
+        assert decoded[1][0]["instance_ids"].tolist() == [5]
+        assert int(decoded[1][0]["frame_index"]) == 3

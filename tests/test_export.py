@@ -28,7 +28,11 @@ from torchvision.transforms import v2
 
 from segments_torch import SegmentsDataset
 from segments_torch.codecs import decode_bitmap, encode_bitmap
-from segments_torch.demo import RELEASE_PATH, VECTOR_RELEASE_PATH
+from segments_torch.demo import (
+    RELEASE_PATH,
+    SEGMENTATION_SEQUENCE_RELEASE_PATH,
+    VECTOR_RELEASE_PATH,
+)
 from segments_torch.errors import AssetError
 from segments_torch.export import (
     EXPORT_FORMATS,
@@ -908,3 +912,31 @@ def test_vector_formats_that_need_bitmaps_are_refused(tmp_path, name):
         "(its formats: coco-instance, semantic)"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sequence_dataset_exports_one_file_per_frame(tmp_path):
+    # Whole sequences or not, the rows are frames: the same export, frame names unique.
+    whole = SegmentsDataset(SEGMENTATION_SEQUENCE_RELEASE_PATH, sequence=True)
+    written = export_dataset(whole, "coco-panoptic", tmp_path / "whole", progress=False)
+    frames = SegmentsDataset(SEGMENTATION_SEQUENCE_RELEASE_PATH)
+    same = export_dataset(frames, "coco-panoptic", tmp_path / "frames", progress=False)
+    assert sorted(path.name for path in (written.parent / "coco_panoptic").iterdir()) == [
+        *(f"drift_{frame}.png" for frame in range(4)),
+        *(f"walk_frame-{frame}.png" for frame in range(4)),
+    ]
+    document = json.loads(written.read_text())
+    assert document == json.loads(same.read_text())
+    # drift's last frame: its square is segment 5, its track, not 1, its bitmap id.
+    last = next(a for a in document["annotations"] if a["file_name"] == "drift_3.png")
+    assert [segment["id"] for segment in last["segments_info"]] == [5]
+
+
+def test_a_sequence_dataset_skips_a_broken_frame_alone(demo_copy, tmp_path):
+    (demo_copy.parent / "frames" / "drift-2.jpg").write_bytes(b"broken")
+    whole = SegmentsDataset(demo_copy.with_name("segmentation-sequence.json"), sequence=True)
+    skipping = whole.with_options(on_error="skip")
+    document = load(
+        export_dataset(skipping, "coco-panoptic", out_dir=tmp_path / "o", progress=False)
+    )
+    assert document["info"]["segments_skipped"] == ["drift/2"]
+    assert [image["id"] for image in document["images"]] == [0, 1, 2, 3, 4, 5, 7]

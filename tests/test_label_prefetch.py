@@ -13,7 +13,7 @@ import pytest
 
 import segments_torch.dataset
 from segments_torch import SegmentsDataset, SourceUnavailableError, StorageError
-from segments_torch.demo import RELEASE_PATH
+from segments_torch.demo import RELEASE_PATH, SEGMENTATION_SEQUENCE_RELEASE_PATH
 from segments_torch.label_cache import LabelCache
 from segments_torch.label_prefetch import LabelReport, fill_label_cache
 from segments_torch.release import load_release
@@ -210,3 +210,15 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(StorageError) as info:
         fill_label_cache(SegmentsDataset(RELEASE_PATH, label_cache=a_file))
     assert str(info.value) == f"label cache folder {a_file}: not a folder"
+
+
+def test_a_dataset_of_whole_sequences_fills_every_frame(tmp_path, monkeypatch):
+    labels = tmp_path / "labels"
+    ds = SegmentsDataset(SEGMENTATION_SEQUENCE_RELEASE_PATH, sequence=True, label_cache=labels)
+    reference = SegmentsDataset(SEGMENTATION_SEQUENCE_RELEASE_PATH, sequence=True)[1]
+    report = fill_label_cache(ds, workers=0, progress=False)
+    assert (report.made, report.failed) == (8, {})
+    assert len(list(labels.rglob("*.stlc"))) == 8
+    refuse_bitmap_decoding(monkeypatch)
+    images, targets = ds[1]
+    assert_same_items(list(zip(images, targets, strict=True)), list(zip(*reference, strict=True)))

@@ -27,7 +27,7 @@ from torchvision.transforms import v2
 
 import segments_torch.dataset
 from segments_torch import OptionError, SegmentsDataset, SegmentsTorchError, load_release
-from segments_torch.demo import RELEASE_PATH
+from segments_torch.demo import RELEASE_PATH, SEGMENTATION_SEQUENCE_RELEASE_PATH
 from segments_torch.device import DeviceBatch
 from segments_torch.lightning import STAGES, SegmentsDataModule
 from segments_torch.splits import ListSplit, MetadataSplit, RatioSplit, SplitError
@@ -1051,3 +1051,33 @@ def test_example_bad_input_is_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {RELEASE_PATH}: no labelset 'predictions'; the release has: 'ground-truth'"
     )
+
+
+def test_a_sequence_release_splits_and_prefetches_by_sequence(tmp_path, file_server: FileServer):
+    served = tmp_path / "served"
+    shutil.copytree(SEGMENTATION_SEQUENCE_RELEASE_PATH.parent / "frames", served / "frames")
+    shutil.copy(SEGMENTATION_SEQUENCE_RELEASE_PATH, served / "release.json")
+    dm = SegmentsDataModule(
+        file_server.url_for("served/release.json"),
+        split=MetadataSplit(),  # walk's metadata says train, drift's val
+        sequence=True,
+        batch_size=1,
+        cache_dir=tmp_path / "cache",
+        prefetch=True,
+    )
+    dm.prepare_data()
+    # Every frame's image and bitmap, each once, though ds[i] is a whole sequence.
+    expected = sorted(
+        f"served/frames/{name}-{frame}.{ext}"
+        for name in ("walk", "drift")
+        for frame in range(4)
+        for ext in ("jpg", "png")
+    )
+    assert asset_requests(file_server) == expected
+    dm.setup("fit")
+    train, val = dm.dataset("train"), dm.dataset("val")
+    assert (len(train), len(val)) == (1, 1)
+    assert (rows(dm, "train"), rows(dm, "val")) == ([0, 1, 2, 3], [4, 5, 6, 7])
+    ((images, targets),) = list(dm.train_dataloader())
+    assert [len(images[0]), len(targets[0])] == [4, 4]
+    assert [int(t["frame_index"]) for t in targets[0]] == [0, 1, 2, 3]

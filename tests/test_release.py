@@ -29,7 +29,7 @@ from segments_torch import (
     load_release,
     parse_release,
 )
-from segments_torch.release import BITMAP_TASK_TYPES
+from segments_torch.release import BITMAP_TASK_TYPES, SEQUENCE_TASK_TYPES
 from segments_torch.samples import LABEL_STATUSES, SHAPE_TYPES
 from segments_torch.storage import RetryPolicy, Storage, StorageError
 from tests.http_server import FileServer
@@ -39,6 +39,8 @@ from tests.releases import (
     dataset_tasks_release,
     label,
     sample,
+    sequence_release,
+    sequence_sample,
     tasks_release,
     with_boxes,
 )
@@ -1156,7 +1158,7 @@ def generated_releases(draw: st.DrawFn) -> GeneratedRelease:
     labelsets = draw(st.lists(NAME, min_size=1, max_size=2, unique=True))
     categories = draw(categories_lists())
     category_ids = [c["id"] for c in categories]
-    task_types = st.sampled_from(sorted(BITMAP_TASK_TYPES))
+    task_types = st.sampled_from(sorted(BITMAP_TASK_TYPES - SEQUENCE_TASK_TYPES))
     names, uuids, urls = [], [], []
     rows: dict[str, list[tuple[str, str, list[int], list[int]]]] = {ls: [] for ls in labelsets}
     samples = []
@@ -1463,3 +1465,285 @@ def test_bad_image_attributes_are_named_by_their_path():
     with pytest.raises(ReleaseFormatError) as info:
         parse_release(vector_release([shape("point", [[0, 0]])], image_attributes="sunny"))
     assert info.value.path == "dataset.samples[0].labels.ground-truth.attributes.image_attributes"
+
+
+# -- sequences ------------------------------------------------------------------------------
+
+
+def box(track_id: int, x: float, **fields: Any) -> dict[str, Any]:
+    """A bbox annotation of a vector sequence frame."""
+    return shape("bbox", [[x, 1.0], [x + 4, 5.0]], track_id=track_id, **fields)
+
+
+def vector_sequences() -> dict[str, Any]:
+    """Two vector sequences: three named frames with timestamps, two frames without."""
+    return sequence_release(
+        [
+            sequence_sample(
+                "walk",
+                [
+                    {"name": "f0.jpg", "timestamp": 0},
+                    {"name": "f1.jpg", "timestamp": "2024-06-07T12:00:00.1Z"},
+                    {"name": "f2.jpg", "timestamp": None},
+                ],
+                [
+                    {"annotations": [box(7, 0, is_keyframe=True), box(9, 10)]},
+                    {"annotations": [box(7, 2)], "image_attributes": {"light": "dim"}},
+                    {"annotations": [], "timestamp": 2},
+                ],
+                metadata={"split": "train"},
+            ),
+            sequence_sample(
+                "drift",
+                [{}, {}],
+                [{"annotations": [box(3, 20)]}, {"annotations": [box(3, 21)]}],
+                status="REVIEWED",
+            ),
+        ]
+    )
+
+
+def test_a_sequence_release_has_one_row_per_frame():
+    table = parse_release(vector_sequences()).samples
+    assert list(table.names) == ["walk/f0.jpg", "walk/f1.jpg", "walk/f2.jpg", "drift/0", "drift/1"]
+    assert list(table.uuids) == ["uuid-walk"] * 3 + ["uuid-drift"] * 2
+    assert list(table.image_urls) == [
+        "https://cdn.example/walk/0.jpg",
+        "https://cdn.example/walk/1.jpg",
+        "https://cdn.example/walk/2.jpg",
+        "https://cdn.example/drift/0.jpg",
+        "https://cdn.example/drift/1.jpg",
+    ]
+    assert list(table.metadata_json) == ['{"split":"train"}'] * 3 + [""] * 2
+    sequences = table.sequences
+    assert sequences is not None
+    assert sequences.offsets.tolist() == [0, 3, 5]
+    assert sequences.sequence.tolist() == [0, 0, 0, 1, 1]
+    assert sequences.frame_index.tolist() == [0, 1, 2, 0, 1]
+    assert list(sequences.frame_names) == ["f0.jpg", "f1.jpg", "f2.jpg", "", ""]
+    assert list(sequences.timestamps) == ["0", "2024-06-07T12:00:00.1Z", "", "", ""]
+    assert list(sequences.sample_names) == ["walk", "drift"]
+    columns = table.labels["ground-truth"]
+    assert columns.status_counts() == {"LABELED": 3, "REVIEWED": 2}
+    assert columns.annotation_offsets.tolist() == [0, 2, 3, 3, 4, 5]
+    assert columns.annotation_ids.tolist() == [7, 9, 7, 3, 3]  # track ids
+    assert columns.track_ids is None
+    types, points, _ = columns.shapes_of(1)
+    assert types.tolist() == [0]
+    assert points.tolist() == [[2.0, 1.0], [6.0, 5.0]]
+    assert columns.shapes is not None
+    assert list(columns.shapes.image_attributes_json) == ["", '{"light":"dim"}', "", "", ""]
+    record = table.record(4)
+    assert (record.name, record.sequence, record.frame_index) == ("drift/1", 1, 1)
+    assert parse_release(current_release()).samples.sequences is None
+    assert parse_release(current_release()).samples.record(0).sequence is None
+
+
+def bitmap_frame(*annotations: dict[str, Any], bitmap: str = "b.png") -> dict[str, Any]:
+    return {"annotations": list(annotations), "segmentation_bitmap": {"url": bitmap}}
+
+
+def test_a_segmentation_sequence_keeps_frame_ids_and_track_ids():
+    tracked = [
+        bitmap_frame(
+            {"id": 1, "category_id": 0, "track_id": 12}, {"id": 2, "category_id": 1, "track_id": 5}
+        ),
+        bitmap_frame({"id": 1, "category_id": 1, "track_id": 5, "is_keyframe": False}),
+        bitmap_frame({"id": 4, "category_id": 0}, bitmap="c.png"),  # no track_id: its id
+    ]
+    document = sequence_release(
+        [
+            sequence_sample("walk", [{}, {}, {}], tracked),
+            sequence_sample("empty", [{}, {}], None),
+        ],
+        task_type="image-segmentation-sequence",
+    )
+    columns = parse_release(document).samples.labels["ground-truth"]
+    assert columns.annotation_ids.tolist() == [1, 2, 1, 4]
+    assert columns.track_ids is not None
+    assert columns.track_ids.tolist() == [12, 5, 5, 4]
+    assert columns.annotation_offsets.tolist() == [0, 2, 3, 4, 4, 4]
+    assert list(columns.bitmap_urls) == ["b.png", "b.png", "c.png", "", ""]
+    assert [LABEL_STATUSES[s] for s in columns.status] == ["LABELED"] * 3 + ["UNLABELED"] * 2
+
+
+FRAMES = "dataset.samples[0].labels.ground-truth.attributes.frames"
+
+
+def set_label_frame(index: int, **fields: Any) -> Any:
+    def edit(document: dict[str, Any]) -> None:
+        frames = document["dataset"]["samples"][0]["labels"]["ground-truth"]["attributes"]
+        frames["frames"][index].update(fields)
+
+    return edit
+
+
+def edit_sample(index: int, edit: Any) -> Any:
+    def apply(document: dict[str, Any]) -> None:
+        edit(document["dataset"]["samples"][index])
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("edit", "path", "detail"),
+    [
+        (
+            edit_sample(0, lambda s: s["labels"]["ground-truth"]["attributes"]["frames"].pop()),
+            FRAMES,
+            "expected a list of 3 frames (one per sample frame), found a list of 2 items",
+        ),
+        (
+            edit_sample(1, lambda s: s["labels"]["ground-truth"]["attributes"].pop("frames")),
+            "dataset.samples[1].labels.ground-truth.attributes.frames",
+            "expected a list of 2 frames (one per sample frame), found nothing (the field is "
+            "missing)",
+        ),
+        (
+            edit_sample(0, lambda s: s["attributes"]["frames"][1]["image"].pop("url")),
+            "dataset.samples[0].attributes.frames[1].image.url",
+            "expected a string, found nothing (the field is missing)",
+        ),
+        (
+            edit_sample(1, lambda s: s["attributes"].pop("frames")),
+            "dataset.samples[1].attributes.frames",
+            "expected a list, found nothing (the field is missing)",
+        ),
+        (
+            edit_sample(0, lambda s: s["attributes"]["frames"].__setitem__(2, "f2.jpg")),
+            "dataset.samples[0].attributes.frames[2]",
+            'expected an object, found "f2.jpg"',
+        ),
+        (
+            edit_sample(0, lambda s: s["attributes"]["frames"][0].update(timestamp=True)),
+            "dataset.samples[0].attributes.frames[0].timestamp",
+            "expected a string, an integer or null, found true",
+        ),
+        (
+            edit_sample(0, lambda s: s["attributes"]["frames"][0].update(name=3)),
+            "dataset.samples[0].attributes.frames[0].name",
+            "expected a string or null, found 3",
+        ),
+        (
+            set_label_frame(1, annotations=[box(7, 0, is_keyframe="yes")]),
+            f"{FRAMES}[1].annotations[0].is_keyframe",
+            'expected true or false, found "yes"',
+        ),
+        (
+            set_label_frame(2, annotations=[shape("polygon", [[0, 0], [1, 1]])]),
+            f"{FRAMES}[2].annotations[0].points",
+            "expected at least 3 points for a polygon, found a list of 2 items",
+        ),
+        (
+            edit_sample(
+                1,
+                lambda s: s["labels"]["ground-truth"]["attributes"]["frames"][1].update(
+                    annotations=[box(3, 21, category_id=8)]
+                ),
+            ),
+            "dataset.samples[1].labels.ground-truth.attributes.frames[1].annotations[0]"
+            ".category_id",
+            "expected one of the category ids (0, 1, 5), found 8",
+        ),
+        (
+            set_label_frame(1, annotations=[box(7, 0), box(7, 2)]),
+            f"{FRAMES}[1].annotations[1].id",
+            "expected an id no other annotation of this label has, found 7 "
+            "(annotations[0] has it too)",
+        ),
+        (
+            edit_sample(
+                0, lambda s: s["labels"]["ground-truth"]["attributes"]["frames"].__setitem__(1, [])
+            ),
+            f"{FRAMES}[1]",
+            "expected an object, found a list of 0 items",
+        ),
+    ],
+    ids=[
+        "fewer-label-frames",
+        "no-label-frames",
+        "frame-without-image-url",
+        "sample-without-frames",
+        "frame-not-an-object",
+        "timestamp-a-bool",
+        "frame-name-a-number",
+        "is-keyframe-a-string",
+        "bad-points-in-a-frame",
+        "unknown-category-in-a-later-sequence",
+        "a-track-twice-in-a-frame",
+        "label-frame-not-an-object",
+    ],
+)
+def test_bad_sequences_are_named_by_their_path(edit, path, detail):
+    document = vector_sequences()
+    edit(document)
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(document)
+    assert (info.value.path, info.value.detail) == (path, detail)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "where", "detail"),
+    [
+        (
+            [{"id": 1, "category_id": 0, "track_id": 0}],
+            "annotations[0].track_id",
+            "expected an integer from 1 to 16777215, found 0",
+        ),
+        (
+            [
+                {"id": 1, "category_id": 0, "track_id": 5},
+                {"id": 2, "category_id": 0, "track_id": 5},
+            ],
+            "annotations[1].track_id",
+            "expected a track id no other annotation of this label has, found 5 "
+            "(annotations[0] has it too)",
+        ),
+        (
+            [{"id": 1, "category_id": 0, "is_keyframe": 1}],
+            "annotations[0].is_keyframe",
+            "expected true or false, found 1",
+        ),
+    ],
+    ids=["track-id-zero", "a-track-twice-in-a-frame", "is-keyframe-a-number"],
+)
+def test_bad_segmentation_sequence_tracks_are_named_by_their_path(annotations, where, detail):
+    frames = [bitmap_frame({"id": 1, "category_id": 0, "track_id": 5}), bitmap_frame(*annotations)]
+    document = sequence_release(
+        [sequence_sample("walk", [{}, {}], frames)], task_type="image-segmentation-sequence"
+    )
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(document)
+    assert (info.value.path, info.value.detail) == (f"{FRAMES}[1].{where}", detail)
+
+
+@pytest.mark.parametrize(
+    ("edit", "path"),
+    [
+        (lambda s: s.update(name="seq-\ud800"), "dataset.samples[1].name"),
+        (lambda s: s["attributes"]["frames"][1].update(name="\udc00"), "attributes.frames[1].name"),
+        (
+            lambda s: s["attributes"]["frames"][1]["image"].update(url="\ud800.jpg"),
+            "attributes.frames[1].image.url",
+        ),
+    ],
+    ids=["sample-name", "frame-name", "frame-image-url"],
+)
+def test_lone_surrogates_in_sequences_are_named_by_their_path(edit, path):
+    document = vector_sequences()
+    edit(document["dataset"]["samples"][1])
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(document)
+    expected = path if path.startswith("dataset") else f"dataset.samples[1].{path}"
+    assert info.value.path == expected
+    assert "a lone surrogate" in info.value.detail
+
+
+def test_a_bad_bitmap_url_in_a_frame_is_named_by_its_path():
+    frames = [bitmap_frame(), {"segmentation_bitmap": {"url": "\ud800.png"}}]
+    document = sequence_release(
+        [sequence_sample("walk", [{}, {}], frames)], task_type="image-segmentation-sequence"
+    )
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(document)
+    assert info.value.path == f"{FRAMES}[1].segmentation_bitmap.url"

@@ -25,7 +25,15 @@ from segments_torch.splits import (
     split_from_dict,
     unit_hash,
 )
-from tests.releases import annotation, current_release, label, sample, tasks_release
+from tests.releases import (
+    annotation,
+    current_release,
+    label,
+    sample,
+    sequence_release,
+    sequence_sample,
+    tasks_release,
+)
 
 DEMO_UUID_0 = "d5602f48-2ff7-5b0a-a8f4-2d61115552e3"  # shapes-000.jpg
 
@@ -329,3 +337,70 @@ def test_importing_splits_imports_neither_torch_nor_lightning():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# -- sequences -------------------------------------------------------------------------------
+
+
+def sequences_table(count: int, frames: int = 3, **fields: Any):
+    """A vector sequence release of ``count`` sequences of ``frames`` frames."""
+    samples = []
+    for i in range(count):
+        entry = sequence_sample(
+            f"seq-{i:03d}",
+            [{} for _ in range(frames)],
+            [{"annotations": []} for _ in range(frames)],
+            metadata={"split": "val" if i % 3 == 0 else "train"},
+        )
+        entry.update(fields)
+        samples.append(entry)
+    return parse_release(sequence_release(samples)).samples
+
+
+def splits_of_sequences(table, assignment: SplitAssignment) -> dict[int, set[int]]:
+    """sequence -> the split codes of its frames."""
+    assert table.sequences is not None
+    found: dict[int, set[int]] = {}
+    for row, code in enumerate(assignment.codes.tolist()):
+        found.setdefault(int(table.sequences.sequence[row]), set()).add(code)
+    return found
+
+
+def test_sample_keys_of_frames_are_their_sequences():
+    table = sequences_table(2, frames=2)
+    assert sample_keys(table) == ["uuid-seq-000"] * 2 + ["uuid-seq-001"] * 2
+    assert sample_keys(table, [3, 0]) == ["uuid-seq-001", "uuid-seq-000"]
+    nameless = sequences_table(2, frames=2, uuid="")
+    assert sample_keys(nameless) == ["seq-000", "seq-000", "seq-001", "seq-001"]
+
+
+@pytest.mark.parametrize(
+    "split",
+    [
+        RatioSplit({"train": 0.5, "val": 0.5}, seed=3),
+        MetadataSplit("split"),
+        ListSplit({"train": ["seq-001", "uuid-seq-002"], "val": ["seq-000"]}),
+    ],
+    ids=["ratio", "metadata", "list"],
+)
+def test_every_rule_keeps_the_frames_of_a_sequence_in_one_split(split):
+    table = sequences_table(40)
+    assignment = split.assign(table)
+    by_sequence = splits_of_sequences(table, assignment)
+    assert len(by_sequence) == 40
+    assert all(len(codes) == 1 for codes in by_sequence.values()), by_sequence
+    codes = set().union(*by_sequence.values())
+    assert {0, 1} <= codes  # both splits hold sequences: nothing trivially passes
+    if isinstance(split, ListSplit):
+        assert assignment.rows("train").tolist() == [3, 4, 5, 6, 7, 8]
+        assert assignment.rows("val").tolist() == [0, 1, 2]
+
+
+def test_list_split_refuses_a_sequence_in_two_splits():
+    table = sequences_table(2)
+    with pytest.raises(SplitError) as info:
+        ListSplit({"train": ["seq-001"], "val": ["uuid-seq-001"]}).assign(table)
+    assert str(info.value) == (
+        "<dict>: ListSplit: sample 'seq-001' (uuid 'uuid-seq-001') is listed in both "
+        "'train' and 'val'"
+    )

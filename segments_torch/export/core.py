@@ -127,6 +127,8 @@ def export_dataset(
         # A training convention: the export leaves unlabelled pixels unlabelled, as the
         # release has them, and labels its categories as without it.
         dataset = dataset.with_options(background=None)
+    if dataset.sequence:  # the rows are frames: one file each, whole sequences or not
+        dataset = dataset.with_options(sequence=False)
     if dataset.vector and not EXPORT_FORMATS[name].shapes:
         served = ", ".join(f for f in FORMATS if EXPORT_FORMATS[f].shapes)
         raise ExportError(
