@@ -342,7 +342,8 @@ def render_preview(
 
     Args:
         dataset: the samples, any target kind and transforms (neither is used).
-        indices: which ``dataset[i]`` to draw, in order.
+        indices: which ``dataset[i]`` to draw, in order; of a ``sequence=True`` dataset,
+            one tile for each frame of each sequence.
         tile: the longer side of each tile, in pixels.
         columns: tiles per row.
         boxes: draw each instance's box and name (see :func:`draw_sample`).
@@ -354,7 +355,8 @@ def render_preview(
     if tile < 1 or columns < 1:
         raise ValueError(f"tile and columns must be at least 1, not {tile} and {columns}")
     reader = _reader(dataset, tile)
-    samples = [_read(reader, index, tile) for index in indices]
+    frames = (frame for index in indices for frame in dataset.frames_of(index))
+    samples = [_read(reader, frame, tile) for frame in frames]
     if not samples:
         raise SelectionError("render_preview: no samples to preview")
     colors = preview_colors(dataset.categories)
@@ -370,7 +372,8 @@ def render_preview(
 def _reader(dataset: SegmentsDataset, tile: int) -> SegmentsDataset:
     """A variant of ``dataset`` serving untransformed panoptic ``(image, target)`` items
     (instance items of vector labels) in private memory, at the tile's size unless the
-    dataset has a size of its own; it shares the dataset's failure counts. Its label
+    dataset has a size of its own, one item per frame of a sequence; it shares the
+    dataset's failure counts. Its label
     offset is 1, which panoptic targets with a background class need (:func:`_read` takes
     labels back to training labels)."""
     size = {} if dataset.resizing else {"size": None, "max_size": tile}
@@ -380,6 +383,7 @@ def _reader(dataset: SegmentsDataset, tile: int) -> SegmentsDataset:
         shared_memory=False,
         decode="host",
         label_offset=1,
+        sequence=False,
         **size,
     )
 

@@ -13,7 +13,12 @@ from PIL import Image
 from segments_torch import SegmentsDataset
 from segments_torch.categories import CategoryMap
 from segments_torch.codecs import encode_bitmap
-from segments_torch.demo import RELEASE_PATH, VECTOR_RELEASE_PATH
+from segments_torch.demo import (
+    RELEASE_PATH,
+    SEGMENTATION_SEQUENCE_RELEASE_PATH,
+    SEQUENCE_RELEASE_PATH,
+    VECTOR_RELEASE_PATH,
+)
 from segments_torch.preview import (
     PALETTE,
     category_color,
@@ -325,3 +330,18 @@ def test_vector_shapes_are_drawn_masks_lines_and_dots():
     # Inside the square (a bbox), the photo half covered in the square's color.
     blended = np.rint(photo[100, 205] * 0.5 + np.array([69, 123, 157]) * 0.5)
     assert pixels[100, 205].tolist() == blended.tolist()
+
+
+@pytest.mark.parametrize(
+    "path", [SEQUENCE_RELEASE_PATH, SEGMENTATION_SEQUENCE_RELEASE_PATH], ids=["vector", "bitmap"]
+)
+def test_a_sequence_dataset_previews_every_frame_of_its_sequences(path):
+    frames = SegmentsDataset(path)
+    sequences = frames.with_options(sequence=True)
+    assert (len(frames), len(sequences)) == (8, 2)
+    assert list(sequences.frames_of(1)) == [4, 5, 6, 7]
+    assert list(frames.frames_of(-1)) == [7]
+    page = np.asarray(render_preview(sequences, [1], tile=64, columns=4))
+    assert page.tobytes() == np.asarray(render_preview(frames, range(4, 8), tile=64)).tobytes()
+    with pytest.raises(IndexError, match=r"^index 2 is out of range for 2 sequences$"):
+        render_preview(sequences, [2])
