@@ -551,7 +551,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         image_url, bitmap_url = table.image_urls[row], self._labels.bitmap_urls[row]
         # In a DataLoader worker, masks and maps are made in the shared memory they are
         # sent through; not where transforms replace them, nor semantic maps, which any
-        # collate stacks into a batch of its own (wasted, they cost 7% of throughput).
+        # collate stacks into a batch of its own (the shared copy would be wasted).
         shared = (
             self.shared_memory
             and self.target != "semantic"
@@ -569,7 +569,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
 
         # Remote assets download at once: the bitmap is downloaded, decoded and made into
         # the target by a storage thread while this one downloads and decodes the image
-        # (over loopback HTTP, 6-14% less time an item than building it here after both).
+        # (less time an item than building it here after both: see docs/benchmarks.md).
         assets = (
             self.storage.read_each([image_url, bitmap_url], [self._decoded_image, decode_target])
             if bitmap_url and label is None
