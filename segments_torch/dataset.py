@@ -617,7 +617,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         image, original = self._read(name, image_url, assets)
         height, width = image.shape[-2:]
         annotation_ids, labels, _ = self.annotation_tables(row)
-        attributes, image_attributes = self._labels.attributes_of(row)
+        attributes, image_attributes, links = self._labels.attributes_of(row)
         options = self.target_options
         target = shape_target(
             self.target,
@@ -636,6 +636,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         self.sequence_fields(row, target)
         if self.target != "semantic":
             target["image_attributes"] = json.loads(image_attributes) if image_attributes else {}
+            target["links"] = json.loads(links) if links else []
         return self._finished(image, target, original)
 
     def shape_outlines(

@@ -954,7 +954,7 @@ class _LabelLists:
         self.bitmap_urls += [""] * count
         self.counts += [0] * count
         if self.shapes is not None:
-            self.shapes.image_attributes += [""] * count
+            self.shapes.add_empty(count)
 
     def add(self, parser: _Parser, status: int, attributes: Mapping[str, Any], path: str) -> None:
         annotations = attributes.get("annotations")
@@ -975,7 +975,7 @@ class _LabelLists:
         if self.frames:
             _check_keyframes(parser, annotations, _join(path, "annotations"))
         if self.shapes is not None:
-            self.shapes.add(parser, attributes, annotations, path)
+            self.shapes.add(parser, attributes, annotations, ids, path)
         bitmap = attributes.get("segmentation_bitmap")
         url = bitmap.get("url") if type(bitmap) is dict else bitmap
         if url is None:
@@ -1165,16 +1165,23 @@ class _ShapeLists:
         self.coordinates: list[float] = []
         self.attributes: list[str] = []
         self.image_attributes: list[str] = []
+        self.links: list[str] = []
+
+    def add_empty(self, count: int) -> None:
+        """``count`` labels without shapes."""
+        self.image_attributes += [""] * count
+        self.links += [""] * count
 
     def add(
         self,
         parser: _Parser,
         label: Mapping[str, Any],
         annotations: list[Any],
+        track_ids: list[Any],
         path: str,
     ) -> None:
         """Check and keep the shapes of one label's ``annotations`` (already known to be
-        objects with ids and category ids)."""
+        objects with ids and category ids; ``track_ids`` are theirs), and its links."""
         for j, annotation in enumerate(annotations):
             where = _join(_join(path, "annotations"), j)
             kind = annotation.get("type", _MISSING)
@@ -1199,6 +1206,7 @@ class _ShapeLists:
         self.image_attributes.append(
             parser.json_text(label.get("image_attributes"), _join(path, "image_attributes"))
         )
+        self.links.append(_links_text(parser, label.get("links"), track_ids, _join(path, "links")))
 
     def columns(self) -> ShapeColumns:
         offsets = np.zeros(len(self.counts) + 1, dtype=np.int64)
@@ -1209,7 +1217,30 @@ class _ShapeLists:
             points=np.asarray(self.coordinates, dtype=np.float32).reshape(-1, 2),
             attributes_json=StringColumn.from_strings(self.attributes),
             image_attributes_json=StringColumn.from_strings(self.image_attributes),
+            links_json=StringColumn.from_strings(self.links),
         )
+
+
+def _links_text(parser: _Parser, links: Any, track_ids: list[Any], path: str) -> str:
+    """A label's ``links`` (``[{from_id, to_id, attributes?}]``: relations between its
+    annotations, by track id) as JSON text after checking them; ``""`` for none."""
+    if links is None or links == []:
+        return ""
+    if type(links) is not list:
+        raise parser.fail(path, "a list of links or null", links)
+    known = set(track_ids)
+    for k, link in enumerate(links):
+        where = _join(path, k)
+        if type(link) is not dict:
+            raise parser.fail(where, "an object", link)
+        for key in ("from_id", "to_id"):
+            value = link.get(key, _MISSING)
+            if type(value) is not int or value not in known:
+                raise parser.fail(
+                    _join(where, key), "the track id of an annotation of this label", value
+                )
+        parser.json_text(link.get("attributes"), _join(where, "attributes"))
+    return json.dumps(links, separators=(",", ":"))
 
 
 def _points(parser: _Parser, value: Any, path: str) -> list[list[float]]:

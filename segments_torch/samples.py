@@ -128,7 +128,9 @@ class ShapeColumns:
     Annotation ``k``'s points are ``points[o[k]:o[k+1]]`` with ``o = point_offsets``
     (``(P, 2)`` float32, x and y in pixels; a bbox's two corners sorted: top-left first),
     its shape ``SHAPE_TYPES[types[k]]`` and its ``attributes`` JSON text (``""`` when
-    none); ``image_attributes`` holds each row's label's ``image_attributes`` as JSON text.
+    none); ``image_attributes_json`` and ``links_json`` hold each row's label's
+    ``image_attributes`` and ``links`` (relations between its annotations, by track id) as
+    JSON text.
     """
 
     types: npt.NDArray[np.int8]
@@ -136,6 +138,7 @@ class ShapeColumns:
     points: npt.NDArray[np.float32]
     attributes_json: StringColumn
     image_attributes_json: StringColumn
+    links_json: StringColumn
 
     def points_of(self, start: int, stop: int) -> tuple[npt.NDArray[np.float32], IntArray]:
         """The points of annotations ``start .. stop - 1`` and their offsets, from 0."""
@@ -145,7 +148,7 @@ class ShapeColumns:
     @property
     def nbytes(self) -> int:
         arrays = (self.types, self.point_offsets, self.points)
-        strings = (self.attributes_json, self.image_attributes_json)
+        strings = (self.attributes_json, self.image_attributes_json, self.links_json)
         return sum(int(a.nbytes) for a in arrays) + sum(c.nbytes for c in strings)
 
 
@@ -218,14 +221,14 @@ class LabelColumns:
         points, offsets = self.shapes.points_of(start, stop)
         return self.shapes.types[start:stop], points, offsets
 
-    def attributes_of(self, row: int) -> tuple[list[str], str]:
-        """One row's annotations' ``attributes`` and its label's ``image_attributes``,
-        as JSON text (``""``: none); a vector labelset's only."""
+    def attributes_of(self, row: int) -> tuple[list[str], str, str]:
+        """One row's annotations' ``attributes``, its label's ``image_attributes`` and its
+        ``links``, as JSON text (``""``: none); a vector labelset's only."""
         if self.shapes is None:
             raise ValueError("a bitmap labelset's annotations have no shapes")
         start, stop = int(self.annotation_offsets[row]), int(self.annotation_offsets[row + 1])
         texts = [self.shapes.attributes_json[k] for k in range(start, stop)]
-        return texts, self.shapes.image_attributes_json[row]
+        return texts, self.shapes.image_attributes_json[row], self.shapes.links_json[row]
 
     @property
     def nbytes(self) -> int:

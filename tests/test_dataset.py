@@ -1092,6 +1092,16 @@ def test_vector_item_holds_every_shape_of_the_label():
     assert target["image_id"] == 0
 
 
+def test_vector_links_are_reachable_from_the_target():
+    document = json.loads(VECTOR_RELEASE_PATH.read_text())
+    label = document["dataset"]["samples"][0]["labels"]["ground-truth"]["attributes"]
+    label["links"] = [{"from_id": 1001, "to_id": 2, "attributes": {"relation": "centre of"}}]
+    linked = SegmentsDataset(document, asset_root=str(DEMO))
+    assert linked[0][1]["links"] == label["links"]
+    assert linked[1][1]["links"] == []  # a label without links
+    assert "links" not in linked.with_options(target="semantic")[0][1]
+
+
 def test_vector_semantic_paints_the_instances_in_order():
     instance = SegmentsDataset(VECTOR_RELEASE_PATH)
     semantic = SegmentsDataset(VECTOR_RELEASE_PATH, target="semantic")

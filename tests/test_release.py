@@ -1467,6 +1467,56 @@ def test_bad_image_attributes_are_named_by_their_path():
     assert info.value.path == "dataset.samples[0].labels.ground-truth.attributes.image_attributes"
 
 
+LINKS = "dataset.samples[0].labels.ground-truth.attributes.links"
+TWO_SHAPES = [shape("point", [[0, 0]], track_id=3), shape("point", [[1, 1]], track_id=8)]
+
+
+def test_links_are_kept_as_json_text():
+    links = [{"from_id": 3, "to_id": 8, "attributes": {"relation": "holds"}}]
+    columns = parse_release(vector_release(TWO_SHAPES, links=links)).samples.labels
+    shapes = columns["ground-truth"].shapes
+    assert shapes is not None
+    assert shapes.links_json[0] == '[{"from_id":3,"to_id":8,"attributes":{"relation":"holds"}}]'
+    empty = parse_release(vector_release(TWO_SHAPES, links=[])).samples.labels["ground-truth"]
+    assert empty.shapes is not None
+    assert empty.shapes.links_json[0] == ""
+
+
+@pytest.mark.parametrize(
+    ("links", "where", "message"),
+    [
+        ({"from_id": 3}, "", "expected a list of links or null, found an object"),
+        (["3-8"], "[0]", 'expected an object, found "3-8"'),
+        (
+            [{"to_id": 8}],
+            "[0].from_id",
+            "expected the track id of an annotation of this label, found nothing (the field "
+            "is missing)",
+        ),
+        (
+            [{"from_id": 3, "to_id": 9}],
+            "[0].to_id",
+            "expected the track id of an annotation of this label, found 9",
+        ),
+        (
+            [{"from_id": 3, "to_id": 8}, {"from_id": "3", "to_id": 8}],
+            "[1].from_id",
+            'expected the track id of an annotation of this label, found "3"',
+        ),
+        (
+            [{"from_id": 3, "to_id": 8, "attributes": "near"}],
+            "[0].attributes",
+            'expected an object or null, found "near"',
+        ),
+    ],
+    ids=["an-object", "a-string", "no-from", "unknown-to", "string-id", "bad-attributes"],
+)
+def test_bad_links_are_named_by_their_path(links, where, message):
+    with pytest.raises(ReleaseFormatError) as info:
+        parse_release(vector_release(TWO_SHAPES, links=links))
+    assert (info.value.path, info.value.detail) == (f"{LINKS}{where}", message)
+
+
 # -- sequences ------------------------------------------------------------------------------
 
 
