@@ -5,13 +5,14 @@
 #   device run: bash scripts/gpu_check.sh          (timeout_s about 540; carry .whl)
 #
 # The machine's python3 holds a CUDA build of PyTorch, torchvision and Lightning; what it
-# lacks (torchcodec for nvJPEG, pyspng, zlib-ng, zstandard) travels as cp312 wheels in
+# lacks (torchcodec for nvJPEG, pyspng, simplejpeg, zlib-ng, zstandard) travels as cp312 wheels in
 # .whl/, made here beforehand:
 #
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl torchcodec==<the release matching its torch> pyspng zlib-ng zstandard
+#       -d .whl torchcodec==<the release matching its torch> pyspng simplejpeg \
+#       zlib-ng zstandard
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"

@@ -12,7 +12,9 @@ Which library decodes what is chosen here alone, by measurement
 
 - JPEG: torchcodec when installed (as fast as torchvision.io, whose decoders are
   deprecated since torchvision 0.29), torchvision.io otherwise, its deprecation warning
-  kept from users.
+  kept from users. At a reduced DCT scale (``size=``): simplejpeg when installed, Pillow's
+  ``draft`` otherwise (both libjpeg-turbo, the same pixels; simplejpeg decodes straight
+  into one array, Pillow copies the image three times on its way out).
 - PNG images: torchcodec when installed, Pillow otherwise; never torchvision.io's
   ``decode_png``, which crashes the process (SIGSEGV) on a PNG that fails mid-image.
 - Bitmaps: pyspng when installed (the fastest by far), torchcodec, then Pillow. pyspng
@@ -309,6 +311,14 @@ def _pyspng() -> Any:
     return pyspng
 
 
+def _simplejpeg() -> Any:
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    return simplejpeg
+
+
 def _zlib() -> Any:
     """zlib-ng's drop-in zlib module when installed (it inflates bitmaps several times
     faster), else zlib."""
@@ -321,6 +331,7 @@ def _zlib() -> Any:
 
 _TORCHCODEC = _torchcodec()
 _PYSPNG = _pyspng()
+_SIMPLEJPEG = _simplejpeg()
 _ZLIB = _zlib()
 
 
@@ -416,7 +427,7 @@ def decode_image(
     ``v2.Resize(size, max_size=max_size)`` gives the oriented image
     (:func:`~segments_torch.sizes.output_size`), resized with antialiasing. A JPEG at
     least twice that size is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that is
-    still at least that size (libjpeg-turbo through Pillow's ``draft``), then resized: a
+    still at least that size (libjpeg-turbo through simplejpeg or Pillow), then resized: a
     fraction of the memory and of the IDCT's time; the pixels differ from those of
     ``v2.Resize(antialias=True)`` of the full decode by a little (see the README).
 
@@ -480,16 +491,17 @@ def _scaled_jpeg(data: bytes, size: Size, max_size: int | None) -> torch.Tensor 
     # reduction then stands for the antialiased resize, and differs from it most.
     if 2 * stored[0] >= frame.height or 2 * stored[1] >= frame.width:
         return None  # no reduced scale is larger than the output: the full decode is
-    with Image.open(io.BytesIO(data)) as image:
-        # the smallest scale that is larger than the output
-        image.draft("RGB", (stored[1] + 1, stored[0] + 1))
-        reduced = (image.size[1], image.size[0])
-        pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    # Pillow's rule for the scale (so both decoders read the same one): the largest of
+    # 1/8, 1/4, 1/2 whose image is larger than the output on both sides.
+    fits = min(frame.width // (stored[1] + 1), frame.height // (stored[0] + 1))
+    scale = next((s for s in (8, 4, 2) if s <= fits), 1)
+    if scale == 1:
+        return None
+    pixels = _jpeg_at_scale(data, scale, frame)
     # The reduced image is ceil(side / s) pixels, its last a partial block: resize by the
     # true factor (out * s / side), not out / reduced, or the content drifts by up to a
     # pixel across the image. In the stored orientation, where the partial block is
     # last; then turned (a permutation, which commutes with the resize).
-    scale = next(s for s in (2, 4, 8) if -(-frame.width // s) == reduced[1])
     factors = [stored[0] * scale / frame.height, stored[1] * scale / frame.width]
     # HWC viewed as CHW: channels-last, where torch's uint8 antialiased resize is fastest
     resized = torch.nn.functional.interpolate(
@@ -501,6 +513,38 @@ def _scaled_jpeg(data: bytes, size: Size, max_size: int | None) -> torch.Tensor 
         recompute_scale_factor=False,
     )[0]
     return orient(resized, orientation)
+
+
+def _jpeg_at_scale(data: bytes, scale: int, frame: _JpegFrame) -> torch.Tensor:
+    """A JPEG decoded at DCT scale ``1 / scale``: ``(3, ceil(H / scale), ceil(W / scale))``
+    uint8, in a channels-last layout, its EXIF orientation not applied.
+
+    simplejpeg when installed (see the module docstring); Pillow otherwise, and for what
+    simplejpeg refuses (it fails on any libjpeg warning, where Pillow decodes on).
+    """
+    shape = (-(-frame.height // scale), -(-frame.width // scale))
+    # simplejpeg decodes at the smallest of libjpeg-turbo's scales (n / 8) whose image is
+    # at least the size asked for: 1 / scale, unless a smaller one rounds up to the same
+    # size (on images of a few pixels; Pillow then).
+    smaller = any(
+        -(-frame.height * n // 8) >= shape[0] and -(-frame.width * n // 8) >= shape[1]
+        for n in range(1, 8 // scale)
+    )
+    if _SIMPLEJPEG is not None and not smaller:
+        with contextlib.suppress(ValueError):
+            array = _SIMPLEJPEG.decode_jpeg(
+                data, colorspace="RGB", min_height=shape[0], min_width=shape[1]
+            )
+            return torch.from_numpy(array).permute(2, 0, 1)
+    with Image.open(io.BytesIO(data)) as image:
+        # draft takes the largest scale whose image holds the size asked for
+        image.draft("RGB", (max(1, frame.width // scale), max(1, frame.height // scale)))
+        if image.mode != "RGB":  # grey: draft does not convert it
+            image = image.convert("RGB")
+        pixels = torch.from_numpy(np.array(image))
+    if tuple(pixels.shape[:2]) != shape:
+        raise ValueError(f"decoded at {pixels.shape[1]}x{pixels.shape[0]}, not at 1/{scale}")
+    return pixels.permute(2, 0, 1)
 
 
 def _resized(image: torch.Tensor, out: tuple[int, int] | None) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from PIL import Image, ImageOps, JpegImagePlugin
+from PIL import Image, ImageOps
 from torchvision.transforms import v2
 
 from segments_torch import codecs
@@ -1812,28 +1812,135 @@ def test_decoding_at_a_size_applies_exif_orientation(orientation):
     assert int(difference.max()) <= 24
 
 
-def test_decoding_at_a_size_reads_a_reduced_scale_only_where_it_is_larger(monkeypatch):
-    drafts: list[tuple[int, int]] = []
-    real = JpegImagePlugin.JpegImageFile.draft
+@pytest.fixture(params=["simplejpeg", "without-simplejpeg"])
+def scaled_decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once with simplejpeg decoding JPEGs at a reduced scale (when
+    installed), once as if it were not installed (Pillow's ``draft``)."""
+    return optional_package(request, monkeypatch, "_SIMPLEJPEG")
 
-    def spy(self: Any, mode: str | None, size: tuple[int, int] | None) -> Any:
-        assert size is not None
-        drafts.append(size)
-        return real(self, mode, size)  # type: ignore[no-untyped-call]
 
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+def spy_on_scales(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The DCT scales (denominators) that decode_image asks :func:`codecs._jpeg_at_scale`
+    for, appended as it does."""
+    scales: list[int] = []
+    real = codecs._jpeg_at_scale
+
+    def spy(data: bytes, scale: int, frame: Any) -> torch.Tensor:
+        scales.append(scale)
+        return real(data, scale, frame)
+
+    monkeypatch.setattr(codecs, "_jpeg_at_scale", spy)
+    return scales
+
+
+def test_decoding_at_a_size_reads_a_reduced_scale_only_where_it_is_larger(
+    monkeypatch, scaled_decoder
+):
+    scales = spy_on_scales(monkeypatch)
     data = encode(Image.fromarray(photo(480, 640, seed=3)), "JPEG")
     assert tuple(decode_image(data, size=100).shape) == (3, 100, 133)
-    assert drafts == [(134, 101)]  # a scale larger than the output: 1/4, 160 x 120
-    drafts.clear()
+    assert scales == [4]  # 1/4 (160 x 120) is larger than 133 x 100; 1/8 is not
+    scales.clear()
+    assert tuple(decode_image(data, size=120).shape) == (3, 120, 160)
+    assert scales == [2]  # 1/4 would be the output's size exactly: passed over
+    scales.clear()
     # half the size exactly: no scale is larger than it but the full one
     assert tuple(decode_image(data, size=240).shape) == (3, 240, 320)
     assert torch.equal(decode_image(data, size=240), resized_reference(data, 240, None))
-    assert drafts == []
+    assert scales == []
     # other formats: the full decode, resized
     png = encode(Image.fromarray(photo(48, 64, seed=4)), "PNG")
     assert torch.equal(decode_image(png, size=12), resized_reference(png, 12, None))
-    assert drafts == []
+    assert scales == []
+
+
+def pillow_draft(data: bytes, scale: int) -> torch.Tensor:
+    """The JPEG decoded by Pillow's ``draft`` at ``1 / scale``, as ``(3, H, W)``."""
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        image.draft("RGB", (width // scale, height // scale))
+        assert image.size == (-(-width // scale), -(-height // scale))
+        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+
+
+JPEG_VARIANTS: dict[str, dict[str, Any]] = {
+    "4:2:0": {"quality": 90},
+    "4:4:4": {"quality": 95, "subsampling": 0},
+    "progressive": {"quality": 85, "progressive": True},
+    "grey": {"quality": 90, "mode": "L"},
+}
+
+
+@pytest.mark.parametrize("variant", list(JPEG_VARIANTS))
+@pytest.mark.parametrize("shape", [(480, 640), (721, 1283), (97, 61)])
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_a_reduced_scale_decodes_to_pillows_draft_pixels(scaled_decoder, variant, shape, scale):
+    # simplejpeg and Pillow both run libjpeg-turbo: the same pixels, whichever is installed
+    options = dict(JPEG_VARIANTS[variant])
+    height, width = shape
+    image = Image.fromarray(photo(height, width, seed=scale)).convert(options.pop("mode", "RGB"))
+    data = encode(image, "JPEG", **options)
+    got = codecs._jpeg_at_scale(data, scale, codecs._jpeg_frame(data))
+    assert got.dtype == torch.uint8
+    assert torch.equal(got, pillow_draft(data, scale))
+
+
+def test_a_tiny_jpeg_whose_smaller_scale_rounds_alike_is_decoded_by_pillow(monkeypatch):
+    if codecs._SIMPLEJPEG is None:
+        pytest.skip("simplejpeg is not installed")
+    calls: list[int] = []
+    real = codecs._SIMPLEJPEG
+
+    class Spy:
+        @staticmethod
+        def decode_jpeg(data: bytes, **options: Any) -> Any:
+            calls.append(options["min_height"])
+            return real.decode_jpeg(data, **options)
+
+    monkeypatch.setattr(codecs, "_SIMPLEJPEG", Spy)
+    # 6 x 6 at 1/2 is 3 x 3, and so is libjpeg-turbo's 3/8: simplejpeg would take 3/8
+    tiny = encode(Image.fromarray(photo(6, 6, seed=1)), "JPEG")
+    frame = codecs._jpeg_frame(tiny)
+    assert torch.equal(codecs._jpeg_at_scale(tiny, 2, frame), pillow_draft(tiny, 2))
+    assert calls == []
+    large = encode(Image.fromarray(photo(64, 64, seed=1)), "JPEG")
+    at_half = codecs._jpeg_at_scale(large, 2, codecs._jpeg_frame(large))
+    assert torch.equal(at_half, pillow_draft(large, 2))
+    assert calls == [32]
+
+
+def test_a_jpeg_simplejpeg_refuses_is_decoded_by_pillow(monkeypatch):
+    if codecs._SIMPLEJPEG is None:
+        pytest.skip("simplejpeg is not installed")
+    data = encode(Image.fromarray(photo(240, 320, seed=8)), "JPEG", quality=90)
+    # junk before the end marker: libjpeg warns ("extraneous bytes before marker"), which
+    # simplejpeg raises and Pillow decodes past
+    warned = data[:-2] + b"\x00\x17\x2a" + data[-2:]
+    with pytest.raises(ValueError, match="extraneous bytes"):
+        codecs._SIMPLEJPEG.decode_jpeg(warned, colorspace="RGB")
+    got = decode_image(warned, size=60)
+    monkeypatch.setattr(codecs, "_SIMPLEJPEG", None)
+    assert torch.equal(got, decode_image(warned, size=60))
+    assert torch.equal(got, decode_image(data, size=60))
+
+
+def test_decoding_a_truncated_jpeg_at_a_size(scaled_decoder):
+    data = encode(Image.fromarray(photo(240, 320, seed=9)), "JPEG", quality=90)
+    assert decode_error(lambda cut: decode_image(cut, size=60), data[: len(data) // 2]).startswith(
+        "cannot decode the image (JPEG data): "
+    )
+
+
+@needs_fork
+def test_decoding_at_a_size_survives_damaged_bytes(scaled_decoder):
+    data = encode(Image.fromarray(photo(64, 96, seed=10)), "JPEG", quality=90)
+    generator = rng(94)
+    for position in generator.choice(np.arange(2, len(data)), size=25, replace=False).tolist():
+        damaged = bytearray(data)
+        damaged[position] ^= int(generator.integers(1, 256))
+        status, said = run_forked(shape_of(lambda cut: decode_image(cut, size=16)), bytes(damaged))
+        assert not crashed(status), (position, crashed(status))
+        assert said.startswith(("DecodeError: cannot decode the image (", "decoded (3, ")), said
 
 
 def test_decoding_at_the_full_size_returns_the_full_decode():
