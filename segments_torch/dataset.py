@@ -565,7 +565,8 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
             ids = decode_bitmap(data, max_pixels=self.max_pixels)
             if identity is not None:
                 self._keep_label(identity, SegmentMap.from_ids(ids))
-            return ids.shape, self.target_for(row, self._at_size(ids), shared=shared)
+            shape, ids = ids.shape, self._at_size(ids)  # a full-size map freed before the masks
+            return shape, self.target_for(row, ids, shared=shared)
 
         # Remote assets download at once: the bitmap is downloaded, decoded and made into
         # the target by a storage thread while this one downloads and decodes the image

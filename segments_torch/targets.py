@@ -194,16 +194,26 @@ def sample_nearest(
     rows = nearest_rows(rows_in, height).to(device)
     columns = nearest_rows(columns_in, width).to(device)
     if isinstance(labels, torch.Tensor):
-        return labels.index_select(0, rows).index_select(1, columns)
-    segments = labels.segments.index_select(0, rows).index_select(1, columns)
+        return _take(labels, rows, columns)
+    segments = _take(labels.segments, rows, columns)
     count = len(labels.ids)
-    present = torch.bincount(segments.reshape(-1).to(torch.int64), minlength=count).cpu() > 0
+    # counted in their own dtype: a conversion to int64 first costs three times the count
+    present = torch.bincount(segments.reshape(-1), minlength=count).cpu() > 0
     if bool(present.all()):
         return SegmentMap(segments, labels.ids)
     # Renumber the segments left, so that the table holds exactly the ids of the pixels.
     number = (torch.cumsum(present, 0) - 1).to(segments.dtype)
     renumbered = torch.index_select(number.to(device), 0, segments.reshape(-1).to(torch.int32))
     return SegmentMap(renumbered.view(height, width), labels.ids[present])
+
+
+def _take(pixels: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """``pixels[rows][:, columns]`` of an ``(H, W)`` map. On CPU by numpy's outer indexing,
+    which makes no ``(rows, W)`` copy on the way (a 10 MP id map sampled at 1 MP: 12 MB
+    less, and faster than two ``index_select``); on a GPU by those two."""
+    if pixels.device.type == "cpu":
+        return torch.from_numpy(pixels.numpy()[np.ix_(rows.numpy(), columns.numpy())])
+    return pixels.index_select(0, rows).index_select(1, columns)
 
 
 def map_ids(
