@@ -3,7 +3,7 @@ items resized by ``v2.Resize(800, max_size=1333)``.
 
 Run it from the repository root::
 
-    .venv/bin/python benchmarks/bench_resize.py            # about 4 minutes on two cores
+    .venv/bin/python benchmarks/bench_resize.py            # about a minute on two cores
     .venv/bin/python benchmarks/bench_resize.py --quick    # a sanity check
     .venv/bin/python benchmarks/bench_resize.py --plot docs/img/bench_resize.png
 

@@ -197,7 +197,7 @@ def sample_nearest(
         return _take(labels, rows, columns)
     segments = _take(labels.segments, rows, columns)
     count = len(labels.ids)
-    # counted in their own dtype: a conversion to int64 first costs three times the count
+    # counted in their own dtype: a conversion to int64 first costs more than the count
     present = torch.bincount(segments.reshape(-1), minlength=count).cpu() > 0
     if bool(present.all()):
         return SegmentMap(segments, labels.ids)
@@ -209,8 +209,8 @@ def sample_nearest(
 
 def _take(pixels: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     """``pixels[rows][:, columns]`` of an ``(H, W)`` map. On CPU by numpy's outer indexing,
-    which makes no ``(rows, W)`` copy on the way (a 10 MP id map sampled at 1 MP: 12 MB
-    less, and faster than two ``index_select``); on a GPU by those two."""
+    which makes no ``(rows, W)`` copy on the way and is faster than two ``index_select``
+    (docs/benchmarks.md); on a GPU by those two."""
     if pixels.device.type == "cpu":
         return torch.from_numpy(pixels.numpy()[np.ix_(rows.numpy(), columns.numpy())])
     return pixels.index_select(0, rows).index_select(1, columns)
