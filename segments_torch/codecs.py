@@ -487,16 +487,14 @@ def _scaled_jpeg(data: bytes, size: Size, max_size: int | None) -> torch.Tensor 
     shown = (frame.width, frame.height) if turned else (frame.height, frame.width)
     out = output_size(*shown, size, max_size)
     stored = (out[1], out[0]) if turned else out
-    # A scale whose pixels would be the output's exactly is passed over: the DCT's
-    # reduction then stands for the antialiased resize, and differs from it most.
-    if 2 * stored[0] >= frame.height or 2 * stored[1] >= frame.width:
-        return None  # no reduced scale is larger than the output: the full decode is
-    # Pillow's rule for the scale (so both decoders read the same one): the largest of
-    # 1/8, 1/4, 1/2 whose image is larger than the output on both sides.
+    # The largest of 1/8, 1/4, 1/2 whose image is larger than the output on both sides, by
+    # Pillow's rule (so both decoders read the same scale). One whose pixels would be the
+    # output's exactly is passed over: the DCT's reduction then stands for the antialiased
+    # resize, and differs from it most.
     fits = min(frame.width // (stored[1] + 1), frame.height // (stored[0] + 1))
     scale = next((s for s in (8, 4, 2) if s <= fits), 1)
     if scale == 1:
-        return None
+        return None  # no reduced scale is larger than the output: decoded in full
     pixels = _jpeg_at_scale(data, scale, frame)
     # The reduced image is ceil(side / s) pixels, its last a partial block: resize by the
     # true factor (out * s / side), not out / reduced, or the content drifts by up to a

@@ -1943,6 +1943,14 @@ def test_decoding_at_a_size_survives_damaged_bytes(scaled_decoder):
         assert said.startswith(("DecodeError: cannot decode the image (", "decoded (3, ")), said
 
 
+@pytest.mark.parametrize("shape", [(201, 300), (300, 201)])
+def test_decoding_at_a_size_one_pixel_past_twice_the_output(shape):
+    # 201 rows at size=100: 1/2 is not larger than the output by a whole row (Pillow's
+    # rule), so the image is decoded in full and resized (this once raised StopIteration)
+    data = encode(Image.fromarray(photo(shape[0], shape[1], seed=11)), "JPEG")
+    assert torch.equal(decode_image(data, size=100), resized_reference(data, 100, None))
+
+
 def test_decoding_at_the_full_size_returns_the_full_decode():
     data = encode(Image.fromarray(photo(60, 80, seed=5)), "JPEG")
     assert torch.equal(decode_image(data, size=60), decode_image(data))
