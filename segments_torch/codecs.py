@@ -429,7 +429,8 @@ def decode_image(
     least twice that size is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that is
     still at least that size (libjpeg-turbo through simplejpeg or Pillow), then resized: a
     fraction of the memory and of the IDCT's time; the pixels differ from those of
-    ``v2.Resize(antialias=True)`` of the full decode by a little (see the README).
+    ``v2.Resize(antialias=True)`` of the full decode by a little (measured in
+    docs/dataset.md, "Photos at training size").
 
     Example:
         >>> decode_image(open("photo.jpg", "rb").read()).shape  # doctest: +SKIP
