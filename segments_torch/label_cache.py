@@ -19,10 +19,19 @@ place), so processes and DataLoader workers of one machine may share a cache; ea
 checked when read (magic, version, sizes and a CRC-32 of all its bytes), and one that
 fails is removed and rebuilt, never served.
 
+**What an entry holds**: the segment map and its id table, and the segments' extents (pixel
+count and box, :attr:`~segments_torch.targets.SegmentMap.extents`) where
+:meth:`~segments_torch.targets.SegmentMap.measured` finds them, so that the boxes and areas
+of a target come without a read of the pixels, and its masks are compared within the boxes
+only.
+
 Entry layout (little-endian): ``b"STLC"``, version (u8), codec (u8: 0 zlib, 1 zstd),
-segment width in bytes (u8), 0 (u8), height, width, number of ids, compressed payload size
-(four u32), the length of the source record (u16) and the record (UTF-8), the payload
-(``ids`` as int32, then the segments), and the CRC-32 of everything before it (u32).
+segment width in bytes (u8), flags (u8: 1 where the extents are stored), height, width,
+number of ids, compressed payload size (four u32), the length of the source record (u16)
+and the record (UTF-8), the payload (the extents as ``(K, 5)`` int64 where stored, ``ids``
+as int32, then the segments), and the CRC-32 of everything before it (u32). An entry whose
+extents do not fit its map (a box outside it, areas not adding up to its pixels) is
+discarded as a corrupt one is.
 
 zstd needs the ``zstandard`` package (extra ``fast``); without it entries are written with
 zlib (larger and slower, still several times faster than decoding the PNG), and entries
@@ -56,11 +65,14 @@ __all__ = ["FORMAT_VERSION", "LabelCache"]
 logger = logging.getLogger(__name__)
 
 #: The version of the entry layout: entries of another version are rebuilt.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _MAGIC = b"STLC"
 _HEADER = struct.Struct("<4sBBBBIIIIH")
 _CRC = struct.Struct("<I")
 _ZLIB, _ZSTD = 0, 1
+_HAS_EXTENTS = 1
+#: Bytes of one segment's extents: pixel count and XYXY box, int64.
+_EXTENT_BYTES = 5 * 8
 _WIDTHS = {1: torch.uint8, 2: torch.int16, 4: torch.int32}
 _NUMPY: dict[int, np.dtype[Any]] = {1: np.dtype("u1"), 2: np.dtype("<i2"), 4: np.dtype("<i4")}
 #: zstd's level 3 is its default: level 1 made entries no smaller or faster to read.
@@ -130,11 +142,13 @@ class LabelCache:
 
 
 def _encode(label: SegmentMap, source: str) -> bytes:
-    segments = label.segments.cpu().contiguous().numpy()
+    on_host = SegmentMap(label.segments.cpu().contiguous(), label.ids, label.extents).measured()
+    segments = on_host.segments.numpy()
     width = segments.dtype.itemsize
     height, columns = label.shape
     ids = label.ids.numpy().astype("<i4")
-    raw = ids.tobytes() + segments.astype(_NUMPY[width], copy=False).tobytes()
+    extents = b"" if on_host.extents is None else on_host.extents.numpy().astype("<i8").tobytes()
+    raw = extents + ids.tobytes() + segments.astype(_NUMPY[width], copy=False).tobytes()
     payload: bytes
     if _ZSTANDARD is not None:
         codec, payload = _ZSTD, _ZSTANDARD.ZstdCompressor(level=_ZSTD_LEVEL).compress(raw)
@@ -146,7 +160,7 @@ def _encode(label: SegmentMap, source: str) -> bytes:
         FORMAT_VERSION,
         codec,
         width,
-        0,
+        _HAS_EXTENTS if extents else 0,
         height,
         columns,
         len(ids),
@@ -162,7 +176,7 @@ def _decode(data: bytes, source: str) -> SegmentMap:
     this version, or were made from another ``source`` (a stale entry)."""
     if len(data) < _HEADER.size + _CRC.size:
         raise ValueError(f"{len(data)} bytes: shorter than a header")
-    magic, version, codec, width, _, height, columns, count, size, length = _HEADER.unpack_from(
+    magic, version, codec, width, flags, height, columns, count, size, length = _HEADER.unpack_from(
         data
     )
     if magic != _MAGIC or version != FORMAT_VERSION:
@@ -178,7 +192,8 @@ def _decode(data: bytes, source: str) -> SegmentMap:
     if width not in _WIDTHS:
         raise ValueError(f"segments of {width} bytes")
     payload = memoryview(data)[_HEADER.size + length : body]
-    raw = torch.empty(4 * count + width * height * columns, dtype=torch.uint8)
+    extent_bytes = _EXTENT_BYTES * count if flags & _HAS_EXTENTS else 0
+    raw = torch.empty(extent_bytes + 4 * count + width * height * columns, dtype=torch.uint8)
     if codec == _ZSTD and _ZSTANDARD is not None:
         made = _unzstd(payload, raw)
     elif codec == _ZLIB:
@@ -190,9 +205,32 @@ def _decode(data: bytes, source: str) -> SegmentMap:
         raise ValueError("written with zstd, which is not installed (pip install zstandard)")
     if made != raw.numel():
         raise ValueError("its payload does not hold the label its header describes")
-    ids = raw[: 4 * count].view(torch.int32)
-    segments = raw[4 * count :].view(_WIDTHS[width]).view(height, columns)
-    return SegmentMap(segments, ids)
+    # the extents first: int64 views need an offset that is a multiple of 8
+    extents = raw[:extent_bytes].view(torch.int64).view(-1, 5) if extent_bytes else None
+    ids = raw[extent_bytes : extent_bytes + 4 * count].view(torch.int32)
+    segments = raw[extent_bytes + 4 * count :].view(_WIDTHS[width]).view(height, columns)
+    if extents is not None:
+        _check_extents(extents.numpy(), height, columns)
+    return SegmentMap(segments, ids, extents)
+
+
+def _check_extents(extents: np.ndarray[Any, Any], height: int, width: int) -> None:
+    """ValueError unless every segment has pixels, a box within the map that holds them,
+    and the areas add up to the map's pixels: a few comparisons per segment, so that
+    extents that passed the CRC by chance (or were written wrong) are never served."""
+    area, left, top, right, bottom = extents.T
+    fits = (
+        (area > 0).all()
+        and (left >= 0).all()
+        and (top >= 0).all()
+        and (left < right).all()
+        and (top < bottom).all()
+        and (right <= width).all()
+        and (bottom <= height).all()
+        and (area <= (right - left) * (bottom - top)).all()
+    )
+    if not fits or int(area.sum()) != height * width:
+        raise ValueError("its extents do not fit its segment map")
 
 
 def _unzstd(payload: memoryview, out: torch.Tensor) -> int:

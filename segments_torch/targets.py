@@ -13,13 +13,15 @@ Per sample the work is a few passes over the pixels and one write of the masks:
    per-pixel map (semantic labels, a one-byte segment code, the instance map) is then
    one ``index_select`` of a small table over those slots, or a plain conversion of
    the ids where each pixel's value is its id (instances numbered 1 .. N).
-2. masks by one broadcast comparison of the one-byte segment map with the segment
-   numbers, which writes each byte of the ``(N, H, W)`` output once (as a zero-fill
-   would), which on CPU beats scattering pixels into a zeroed buffer.
-3. boxes and areas from the runs of equal codes along the rows of the segment map
+2. boxes and areas from the runs of equal codes along the rows of the segment map
    (:func:`_run_extents`): labels are regions, a few runs a row, so this reads one
-   byte a pixel, not the masks' N. Where runs are many (noise), from one read of the
-   masks instead (:func:`_mask_extents`).
+   byte a pixel, not the masks' N.
+3. masks, on CPU zeroed and then compared with the segment map within each box only
+   (:func:`_compare_in_boxes`): zeroing runs at memory speed, and the boxes hold a few
+   percent of the masks' bytes. On a GPU, or where runs are many (noise), by one
+   broadcast comparison of the segment map with the segment numbers
+   (:func:`_compare`), boxes and areas then from one read of the masks
+   (:func:`_mask_extents`).
 
 Per-annotation work (tens of values: segment numbers, lookup tables, which annotation
 each mask is) is done in numpy on the host, whatever the device of the pixels: a sample
@@ -36,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +104,10 @@ class SegmentMap:
             that holds the count of distinct ids; on any device.
         ids: ``(K,)`` int32 CPU tensor, the distinct ids ascending (``0``, unlabelled,
             among them where some pixel has it). Per-segment work reads it on the host.
+        extents: ``(K, 5)`` int64 CPU tensor, or ``None`` where not measured: each
+            segment's pixel count and XYXY box (``x1 = max x + 1``), as :meth:`measured`
+            finds them. The label cache stores them, so that targets of a cached label
+            get their boxes and areas without reading its pixels.
 
     Example:
         >>> compact = SegmentMap.from_ids(torch.tensor([[0, 70000], [70000, 3]], dtype=torch.int32))
@@ -112,6 +119,7 @@ class SegmentMap:
 
     segments: torch.Tensor
     ids: torch.Tensor
+    extents: torch.Tensor | None = None
 
     @property
     def shape(self) -> torch.Size:
@@ -150,6 +158,28 @@ class SegmentMap:
         segments = torch.index_select(torch.from_numpy(number), 0, ids.reshape(-1))
         return cls(segments.view(ids.shape), torch.from_numpy(table.astype(np.int32)))
 
+    def measured(self) -> SegmentMap:
+        """This map with its :attr:`extents`, measured from the runs of equal segments
+        along its rows (one read of the map); itself where they are known already, where
+        the map is not on the CPU, or where its runs are so many (noise) that building
+        masks and reading them costs less.
+
+        Example:
+            >>> ids = torch.tensor([[0, 5, 5], [0, 0, 5]], dtype=torch.int32)
+            >>> SegmentMap.from_ids(ids).measured().extents.tolist()
+            [[3, 0, 0, 2, 2], [3, 1, 0, 3, 2]]
+        """
+        if self.extents is not None or self.device.type != "cpu" or not self.segments.numel():
+            return self
+        pixels = self.segments.numel()
+        # at most one run in 16 pixels (few runs of any map), see _FEW_RUNS
+        budget = max(pixels, 16 * _FEW_RUNS)
+        found = _value_extents(self.segments.numpy(), len(self.ids), run_cost=16, budget=budget)
+        if found is None:
+            return self
+        extents = torch.from_numpy(np.column_stack(found))
+        return SegmentMap(self.segments, self.ids, extents)
+
     def to_ids(self) -> torch.Tensor:
         """The ``(H, W)`` int32 id map, on the segments' device."""
         table = self.ids.to(self.device)
@@ -157,8 +187,9 @@ class SegmentMap:
         return torch.index_select(table, 0, index).view(self.shape)
 
     def to(self, device: torch.device | str, *, non_blocking: bool = False) -> SegmentMap:
-        """The segments on ``device``; the id table stays on the host."""
-        return SegmentMap(self.segments.to(device, non_blocking=non_blocking), self.ids)
+        """The segments on ``device``; the id table and extents stay on the host."""
+        segments = self.segments.to(device, non_blocking=non_blocking)
+        return SegmentMap(segments, self.ids, self.extents)
 
 
 def nearest_rows(length: int, count: int) -> torch.Tensor:
@@ -294,8 +325,9 @@ class _IdLookup:
         found = table[position] == annotation_ids if count else np.zeros(len(annotation_ids), bool)
         self.slots = np.where(found, position, count)
         self.size = count + int(not found.all())
-        # int32: index_select takes no uint8 index (one conversion, then every lookup).
-        self.index = compact.segments.reshape(-1).to(torch.int32)
+        # The segments as they are: widened for index_select only by a gather (see
+        # :meth:`_wide_index`), and never where each pixel's value is its segment.
+        self.index = compact.segments.reshape(-1)
         if np.array_equal(table, np.arange(count)):  # each pixel's segment is its id
             self.flat_ids = self.index
 
@@ -345,8 +377,19 @@ class _IdLookup:
     def _gather(self, table: npt.NDArray[Any], out: torch.Tensor) -> None:
         # index_select, not table[index]: advanced indexing is slower on CPU. The
         # table goes to the pixels' device only here, where it is read.
+        index = self._wide_index()
+        torch.index_select(torch.from_numpy(table).to(self.device), 0, index, out=out.view(-1))
+
+    def _wide_index(self) -> torch.Tensor:
+        """The slots in a dtype ``index_select`` takes: a segment map's one- or two-byte
+        segments are converted to int32 once, by the first gather."""
         assert self.index is not None
-        torch.index_select(torch.from_numpy(table).to(self.device), 0, self.index, out=out.view(-1))
+        if self.index.dtype not in (torch.int32, torch.int64):
+            wide = self.index.to(torch.int32)
+            if self.flat_ids is self.index:
+                self.flat_ids = wide
+            self.index = wide
+        return self.index
 
     def _is_identity(self, table: npt.NDArray[Any]) -> bool:
         """Whether every pixel's value is its own id: the slots are the ids,
@@ -420,6 +463,7 @@ def _segment_masks(
     shared: bool = False,
     all_present: bool = False,
     masks_wanted: bool = True,
+    extents: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Masks, float32 boxes, areas and segment numbers of the segments with pixels.
 
@@ -432,14 +476,20 @@ def _segment_masks(
         masks_wanted: ``False``: boxes and areas only; the masks come back empty
             (``(0, H, W)``), made only where the runs of the code map cannot give the
             extents (a GPU, a noisy map).
+        extents: the segments' areas and int64 XYXY boxes where known (CPU), else found
+            here.
     """
-    extents = _run_extents(code, num_segments, masks_made=masks_wanted)
+    if extents is None:
+        extents = _run_extents(code, num_segments, masks_made=masks_wanted)
     if extents is not None and not masks_wanted:
         masks = code.new_zeros((0, *code.shape), dtype=torch.uint8)
         area, boxes = extents
+    elif extents is not None:
+        area, boxes = extents
+        masks = _compare_in_boxes(code, boxes, shared=shared)
     else:
         masks = _compare(code, num_segments, shared=shared)
-        area, boxes = extents if extents is not None else _mask_extents(masks)
+        area, boxes = _mask_extents(masks)
         if not masks_wanted:
             masks = masks[:0]
     if all_present:
@@ -463,6 +513,10 @@ def _segment_masks(
 #: run costs about what reading this many mask bytes does, so maps with more runs than
 #: that (noise) are measured from the masks (docs/benchmarks.md gives the measurement).
 _MASK_BYTES_PER_RUN = 256
+#: Runs a segment map may have and still be measured for the label cache whatever its
+#: size (:meth:`SegmentMap.measured`); past them, only maps whose runs are 16 pixels long
+#: on average, so that measuring costs at most about what decoding the PNG does.
+_FEW_RUNS = 4096
 
 
 def _run_extents(
@@ -480,30 +534,82 @@ def _run_extents(
     """
     if code.device.type != "cpu" or not code.numel():
         return None
-    height, width = code.shape
-    flat = code.numpy().reshape(-1)
+    # a run costs what reading _MASK_BYTES_PER_RUN bytes of masks made anyway does
+    budget = num_segments * code.numel() if masks_made else math.inf
+    found = _value_extents(
+        code.numpy(), num_segments + 1, run_cost=_MASK_BYTES_PER_RUN, budget=budget
+    )
+    if found is None:
+        return None
+    area, boxes = found
+    return torch.from_numpy(area[1:]), torch.from_numpy(boxes[1:])
+
+
+def _value_extents(
+    values: npt.NDArray[Any], count: int, *, run_cost: int, budget: float
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """Areas ``(count,)`` and XYXY boxes ``(count, 4)`` of the values ``0 .. count - 1`` of
+    a non-empty ``(H, W)`` map, from its runs along the rows (see :func:`_run_extents`);
+    ``None`` where its runs times ``run_cost`` exceed ``budget``."""
+    height, width = values.shape
+    flat = values.reshape(-1)
     starts = np.empty(flat.size, dtype=bool)
     starts[0] = True
     np.not_equal(flat[1:], flat[:-1], out=starts[1:])
     starts[::width] = True  # every row starts a run, so no run crosses a row's end
     first = np.flatnonzero(starts)
-    if masks_made and len(first) * _MASK_BYTES_PER_RUN > num_segments * flat.size:
-        return None  # reading the masks, made anyway, costs less
+    if len(first) * run_cost > budget:
+        return None
     # Each run ends where the next begins (cheaper than np.diff with append=).
     length = np.empty_like(first)
     np.subtract(first[1:], first[:-1], out=length[:-1])
     length[-1] = flat.size - first[-1]
-    segment = flat[first]
     row, column = np.divmod(first, width)
-    area = np.zeros(num_segments + 1, dtype=np.int64)
-    np.add.at(area, segment, length)
-    boxes = np.empty((4, num_segments + 1), dtype=np.int64)
+    return _gathered(
+        flat[first], length, column, row, column + length, row + 1, count, (height, width)
+    )
+
+
+def _gathered(
+    number: npt.NDArray[Any],
+    area: npt.NDArray[np.int64],
+    left: npt.NDArray[np.int64],
+    top: npt.NDArray[np.int64],
+    right: npt.NDArray[np.int64],
+    bottom: npt.NDArray[np.int64],
+    count: int,
+    shape: tuple[int, int],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Areas ``(count,)`` and XYXY boxes ``(count, 4)`` of the unions of parts (runs, or
+    segments), part ``k`` belonging to ``number[k]``: areas added, boxes' sides min and
+    max. A number with no part gets area 0 and the box ``(W, H, 0, 0)``."""
+    height, width = shape
+    total = np.zeros(count, dtype=np.int64)
+    np.add.at(total, number, area)
+    boxes = np.empty((4, count), dtype=np.int64)
     boxes[0], boxes[1], boxes[2:] = width, height, 0
-    np.minimum.at(boxes[0], segment, column)
-    np.minimum.at(boxes[1], segment, row)
-    np.maximum.at(boxes[2], segment, column + length)
-    np.maximum.at(boxes[3], segment, row + 1)
-    return torch.from_numpy(area[1:]), torch.from_numpy(boxes[:, 1:].T.copy())
+    np.minimum.at(boxes[0], number, left)
+    np.minimum.at(boxes[1], number, top)
+    np.maximum.at(boxes[2], number, right)
+    np.maximum.at(boxes[3], number, bottom)
+    return total, boxes.T.copy()
+
+
+def _segment_extents(
+    extents: npt.NDArray[np.int64],
+    slots: npt.NDArray[np.int64],
+    segment_of: npt.NDArray[np.int64],
+    num_segments: int,
+    shape: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Areas and int64 XYXY boxes of target segments ``0 .. num_segments - 1`` from a
+    segment map's :attr:`~SegmentMap.extents`: each the union of those of its
+    annotations' map segments (``slots``: each annotation's, past the table for an id
+    no pixel has; ``segment_of``: each annotation's target segment or ``-1``)."""
+    kept = (segment_of >= 0) & (slots < len(extents))
+    area, left, top, right, bottom = extents[slots[kept]].T
+    area, boxes = _gathered(segment_of[kept], area, left, top, right, bottom, num_segments, shape)
+    return torch.from_numpy(area), torch.from_numpy(boxes)
 
 
 def _mask_extents(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -562,6 +668,31 @@ def _compare(code: torch.Tensor, num_segments: int, *, shared: bool = False) -> 
             group_code.view(1, height, width),
             numbers.view(stop - start, 1, 1),
             out=masks[start:stop],
+        )
+    return masks
+
+
+def _compare_in_boxes(
+    code: torch.Tensor, boxes: torch.Tensor, *, shared: bool = False
+) -> torch.Tensor:
+    """The masks of :func:`_compare`, from a CPU code map and the segments' int64 XYXY
+    ``boxes``: zeroed, then compared within each box only.
+
+    A segment covers a small part of the picture (at 1280 x 720 with 25 instances, the
+    boxes hold 4 % of the masks' bytes), and zeroing memory is faster than comparing into
+    it (docs/benchmarks.md). Boxes of segments without pixels have ``x1 <= x0`` and stay
+    zero.
+    """
+    height, width = code.shape
+    masks = allocate((len(boxes), height, width), torch.uint8, shared=shared)
+    planes, pixels = masks.numpy(), code.numpy()
+    planes.fill(0)
+    for segment, (left, top, right, bottom) in enumerate(boxes.tolist()):
+        # numpy: one call costs a fraction of torch's, and there is one per segment.
+        np.equal(
+            pixels[top:bottom, left:right],
+            segment + 1,
+            out=planes[segment, top:bottom, left:right].view(bool),
         )
     return masks
 
@@ -679,12 +810,20 @@ def build_target(
         num_segments = len(present)
     code_dtype = np.uint8 if _code_dtype(num_segments) == torch.uint8 else np.int32
     code = lookup.map((segment_of + 1).astype(code_dtype), 0)
+    extents = None
+    if isinstance(ids, SegmentMap) and ids.extents is not None and device.type == "cpu":
+        # Measured once, when the label was cached: the pixels are not read for them.
+        shape = (ids.shape[0], ids.shape[1])
+        extents = _segment_extents(
+            ids.extents.numpy(), lookup.slots, segment_of, num_segments, shape
+        )
     masks, boxes, area, rows = _segment_masks(
         code,
         num_segments,
         shared=shared,
         all_present=isinstance(ids, SegmentMap),
         masks_wanted=kind != "boxes",
+        extents=extents,
     )
     kept = rows.cpu().numpy()
     # The first annotation of each kept segment (the only one, for things).

@@ -81,14 +81,68 @@ def test_the_entry_layout_is_as_documented(tmp_path, monkeypatch):
     data = stored(LabelCache(tmp_path), "https://cdn.example/a.png", "", ids)
     header = struct.unpack_from("<4sBBBBIIIIH", data)
     payload_size = header[8]
-    assert header == (b"STLC", FORMAT_VERSION, 0, 1, 0, 2, 3, 3, payload_size, 0)
+    assert header == (b"STLC", FORMAT_VERSION, 0, 1, 1, 2, 3, 3, payload_size, 0)
     body = data[:-4]
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(body)
     raw = zlib.decompress(body[26:])
     assert len(body) == 26 + payload_size
-    assert np.frombuffer(raw[:12], dtype="<i4").tolist() == [0, 7, 70000]
-    assert list(raw[12:]) == [0, 1, 1, 2, 0, 1]
+    extents = np.frombuffer(raw[:120], dtype="<i8").reshape(3, 5).tolist()
+    assert extents == [[2, 0, 0, 2, 2], [3, 1, 0, 3, 2], [1, 0, 1, 1, 2]]
+    assert np.frombuffer(raw[120:132], dtype="<i4").tolist() == [0, 7, 70000]
+    assert list(raw[132:]) == [0, 1, 1, 2, 0, 1]
     assert LabelCache(tmp_path).path("https://cdn.example/a.png").suffix == ".stlc"
+
+
+def test_a_label_comes_back_with_its_extents(tmp_path):
+    ids = torch.zeros((40, 50), dtype=torch.int32)
+    ids[3:9, 10:30] = 12
+    ids[20:40, 0:5] = 900
+    cache = LabelCache(tmp_path)
+    cache.put("k", "", SegmentMap.from_ids(ids))
+    got = cache.get("k", "")
+    assert got is not None
+    assert got.extents is not None
+    assert got.extents.tolist() == [
+        [2000 - 120 - 100, 0, 0, 50, 40],
+        [120, 10, 3, 30, 9],
+        [100, 0, 20, 5, 40],
+    ]
+
+
+def test_noise_is_stored_without_extents(tmp_path, monkeypatch):
+    monkeypatch.setattr(label_cache, "_ZSTANDARD", None)
+    noise = torch.from_numpy(np.random.default_rng(2).integers(0, 200, size=(128, 128)))
+    data = stored(LabelCache(tmp_path), "k", "", noise.to(torch.int32))
+    assert data[7] == 0  # no extents flag
+    got = LabelCache(tmp_path).get("k", "")
+    assert got is not None
+    assert got.extents is None
+    assert torch.equal(got.to_ids(), noise.to(torch.int32))
+
+
+@pytest.mark.parametrize(
+    ("change", "row", "value"),
+    [
+        ("a box past the map's width", 1, [3, 1, 0, 4, 2]),
+        ("a box past its height", 1, [3, 1, 0, 3, 3]),
+        ("a box before the map", 2, [1, -1, 1, 1, 2]),
+        ("an empty box", 2, [1, 1, 1, 1, 2]),
+        ("a box too small for its area", 1, [3, 1, 0, 2, 2]),
+        ("a segment without pixels", 2, [0, 0, 1, 1, 2]),
+        ("areas that add up to more pixels", 0, [3, 0, 0, 2, 2]),
+    ],
+)
+def test_extents_that_do_not_fit_the_map_are_never_served(tmp_path, change, row, value):
+    # Written whole (the CRC holds) but wrong: the entry is removed as a corrupt one is.
+    ids = ids_of([[0, 7, 7], [70000, 0, 7]])
+    label = SegmentMap.from_ids(ids).measured()
+    assert label.extents is not None
+    extents = label.extents.clone()
+    extents[row] = torch.tensor(value)
+    cache = LabelCache(tmp_path)
+    cache.put("k", "", SegmentMap(label.segments, label.ids, extents))
+    assert cache.get("k", "") is None, change
+    assert not cache.path("k").exists()
 
 
 def test_the_source_record_is_kept_in_the_entry(tmp_path):

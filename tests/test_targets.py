@@ -1045,13 +1045,18 @@ def test_map_ids_of_a_segment_map_equals_map_ids_of_the_ids(case):
 
 
 @settings(max_examples=150, deadline=None)
-@given(panoptic_cases(), st.sampled_from(TARGET_KINDS), st.integers(0, 2))
-def test_build_target_of_a_segment_map_equals_that_of_the_ids(case, kind, label_offset):
+@given(panoptic_cases(), st.sampled_from(TARGET_KINDS), st.integers(0, 2), st.booleans())
+def test_build_target_of_a_segment_map_equals_that_of_the_ids(case, kind, label_offset, measured):
+    # measured: boxes and areas from the map's extents (a cached label's), not its pixels
     ids, annotation_ids, labels, things = case
     args = (i64(annotation_ids), i64(labels), bools(things))
     tensor = torch.from_numpy(ids)
     expected = build_target(kind, tensor, *args, label_offset=label_offset)
-    got = build_target(kind, SegmentMap.from_ids(tensor), *args, label_offset=label_offset)
+    compact = SegmentMap.from_ids(tensor)
+    if measured:
+        compact = compact.measured()
+        assert compact.extents is not None or not tensor.numel()
+    got = build_target(kind, compact, *args, label_offset=label_offset)
     assert_same_target(got, expected)
 
 
@@ -1077,6 +1082,51 @@ def test_build_target_of_segment_maps_on_the_examples(kind, example):
     assert_same_target(build_target(kind, SegmentMap.from_ids(i32(ids)), *args), expected)
 
 
+@pytest.mark.parametrize("kind", TARGET_KINDS)
+@pytest.mark.parametrize("background", [None, 4])
+@TARGET_EXAMPLES
+def test_targets_of_measured_segment_maps_read_no_runs(kind, background, example, monkeypatch):
+    # The extents give every box and area: the runs of the pixels are never reduced.
+    ids, annotation_ids, labels, things = example
+    args = (i64(annotation_ids), i64(labels), bools(things))
+    expected = build_target(kind, i32(ids), *args, background=background)
+    measured = SegmentMap.from_ids(i32(ids)).measured()
+
+    def no_runs(*a: Any, **k: Any) -> Any:
+        raise AssertionError("runs reduced")
+
+    monkeypatch.setattr(targets, "_run_extents", no_runs)
+    monkeypatch.setattr(targets, "_mask_extents", no_runs)
+    got = build_target(kind, measured, *args, background=background)
+    assert_same_target(got, expected)
+
+
+def test_segment_map_extents_are_each_segments_count_and_box():
+    ids = torch.zeros((6, 9), dtype=torch.int32)
+    ids[1:4, 2:5] = 70000
+    ids[5, 8] = 3
+    ids[0, 7:9] = 3
+    measured = SegmentMap.from_ids(ids).measured()
+    assert measured.ids.tolist() == [0, 3, 70000]
+    assert measured.extents is not None
+    assert measured.extents.dtype == torch.int64
+    assert measured.extents.tolist() == [[54 - 9 - 3, 0, 0, 9, 6], [3, 7, 0, 9, 6], [9, 2, 1, 5, 4]]
+    assert measured.measured() is measured  # known already: not measured again
+    assert measured.to("cpu").extents is measured.extents
+    # sampled, the map has other extents: they are not kept
+    sampled = sample_nearest(measured, 3, 3)
+    assert isinstance(sampled, SegmentMap)
+    assert sampled.extents is None
+
+
+def test_noise_is_not_measured():
+    # Runs one pixel long: measuring them would cost more than the PNG's decoding.
+    noise = torch.from_numpy(np.random.default_rng(5).integers(0, 200, size=(256, 256)))
+    compact = SegmentMap.from_ids(noise.to(torch.int32))
+    assert compact.measured().extents is None
+    assert SegmentMap.from_ids(torch.zeros((0, 3), dtype=torch.int32)).measured().extents is None
+
+
 def test_a_segment_map_of_ids_numbered_in_order_is_copied_not_gathered(monkeypatch):
     # ids 0 .. K-1 in order: each pixel's segment is its id, a conversion suffices.
     compact = SegmentMap.from_ids(i32([[1, 1, 2], [0, 3, 3]]))
@@ -1088,6 +1138,40 @@ def test_a_segment_map_of_ids_numbered_in_order_is_copied_not_gathered(monkeypat
     monkeypatch.setattr(torch, "index_select", no_gather)
     out = map_ids(compact, i64([1, 2, 3]), i64([1, 2, 3]), 0)
     assert out.tolist() == [[1, 1, 2], [0, 3, 3]]
+
+
+def test_a_segment_map_is_widened_only_for_a_gather():
+    # Instance codes of ids numbered in order are the segments themselves: no int32 copy
+    # of the map. A semantic map gathers, which widens the slots once.
+    compact = SegmentMap.from_ids(i32([[1, 1, 2], [0, 3, 3]]))
+    lookup = targets._IdLookup(compact, np.array([1, 2, 3]))
+    code = lookup.map(np.array([1, 2, 3], dtype=np.uint8), 0)
+    assert code.tolist() == [[1, 1, 2], [0, 3, 3]]
+    assert lookup.index is not None
+    assert lookup.index.dtype == torch.uint8
+    semantic = lookup.map(np.array([7, 8, 7]), 255)
+    assert semantic.tolist() == [[7, 7, 8], [255, 7, 7]]
+    assert lookup.index.dtype == torch.int32
+    assert lookup.map(np.array([1, 2, 3]), 0).tolist() == [[1, 1, 2], [0, 3, 3]]
+
+
+def test_masks_in_boxes_zero_every_byte_outside_the_boxes(monkeypatch):
+    # The masks' memory comes uninitialised: whatever it held, only the segments' pixels
+    # are 1. Segment 2 has no pixel (its box is empty) and stays all zero.
+    code = torch.zeros((5, 6), dtype=torch.uint8)
+    code[1:3, 1:4] = 1
+    code[4, 5] = 2
+    code[0, 0] = 4
+    full = torch.full((4, 5, 6), 0xFF, dtype=torch.uint8)
+    monkeypatch.setattr(targets, "allocate", lambda *a, **k: full)
+    extents = targets._run_extents(code, 4, masks_made=False)
+    assert extents is not None
+    area, boxes = extents
+    masks = targets._compare_in_boxes(code, boxes)
+    assert masks is full
+    expected = torch.stack([(code == k).to(torch.uint8) for k in (1, 2, 3, 4)])
+    assert masks.tolist() == expected.tolist()
+    assert area.tolist() == [6, 1, 0, 1]
 
 
 @pytest.mark.gpu
@@ -1221,6 +1305,7 @@ def test_boxes_of_regions_make_no_mask(monkeypatch):
         "instance", ids, i64([1, 2, 3]), i64([0, 1, 0]), bools([True, True, True])
     )
     monkeypatch.setattr(targets, "_compare", no_masks)
+    monkeypatch.setattr(targets, "_compare_in_boxes", no_masks)
     boxes = build_target("boxes", ids, i64([1, 2, 3]), i64([0, 1, 0]), bools([True, True, True]))
     assert boxes["boxes"].tolist() == [[3, 5, 40, 20], [10, 30, 70, 60], [70, 25, 79, 28]]
     assert boxes["area"].tolist() == expected["area"].tolist() == [15 * 37, 30 * 60, 27]
