@@ -24,7 +24,12 @@ What is measured, in one run, on generated samples (``--data-dir``, default
    batch: no cache, an epoch into an empty cache (cold), one from a full cache (warm), in
    an order that turns from pass to pass; median of ``--passes``.
 4. **Disk**: the entries' bytes against the PNGs' (zstd; zlib when zstandard is missing).
-5. **The SDK** at 1280x720 over loopback HTTP (``bench_dataset.py``'s server and the code
+5. **Against an older checkout** (``--baseline DIR``, for instance one from before the label
+   cache: ``git worktree add /tmp/before 490c9c6^``): the 1280x720 instance ``ds[i]`` of that
+   checkout, of this one without a cache and of this one with a warm cache, each in a
+   fresh process, the three in turn, ``--baseline-passes`` times; the goal's ratio is
+   this checkout's warm item over the older one's.
+6. **The SDK** at 1280x720 over loopback HTTP (``bench_dataset.py``'s server and the code
    an SDK user writes for Mask R-CNN targets) against ours over the same server with a warm
    label cache.
 
@@ -40,6 +45,7 @@ import functools
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -300,6 +306,51 @@ class Report:
     item_ms: dict[str, list[float]] = field(default_factory=dict)
 
 
+#: ``ds[i]`` of one checkout of segments_torch, in a process of its own: the checkout, the
+#: mode (``plain``, or ``warm``: a label cache filled first), the release and a cache
+#: folder. Code any version of the dataset runs, so that it measures older checkouts too.
+ITEM_PROBE = """
+import statistics, sys, time
+checkout, mode, release, cache = sys.argv[1:]
+sys.path.insert(0, checkout)
+import torch
+torch.set_num_threads(1)
+from segments_torch import SegmentsDataset
+options = {"label_cache": cache} if mode == "warm" else {}
+ds = SegmentsDataset(release, target="instance", **options)
+count = min(len(ds), 8)
+for k in range(count):
+    ds[k]
+times = []
+for _ in range(15):
+    for k in range(count):
+        start = time.perf_counter()
+        ds[k]
+        times.append(time.perf_counter() - start)
+print(statistics.median(times) * 1e3)
+"""
+
+
+def probe_item(checkout: Path, mode: str, release: Path, cache: Path) -> float:
+    """The median ``ds[i]`` in ms of ``checkout``'s segments_torch (see ``ITEM_PROBE``)."""
+    command = [sys.executable, "-c", ITEM_PROBE, str(checkout), mode, str(release), str(cache)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return float(done.stdout.split()[-1])
+
+
+def measure_baseline(
+    baseline: Path, release: Path, passes: int, cache: Path
+) -> dict[str, list[float]]:
+    """Each pass: the older checkout, this one without a cache, this one warm."""
+    here = Path(__file__).resolve().parent.parent
+    runs: dict[str, list[float]] = {"baseline": [], "no cache": [], "warm": []}
+    for k in range(passes):
+        runs["baseline"].append(probe_item(baseline, "plain", release, cache))
+        runs["no cache"].append(probe_item(here, "plain", release, cache))
+        runs["warm"].append(probe_item(here, "warm", release, cache / str(k)))
+    return runs
+
+
 def timed(label: str, fn: Callable[[], Any]) -> Any:
     """``fn()``, saying on stderr how long it took (progress of a long run)."""
     start = time.perf_counter()
@@ -343,6 +394,19 @@ def measure_setting(setting: Setting, args: argparse.Namespace, tmp: Path, repor
     )
     if setting.width != 1280:
         return
+    if args.baseline is not None:
+        runs = timed(
+            "baseline",
+            lambda: measure_baseline(args.baseline, release, args.baseline_passes, here / "old"),
+        )
+        shown = {key: ", ".join(f"{ms:.2f}" for ms in values) for key, values in runs.items()}
+        ratios = [w / b for w, b in zip(runs["warm"], runs["baseline"], strict=True)]
+        report.notes.append(
+            f"ds[i] instance, {setting.name}, ms per pass: {args.baseline} {shown['baseline']}; "
+            f"this checkout, no cache {shown['no cache']}; warm cache {shown['warm']}. "
+            f"Warm / {args.baseline}: {', '.join(f'{r:.2f}' for r in ratios)} "
+            f"(goal: at most {ITEM_GOAL})"
+        )
     report.notes.insert(
         0,
         f"warm bitmap stage, {setting.name}: {stage.median('warm'):.2f} ms "
@@ -365,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--quick", action="store_true", help="few repetitions: a sanity check")
     parser.add_argument("--plot", type=Path, help="also draw this run's figures into a PNG")
+    parser.add_argument(
+        "--baseline", type=Path, help="an older checkout to measure ds[i] against (see 5.)"
+    )
+    parser.add_argument("--baseline-passes", type=int, default=3, help="passes of 5.")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.items, args.passes = 2, 16, 1
