@@ -10,8 +10,13 @@ random, overlapping; ids 1..N, one category each of 8; a fixed seed), the time o
 ``targets.build_target("instance")`` and of ``"panoptic"``, and of a zero-fill of the tensors
 each returns (what any implementation must at least write), in one process with
 ``torch.set_num_threads(1)``, as DataLoader workers run. Medians of ``--repeat`` interleaved
-calls; the ratio divides numbers of the same run. Past 254 segments the masks are compared
-in groups of 255 (see ``targets._compare``); the sizes straddle that boundary.
+calls; the ratio divides numbers of the same run. A second table times the masks alone,
+made both ways the module has: one broadcast comparison of the whole map with every
+segment number (``targets._compare``: a GPU's way, and the CPU's for noise, in groups of 255
+segments past 254, a boundary the sizes straddle), and zeroed, then compared within each
+segment's box (``targets._compare_in_boxes``: the CPU's way for labels), each time made
+and then read once (a sum of every byte), as any consumer of the masks reads them: memory
+the system maps lazily is paid for when it is first touched, by whoever touches it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from functools import partial
 
 import torch
 
+from segments_torch import targets
 from segments_torch.targets import build_target
 
 HEIGHT, WIDTH = 720, 1280
@@ -93,6 +99,37 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {count} | {kind} | {megabytes:.0f} | {fill_ms:.1f} | {build_ms:.1f} | "
                 f"{build_ms / fill_ms:.2f} |"
             )
+    print(
+        "\n| instances | masks MB | broadcast: made ms | and read ms | in boxes: made ms "
+        "| and read ms | ratio of the reads |\n|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    for count in args.counts:
+        code = id_map(count).to(torch.int32 if count > 254 else torch.uint8)
+        extents = targets._run_extents(code, count, masks_made=False)
+        assert extents is not None
+        ways = {
+            "broadcast": partial(targets._compare, code, count),
+            "boxes": partial(targets._compare_in_boxes, code, extents[1]),
+        }
+        assert torch.equal(ways["broadcast"](), ways["boxes"]())
+        made: dict[str, list[float]] = {way: [] for way in ways}
+        read: dict[str, list[float]] = {way: [] for way in ways}
+        for _ in range(args.repeat):
+            for way, make in ways.items():
+                start = time.perf_counter()
+                masks = make()
+                middle = time.perf_counter()
+                masks.view(-1).view(torch.int64).sum()  # what any consumer does: read them
+                made[way].append((middle - start) * 1e3)
+                read[way].append((time.perf_counter() - start) * 1e3)
+                del masks
+        made_ms = {way: statistics.median(times) for way, times in made.items()}
+        read_ms = {way: statistics.median(times) for way, times in read.items()}
+        print(
+            f"| {count} | {count * HEIGHT * WIDTH / 1e6:.0f} | {made_ms['broadcast']:.2f} "
+            f"| {read_ms['broadcast']:.2f} | {made_ms['boxes']:.2f} | {read_ms['boxes']:.2f} "
+            f"| {read_ms['boxes'] / read_ms['broadcast']:.2f} |"
+        )
     return 0
 
 

@@ -679,14 +679,19 @@ def _compare_in_boxes(
     ``boxes``: zeroed, then compared within each box only.
 
     A segment covers a small part of the picture (at 1280 x 720 with 25 instances, the
-    boxes hold 4 % of the masks' bytes), and zeroing memory is faster than comparing into
-    it (docs/benchmarks.md). Boxes of segments without pixels have ``x1 <= x0`` and stay
-    zero.
+    boxes hold 4 % of the masks' bytes). Zeroing is a memset, or nothing at all where the
+    memory is fresh from the system (already zero); made and then read once, the masks
+    cost 0.4-0.7 of the broadcast comparison's (``benchmarks/bench_targets.py``). Boxes of
+    segments without pixels have ``x1 <= x0`` and stay zero.
     """
     height, width = code.shape
-    masks = allocate((len(boxes), height, width), torch.uint8, shared=shared)
+    shape = (len(boxes), height, width)
+    if shared:  # filled here, so that the receiving process finds its pages made
+        masks = allocate(shape, torch.uint8, shared=True)
+        masks.numpy().fill(0)
+    else:  # calloc: memory fresh from the system comes zeroed, without a pass over it
+        masks = torch.from_numpy(np.zeros(shape, dtype=np.uint8))
     planes, pixels = masks.numpy(), code.numpy()
-    planes.fill(0)
     for segment, (left, top, right, bottom) in enumerate(boxes.tolist()):
         # numpy: one call costs a fraction of torch's, and there is one per segment.
         np.equal(

@@ -1155,9 +1155,10 @@ def test_a_segment_map_is_widened_only_for_a_gather():
     assert lookup.map(np.array([1, 2, 3]), 0).tolist() == [[1, 1, 2], [0, 3, 3]]
 
 
-def test_masks_in_boxes_zero_every_byte_outside_the_boxes(monkeypatch):
-    # The masks' memory comes uninitialised: whatever it held, only the segments' pixels
-    # are 1. Segment 2 has no pixel (its box is empty) and stays all zero.
+@pytest.mark.parametrize("shared", [False, True])
+def test_masks_in_boxes_zero_every_byte_outside_the_boxes(monkeypatch, shared):
+    # Shared memory comes uninitialised (here all 0xFF): whatever it held, only the
+    # segments' pixels are 1. Segment 2 has no pixel (its box is empty) and stays all zero.
     code = torch.zeros((5, 6), dtype=torch.uint8)
     code[1:3, 1:4] = 1
     code[4, 5] = 2
@@ -1167,8 +1168,8 @@ def test_masks_in_boxes_zero_every_byte_outside_the_boxes(monkeypatch):
     extents = targets._run_extents(code, 4, masks_made=False)
     assert extents is not None
     area, boxes = extents
-    masks = targets._compare_in_boxes(code, boxes)
-    assert masks is full
+    masks = targets._compare_in_boxes(code, boxes, shared=shared)
+    assert (masks is full) == shared
     expected = torch.stack([(code == k).to(torch.uint8) for k in (1, 2, 3, 4)])
     assert masks.tolist() == expected.tolist()
     assert area.tolist() == [6, 1, 0, 1]
