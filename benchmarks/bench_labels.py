@@ -404,8 +404,8 @@ def measure_setting(setting: Setting, args: argparse.Namespace, tmp: Path, repor
         report.notes.append(
             f"ds[i] instance, {setting.name}, ms per pass: {args.baseline} {shown['baseline']}; "
             f"this checkout, no cache {shown['no cache']}; warm cache {shown['warm']}. "
-            f"Warm / {args.baseline}: {', '.join(f'{r:.2f}' for r in ratios)} "
-            f"(goal: at most {ITEM_GOAL})"
+            f"Warm / {args.baseline}: {', '.join(f'{r:.2f}' for r in ratios)}, median "
+            f"{statistics.median(ratios):.2f} (goal: at most {ITEM_GOAL})"
         )
     report.notes.insert(
         0,
@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline", type=Path, help="an older checkout to measure ds[i] against (see 5.)"
     )
-    parser.add_argument("--baseline-passes", type=int, default=3, help="passes of 5.")
+    parser.add_argument("--baseline-passes", type=int, default=5, help="passes of 5.")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.items, args.passes = 2, 16, 1
