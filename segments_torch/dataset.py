@@ -560,6 +560,9 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         )
 
         identity, label = self._cached_label(name, bitmap_url)
+        if label is not None:  # sampled at once: the full-size map is freed before the
+            # image is decoded, not held through it (the item's peak memory)
+            shape, label = label.shape, self._at_size(label)
 
         def decode_target(data: bytes) -> tuple[torch.Size, dict[str, Any]]:
             ids = decode_bitmap(data, max_pixels=self.max_pixels)
@@ -578,8 +581,7 @@ class SegmentsDataset(torch.utils.data.Dataset[Any]):
         )
         image, original = self._read(name, image_url, assets)
         if label is not None:  # decoded once before: the PNG is not read
-            shape = label.shape
-            target = self.target_for(row, self._at_size(label), shared=shared)
+            target = self.target_for(row, label, shared=shared)
         elif bitmap_url:
             shape, target = self._read(name, bitmap_url, assets)
         else:  # a selected sample without a bitmap: empty targets

@@ -1210,17 +1210,19 @@ def test_nearest_rows_are_interpolates_picks(length, count):
 
 
 @settings(max_examples=100, deadline=None)
-@given(id_maps(), st.integers(1, 9), st.integers(1, 9))
-def test_sample_nearest_equals_v2_resize_of_the_ids(case, height, width):
+@given(id_maps(), st.integers(1, 9), st.integers(1, 9), st.sampled_from([1, 9, 1 << 18]))
+def test_sample_nearest_equals_v2_resize_of_the_ids(case, height, width, block):
+    # block: bytes of source rows per step of the CPU gather (one row, a few, all of them)
     ids = torch.from_numpy(case[0])
     expected = v2.functional.resize(
         tv_tensors.Mask(ids), [height, width], interpolation=v2.InterpolationMode.NEAREST
     )
-    sampled = sample_nearest(ids, height, width)
+    with mock.patch.object(targets, "_TAKE_BLOCK", block):
+        sampled = sample_nearest(ids, height, width)
+        compact = sample_nearest(SegmentMap.from_ids(ids), height, width)
     assert isinstance(sampled, torch.Tensor)
     assert sampled.dtype == torch.int32
     assert torch.equal(sampled, expected.as_subclass(torch.Tensor).to(torch.int32))
-    compact = sample_nearest(SegmentMap.from_ids(ids), height, width)
     assert isinstance(compact, SegmentMap)
     assert torch.equal(compact.to_ids(), sampled)
     assert compact.ids.tolist() == sorted(set(sampled.reshape(-1).tolist()))  # only ids left
