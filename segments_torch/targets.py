@@ -161,8 +161,9 @@ class SegmentMap:
     def measured(self) -> SegmentMap:
         """This map with its :attr:`extents`, measured from the runs of equal segments
         along its rows (one read of the map); itself where they are known already, where
-        the map is not on the CPU, or where its runs are so many (noise) that building
-        masks and reading them costs less.
+        the map is not on the CPU, or where its runs are so many (noise: past
+        ``_FEW_RUNS``, more than one in 16 pixels) that measuring them would cost about
+        what decoding the PNG does.
 
         Example:
             >>> ids = torch.tensor([[0, 5, 5], [0, 0, 5]], dtype=torch.int32)
